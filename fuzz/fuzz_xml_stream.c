@@ -1,0 +1,2 @@
+#include "fuzz.h"
+FUZZ_TARGET(placeholder) { (void)data; (void)size; (void)fuzz_arena; }

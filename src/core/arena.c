@@ -1,0 +1,115 @@
+/*
+ * arena.c - bump allocator in chunks; see arena.h.
+ *
+ * Chunks double in size from ARENA_FIRST_CHUNK up to ARENA_MAX_CHUNK; a
+ * request larger than a chunk gets a chunk of its own. The cap counts bytes
+ * handed out, so it tracks input size closely whatever the chunking.
+ */
+#include <stdalign.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arena.h"
+#include "bug.h"
+#include "xmalloc.h"
+
+#define ARENA_FIRST_CHUNK 2048
+#define ARENA_MAX_CHUNK (64 * 1024)
+#define ARENA_ALIGN alignof(max_align_t)
+
+struct arena_chunk {
+	struct arena_chunk *prev;
+	size_t size, used;
+	alignas(max_align_t) unsigned char data[];
+};
+
+struct arena *arena_new(size_t cap)
+{
+	struct arena *a = xcalloc(1, sizeof(*a));
+	a->cap = cap;
+	return a;
+}
+
+void arena_destroy(struct arena **ap)
+{
+	struct arena *a = *ap;
+	if (a == NULL)
+		return;
+	struct arena_chunk *c = a->chunk;
+	while (c != NULL) {
+		struct arena_chunk *prev = c->prev;
+		free(c);
+		c = prev;
+	}
+	free(a);
+	*ap = NULL;
+}
+
+static struct arena_chunk *chunk_new(struct arena *a, size_t need)
+{
+	size_t size = a->chunk ? a->chunk->size * 2 : ARENA_FIRST_CHUNK;
+	if (size > ARENA_MAX_CHUNK)
+		size = ARENA_MAX_CHUNK;
+	if (size < need)
+		size = need;
+	struct arena_chunk *c = xmalloc(sizeof(*c) + size);
+	c->size = size;
+	c->used = 0;
+	c->prev = a->chunk;
+	a->chunk = c;
+	return c;
+}
+
+void *arena_alloc(struct arena *a, size_t size)
+{
+	size_t rounded = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+	BUG_ON(rounded < size);
+	if (a->cap && (rounded > a->cap || a->used > a->cap - rounded))
+		return NULL;
+	struct arena_chunk *c = a->chunk;
+	if (c == NULL || c->size - c->used < rounded)
+		c = chunk_new(a, rounded);
+	void *p = c->data + c->used;
+	c->used += rounded;
+	a->used += rounded;
+	return p;
+}
+
+void *arena_zalloc(struct arena *a, size_t size)
+{
+	void *p = arena_alloc(a, size);
+	if (p)
+		memset(p, 0, size);
+	return p;
+}
+
+struct str arena_strdup(struct arena *a, struct str s)
+{
+	if (s.p == NULL)
+		return STR_NULL;
+	char *p = arena_alloc(a, s.len + 1);
+	if (p == NULL)
+		return STR_NULL;
+	if (s.len)
+		memcpy(p, s.p, s.len);
+	p[s.len] = '\0';
+	return STR(p, s.len);
+}
+
+char *arena_printf(struct arena *a, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	BUG_ON(n < 0);
+	char *p = arena_alloc(a, (size_t)n + 1);
+	if (p == NULL)
+		return NULL;
+	va_start(ap, fmt);
+	vsnprintf(p, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return p;
+}

@@ -1,0 +1,78 @@
+/*
+ * conf.h - the server configuration, loaded from YAML (libyaml).
+ *
+ * Every key is described once in a typed option table in conf.c (name, type,
+ * target, default, bounds, one-line doc): the table drives parsing,
+ * validation and docs/config.md (stanzad --config-reference). Unknown keys
+ * and bad values are errors reported as "file:line: message".
+ *
+ * A loaded struct config is immutable and shared read-only by all shards.
+ */
+#ifndef STANZAD_CONF_H
+#define STANZAD_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "log.h"
+
+enum listener_type {
+	LISTENER_C2S,     /* STARTTLS on a plain socket (RFC 6120 §5) */
+	LISTENER_C2S_TLS, /* direct TLS (XEP-0368) */
+};
+
+const char *listener_type_name(enum listener_type t);
+
+struct listener_conf {
+	enum listener_type type;
+	char *address; /* numeric IPv4 or IPv6 address */
+	uint16_t port;
+};
+
+struct host_conf {
+	char *name;      /* the domain, nameprep'd */
+	char *cert_file; /* PEM; NULL: the self-signed certificate in data_dir */
+	char *key_file;  /* PEM; NULL with cert_file NULL */
+};
+
+struct limits_conf {
+	size_t max_stanza_size;       /* bytes; default 256 KiB */
+	unsigned max_depth;           /* element nesting; default 32 */
+	unsigned max_attrs;           /* attributes per element; default 64 */
+	unsigned auth_timeout_ms;     /* unauthenticated connections; 30 s */
+	unsigned max_conns_per_ip;    /* default 32 */
+	unsigned max_sasl_attempts;   /* failures before the stream ends; 3 */
+	size_t max_output;            /* pending output per session; 1 MiB */
+	unsigned max_connections;     /* per process; default 10000 */
+};
+
+struct config {
+	char *path;     /* the file this was loaded from */
+	char **hosts;   /* nhosts domains, nameprep'd, first is the default */
+	size_t nhosts;
+	struct host_conf *host_confs; /* nhosts entries, same order */
+	char *data_dir;
+	struct listener_conf *listeners;
+	size_t nlisteners;
+	struct limits_conf limits;
+	enum log_level log_level;
+	unsigned shards;         /* 0: one per core */
+	unsigned scram_iterations; /* for new passwords; default 10000 */
+	bool registration;       /* XEP-0077 in-band registration */
+};
+
+/* Loads path. Returns 0 and *conf_r, or -1 and *error_r (malloc'ed,
+ * "file:line: message", caller frees). */
+int conf_load(const char *path, struct config **conf_r, char **error_r);
+/* As conf_load, from a string (for tests); name is used in messages. */
+int conf_load_string(const char *name, const char *yaml, size_t len,
+		     struct config **conf_r, char **error_r);
+void conf_free(struct config *c);
+/* Index of host in c->hosts or -1; host must already be nameprep'd. */
+int conf_find_host(const struct config *c, const char *host, size_t len);
+/* Writes the Markdown reference of every key (docs/config.md). */
+void conf_write_reference(FILE *out);
+
+#endif

@@ -1,0 +1,2 @@
+/* placeholder: being written */
+extern int placeholder_accounts;

@@ -1,0 +1,88 @@
+/*
+ * parser.h - the streaming XMPP XML parser (expat underneath, with limits).
+ *
+ * One struct xml_stream per XML stream. Bytes go in with xml_stream_feed()
+ * in pieces of any size; the parser calls back on the stream header, on
+ * every complete first-level element (a stanza, or <starttls/>, <auth/>...)
+ * and on the closing </stream:stream>. Each stanza arrives as a tree in a
+ * fresh capped arena whose ownership passes to the callback.
+ *
+ * Limits are enforced as bytes arrive, before tree memory is allocated:
+ * bytes of one first-level element (max_stanza; also applied to bytes
+ * between stanzas), element depth and attributes per element. Restricted
+ * XML (RFC 6120 §11.1) is refused: DTDs, entity declarations and references
+ * other than the five predefined and character references, comments and
+ * processing instructions (the XML declaration itself is allowed, with no
+ * encoding other than UTF-8). Non-whitespace text between stanzas is
+ * bad-format.
+ */
+#ifndef STANZAD_XML_PARSER_H
+#define STANZAD_XML_PARSER_H
+
+#include <stddef.h>
+
+#include "../core/arena.h"
+#include "../xmpp/errors.h"
+#include "stanza.h"
+
+struct xml_limits {
+	size_t max_stanza;   /* bytes of one first-level element */
+	unsigned max_depth;  /* element nesting below the stream root */
+	unsigned max_attrs;  /* attributes (not counting xmlns decls) */
+};
+
+enum xml_cb_ret {
+	XML_CONTINUE,
+	XML_PAUSE, /* stop feeding; xml_stream_feed returns 1 */
+};
+
+struct xml_stream_cbs {
+	/* The stream header. hdr lives in an arena freed after the call; it has
+	 * the root's ns/name and its attributes (to, from, version, id,
+	 * {NS_XML}lang). default_ns is the default namespace the header
+	 * declared (empty if none); prefix is the prefix of the root element
+	 * (empty if none). */
+	enum xml_cb_ret (*stream_open)(void *ud, const struct xml_elem *hdr,
+				       struct str default_ns, struct str prefix);
+	/* A complete first-level element. The callee owns arena a (and so the
+	 * tree) and must arena_destroy() it eventually. */
+	enum xml_cb_ret (*stanza)(void *ud, struct xml_elem *stanza,
+				  struct arena *a);
+	/* </stream:stream>. */
+	enum xml_cb_ret (*stream_close)(void *ud);
+};
+
+struct xml_stream;
+
+/* Creates a parser. lim and cbs must outlive it. Never NULL. */
+struct xml_stream *xml_stream_new(const struct xml_limits *lim,
+				  const struct xml_stream_cbs *cbs, void *ud);
+/* Frees the parser and any partial stanza. NULL is fine. */
+void xml_stream_free(struct xml_stream *p);
+
+/*
+ * Feeds len bytes. Returns:
+ *    0  all bytes consumed;
+ *    1  a callback returned XML_PAUSE: *consumed_r bytes were consumed, up
+ *       to and including the element that paused; the rest was not parsed
+ *       and may be fed again (to this parser or, after xml_stream_reset, to
+ *       a new stream);
+ *   -1  the stream is broken: *err_r is the stream error to send
+ *       (NOT_WELL_FORMED, RESTRICTED_XML, POLICY_VIOLATION, BAD_FORMAT,
+ *       UNSUPPORTED_ENCODING, BAD_NAMESPACE_PREFIX) and *text_r a static
+ *       human-readable reason. The parser must not be fed again.
+ * consumed_r may be NULL.
+ */
+int xml_stream_feed(struct xml_stream *p, const char *data, size_t len,
+		    size_t *consumed_r, enum stream_err *err_r,
+		    const char **text_r);
+
+/* Starts a new stream on the same parser object (after STARTTLS or SASL
+ * success, RFC 6120 §5.4.3.3, §6.4.6): discards all parser state. */
+void xml_stream_reset(struct xml_stream *p);
+
+/* True when no partial stanza or unparsed bytes are held: the stream is at a
+ * stanza boundary. */
+bool xml_stream_idle(const struct xml_stream *p);
+
+#endif
