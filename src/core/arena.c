@@ -64,6 +64,8 @@ static struct arena_chunk *chunk_new(struct arena *a, size_t need)
 
 void *arena_alloc(struct arena *a, size_t size)
 {
+	if (a->cap && size > a->cap)
+		return NULL;
 	size_t rounded = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
 	BUG_ON(rounded < size);
 	if (a->cap && (rounded > a->cap || a->used > a->cap - rounded))

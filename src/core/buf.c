@@ -44,16 +44,21 @@ int buf_append_c(struct buf *b, const char *s)
 
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 {
+	/* Format aside first: vsnprintf needs room for a NUL that must not
+	 * count against max. */
+	char small[256];
 	va_list ap2;
 	va_copy(ap2, ap);
-	int n = vsnprintf(NULL, 0, fmt, ap2);
+	int n = vsnprintf(small, sizeof(small), fmt, ap2);
 	va_end(ap2);
 	BUG_ON(n < 0);
-	if (buf_reserve(b, (size_t)n + 1) < 0)
-		return -1;
-	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-	b->len += (size_t)n;
-	return 0;
+	if ((size_t)n < sizeof(small))
+		return buf_append(b, small, (size_t)n);
+	char *big = xmalloc((size_t)n + 1);
+	vsnprintf(big, (size_t)n + 1, fmt, ap);
+	int r = buf_append(b, big, (size_t)n);
+	free(big);
+	return r;
 }
 
 int buf_printf(struct buf *b, const char *fmt, ...)

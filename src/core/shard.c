@@ -1,0 +1,116 @@
+/*
+ * shard.c - shard threads, their loops and inboxes; see shard.h.
+ *
+ * Shutdown: shards_stop() sets stopping and wakes each shard; the shard runs
+ * stop_hook (which closes listeners and connections) and its loop ends when
+ * no handle is left but its own wakeup/check handles, which it closes last.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "bug.h"
+#include "log.h"
+#include "shard.h"
+#include "xmalloc.h"
+
+_Thread_local struct shard *shard_self;
+
+static shard_hook_fn *start_hook, *stop_hook, *tick_hook;
+
+static void drain_inbox(struct shard *s)
+{
+	uv_mutex_lock(&s->lock);
+	struct shard_msg *m = s->inbox_head;
+	s->inbox_head = NULL;
+	s->inbox_tail = &s->inbox_head;
+	bool stop = s->stopping;
+	uv_mutex_unlock(&s->lock);
+	while (m != NULL) {
+		struct shard_msg *next = m->next;
+		m->fn(s, m);
+		m = next;
+	}
+	if (stop && !s->stopped_hook_ran) {
+		s->stopped_hook_ran = true;
+		stop_hook(s);
+		uv_close((uv_handle_t *)&s->wakeup, NULL);
+		uv_close((uv_handle_t *)&s->check, NULL);
+	}
+}
+
+static void on_wakeup(uv_async_t *h)
+{
+	drain_inbox(h->data);
+}
+
+void shard_post(struct shard *s, struct shard_msg *m)
+{
+	m->next = NULL;
+	uv_mutex_lock(&s->lock);
+	*s->inbox_tail = m;
+	s->inbox_tail = &m->next;
+	uv_mutex_unlock(&s->lock);
+	uv_async_send(&s->wakeup);
+}
+
+static void on_check(uv_check_t *h)
+{
+	tick_hook(h->data);
+}
+
+static void shard_main(void *arg)
+{
+	struct shard *s = arg;
+	shard_self = s;
+	log_set_thread_name(s->name);
+	start_hook(s);
+	uv_run(&s->loop, UV_RUN_DEFAULT);
+	/* Messages that raced with the stop are freed by their handlers. */
+	drain_inbox(s);
+	int r = uv_loop_close(&s->loop);
+	if (r != 0)
+		log_warnx("shard %u: loop closed with handles open", s->id);
+}
+
+struct shard *shards_start(unsigned n, shard_hook_fn *start,
+			   shard_hook_fn *stop, shard_hook_fn *tick)
+{
+	start_hook = start;
+	stop_hook = stop;
+	tick_hook = tick;
+	struct shard *shards = xcalloc(n, sizeof(*shards));
+	for (unsigned i = 0; i < n; i++) {
+		struct shard *s = &shards[i];
+		s->id = i;
+		snprintf(s->name, sizeof(s->name), "s%u", i);
+		BUG_ON(uv_loop_init(&s->loop) != 0);
+		BUG_ON(uv_mutex_init(&s->lock) != 0);
+		s->inbox_tail = &s->inbox_head;
+		BUG_ON(uv_async_init(&s->loop, &s->wakeup, on_wakeup) != 0);
+		s->wakeup.data = s;
+		BUG_ON(uv_check_init(&s->loop, &s->check) != 0);
+		s->check.data = s;
+		BUG_ON(uv_check_start(&s->check, on_check) != 0);
+		s->loop.data = s;
+	}
+	for (unsigned i = 0; i < n; i++)
+		BUG_ON(uv_thread_create(&shards[i].thread, shard_main,
+					&shards[i]) != 0);
+	return shards;
+}
+
+void shards_stop(struct shard *shards, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		uv_mutex_lock(&shards[i].lock);
+		shards[i].stopping = true;
+		uv_mutex_unlock(&shards[i].lock);
+		uv_async_send(&shards[i].wakeup);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		uv_thread_join(&shards[i].thread);
+		uv_mutex_destroy(&shards[i].lock);
+		hmap_clear(&shards[i].conns);
+	}
+	free(shards);
+}

@@ -1,0 +1,73 @@
+/*
+ * shard.h - shards: one thread, one libuv loop, and the connections it owns.
+ *
+ * The server runs N shards. A shard accepts its own connections (listening
+ * sockets with SO_REUSEPORT) and owns their sessions outright: nothing
+ * touches another shard's connections. Work for another shard travels as a
+ * struct shard_msg through that shard's inbox (a mutex-protected list plus
+ * uv_async_send). Ownership of a message and of everything it points to
+ * passes to the receiving shard with shard_post().
+ */
+#ifndef STANZAD_SHARD_H
+#define STANZAD_SHARD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "hmap.h"
+
+#define SHARD_READ_BUF (64 * 1024)
+#define SHARD_PLAIN_BUF (16 * 1024)
+#define SHARDS_MAX 64
+
+struct shard;
+struct shard_msg;
+
+/* Runs on the receiving shard's thread; must free m. */
+typedef void shard_msg_fn(struct shard *s, struct shard_msg *m);
+
+struct shard_msg {
+	struct shard_msg *next;
+	shard_msg_fn *fn;
+};
+
+/* Called on the shard's thread: at start (to open listeners) and when the
+ * shard is asked to stop (to close everything it owns, so the loop ends). */
+typedef void shard_hook_fn(struct shard *s);
+
+struct shard {
+	unsigned id;
+	char name[16]; /* "s0", "s1"... for logs */
+	uv_loop_t loop;
+	uv_thread_t thread;
+	uv_async_t wakeup;
+	uv_check_t check; /* runs tick_hook once per loop iteration */
+	uv_mutex_t lock;  /* guards the inbox and stopping */
+	struct shard_msg *inbox_head, **inbox_tail;
+	bool stopping;
+	bool stopped_hook_ran;
+	struct hmap conns;        /* conn id -> struct conn * */
+	struct conn *dirty;       /* conns with output to flush (list) */
+	void *listeners;          /* owned by net/listener.c */
+	size_t nlisteners;
+	char rbuf[SHARD_READ_BUF];  /* shared read buffer, borrowed per read */
+	char pbuf[SHARD_PLAIN_BUF]; /* plaintext out of SSL_read */
+};
+
+/* The shard running on this thread (NULL on the main thread). */
+extern _Thread_local struct shard *shard_self;
+
+/* Creates n shards and starts their threads; start_hook runs first on each
+ * shard's thread, stop_hook when shards_stop() is called, tick_hook once per
+ * loop iteration after I/O (where pending output is flushed). */
+struct shard *shards_start(unsigned n, shard_hook_fn *start_hook,
+			   shard_hook_fn *stop_hook, shard_hook_fn *tick_hook);
+/* Asks every shard to stop, waits for the threads to end and frees them. */
+void shards_stop(struct shard *shards, unsigned n);
+
+/* Queues m for shard s (any thread, including s itself). Takes ownership. */
+void shard_post(struct shard *s, struct shard_msg *m);
+
+#endif

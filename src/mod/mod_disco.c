@@ -1,0 +1,84 @@
+/*
+ * mod_disco.c - XEP-0030: Service Discovery for the server itself.
+ *
+ * disco#info lists the server identity (server/im) and the features of
+ * every module, gathered from the module table; disco#items lists nothing
+ * yet (no components or rooms). To an account's bare JID, disco#info
+ * answers for the account (identity account/registered, RFC 6121 §8.5.1).
+ */
+#include "../core/conf.h"
+#include "../core/server.h"
+#include "../xmpp/ns.h"
+#include "module.h"
+
+static void add_identity(struct iq_ctx *ctx, struct xml_elem *q,
+			 const struct disco_identity *id)
+{
+	struct xml_elem *e = xml_add_child(ctx->st->a, q,
+					   STR_LIT(NS_DISCO_INFO),
+					   STR_LIT("identity"));
+	xml_attr_set(ctx->st->a, e, "category", str_c(id->category));
+	xml_attr_set(ctx->st->a, e, "type", str_c(id->type));
+	if (id->name != NULL)
+		xml_attr_set(ctx->st->a, e, "name", str_c(id->name));
+}
+
+static void add_feature(struct iq_ctx *ctx, struct xml_elem *q,
+			const char *var)
+{
+	struct xml_elem *e = xml_add_child(ctx->st->a, q,
+					   STR_LIT(NS_DISCO_INFO),
+					   STR_LIT("feature"));
+	xml_attr_set(ctx->st->a, e, "var", str_c(var));
+}
+
+static enum hook_ret info_handle(struct iq_ctx *ctx)
+{
+	struct str node = xml_attr_get(ctx->payload, "node");
+	if (node.p != NULL)
+		return iq_reply_error(ctx, STANZA_ERR_ITEM_NOT_FOUND);
+	struct xml_elem *q = iq_payload_new(ctx, NS_DISCO_INFO, "query");
+	if (ctx->target == TO_BARE) {
+		static const struct disco_identity account = {
+			"account", "registered", NULL
+		};
+		add_identity(ctx, q, &account);
+		add_feature(ctx, q, NS_DISCO_INFO);
+		return iq_reply_result(ctx, q);
+	}
+	for (const struct module *const *m = modules; *m; m++)
+		for (const struct disco_identity *id = (*m)->identities;
+		     id && id->category; id++)
+			add_identity(ctx, q, id);
+	for (const struct module *const *m = modules; *m; m++)
+		for (const char *const *f = (*m)->features; f && *f; f++)
+			add_feature(ctx, q, *f);
+	return iq_reply_result(ctx, q);
+}
+
+static enum hook_ret items_handle(struct iq_ctx *ctx)
+{
+	struct str node = xml_attr_get(ctx->payload, "node");
+	if (node.p != NULL)
+		return iq_reply_error(ctx, STANZA_ERR_ITEM_NOT_FOUND);
+	return iq_reply_result(ctx,
+			       iq_payload_new(ctx, NS_DISCO_ITEMS, "query"));
+}
+
+static const struct iq_route disco_iq[] = {
+	{ IQ_GET, TO_HOST | TO_BARE, NS_DISCO_INFO, "query", info_handle },
+	{ IQ_GET, TO_HOST | TO_BARE, NS_DISCO_ITEMS, "query", items_handle },
+	{ 0 },
+};
+
+const struct module mod_disco = {
+	.name = "disco",
+	.spec = "XEP-0030",
+	.iq = disco_iq,
+	.features = (const char *const[]){ NS_DISCO_INFO, NS_DISCO_ITEMS,
+					   NULL },
+	.identities = (const struct disco_identity[]){
+		{ "server", "im", "stanzad" },
+		{ 0 },
+	},
+};

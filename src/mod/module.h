@@ -1,0 +1,45 @@
+/*
+ * module.h - the module API: what a feature (a XEP) registers.
+ *
+ * A module is a const record compiled in and listed once in modules.def.
+ * It registers iq handlers, disco features and identities; the core knows
+ * nothing about any XEP. Handlers return HOOK_PASS or HOOK_STOP only.
+ */
+#ifndef STANZAD_MOD_MODULE_H
+#define STANZAD_MOD_MODULE_H
+
+#include "../router/iq.h"
+
+struct iq_route {
+	unsigned types;   /* IQ_GET | IQ_SET */
+	unsigned targets; /* TO_HOST | TO_BARE */
+	const char *ns;   /* payload namespace */
+	const char *name; /* payload element */
+	iq_handler_fn *fn;
+};
+
+struct disco_identity {
+	const char *category, *type, *name;
+};
+
+struct module {
+	const char *name; /* "ping" */
+	const char *spec; /* "XEP-0199" */
+	const struct iq_route *iq;                  /* { 0 }-terminated */
+	const char *const *features;                /* NULL-terminated */
+	const struct disco_identity *identities;    /* { 0 }-terminated */
+};
+
+#define MODULE(name) extern const struct module mod_##name;
+#include "modules.def"
+#undef MODULE
+
+/* Every compiled-in module, NULL-terminated, in modules.def order. */
+extern const struct module *const modules[];
+
+/* The first handler registered for this iq, or NULL. */
+const struct iq_route *module_find_iq(enum iq_type type,
+				      enum iq_target target, struct str ns,
+				      struct str name);
+
+#endif

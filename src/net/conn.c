@@ -1,0 +1,436 @@
+/*
+ * conn.c - connections over libuv with optional TLS; see conn.h.
+ *
+ * TLS plumbing: a custom BIO whose read side returns the bytes of the
+ * current uv read (c->rx) and whose write side appends to c->out. OpenSSL
+ * drains c->rx completely on every SSL_read loop (partial records go to its
+ * own buffer, released when empty), so nothing of the shard's read buffer
+ * is referenced after on_read returns.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+
+#include "../core/bug.h"
+#include "../core/hmap.h"
+#include "../core/log.h"
+#include "../core/shard.h"
+#include "conn.h"
+#include "tls.h"
+
+#define CONN_CLOSE_GRACE_MS 3000
+
+static atomic_uint_fast64_t next_conn_id = 1;
+static atomic_uint open_conns;
+static BIO_METHOD *conn_bio_method;
+
+/* Per-address counts, shared by all shards. */
+static uv_mutex_t ip_lock;
+static struct hmap ip_counts; /* address -> (uintptr_t)count */
+
+/* ---- the BIO between OpenSSL and the connection ---- */
+
+static int bio_read(BIO *b, char *out, int outl)
+{
+	struct conn *c = BIO_get_data(b);
+	BIO_clear_retry_flags(b);
+	if (c->rxlen == 0) {
+		BIO_set_retry_read(b);
+		return -1;
+	}
+	size_t n = (size_t)outl < c->rxlen ? (size_t)outl : c->rxlen;
+	memcpy(out, c->rx, n);
+	c->rx += n;
+	c->rxlen -= n;
+	return (int)n;
+}
+
+static void mark_dirty(struct conn *c)
+{
+	if (c->dirty)
+		return;
+	c->dirty = true;
+	c->next_dirty = c->shard->dirty;
+	c->shard->dirty = c;
+}
+
+static int bio_write(BIO *b, const char *in, int inl)
+{
+	struct conn *c = BIO_get_data(b);
+	BIO_clear_retry_flags(b);
+	/* TLS records are queued whole; the output limit is checked on the
+	 * plaintext side in conn_write. */
+	if (buf_append(&c->out, in, (size_t)inl) < 0)
+		return -1;
+	mark_dirty(c);
+	return inl;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	(void)b, (void)num, (void)ptr;
+	return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int bio_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static BIO_METHOD *bio_method(void)
+{
+	/* Created once on the main thread by conn_ip_init(). */
+	return conn_bio_method;
+}
+
+/* ---- per-address counting ---- */
+
+void conn_ip_init(void)
+{
+	BUG_ON(uv_mutex_init(&ip_lock) != 0);
+	conn_bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+				       "stanzad-conn");
+	BIO_meth_set_read(conn_bio_method, bio_read);
+	BIO_meth_set_write(conn_bio_method, bio_write);
+	BIO_meth_set_ctrl(conn_bio_method, bio_ctrl);
+	BIO_meth_set_create(conn_bio_method, bio_create);
+}
+
+void conn_ip_fini(void)
+{
+	hmap_clear(&ip_counts);
+	uv_mutex_destroy(&ip_lock);
+	BIO_meth_free(conn_bio_method);
+	conn_bio_method = NULL;
+}
+
+unsigned conn_ip_acquire(struct conn *c)
+{
+	BUG_ON(c->ip_counted);
+	uv_mutex_lock(&ip_lock);
+	uintptr_t n = (uintptr_t)hmap_get(&ip_counts, str_c(c->ip)) + 1;
+	hmap_put(&ip_counts, str_c(c->ip), (void *)n);
+	uv_mutex_unlock(&ip_lock);
+	c->ip_counted = true;
+	return (unsigned)n;
+}
+
+static void ip_release(struct conn *c)
+{
+	if (!c->ip_counted)
+		return;
+	uv_mutex_lock(&ip_lock);
+	uintptr_t n = (uintptr_t)hmap_get(&ip_counts, str_c(c->ip));
+	if (ALWAYS(n > 0) && n > 1)
+		hmap_put(&ip_counts, str_c(c->ip), (void *)(n - 1));
+	else
+		hmap_del(&ip_counts, str_c(c->ip));
+	uv_mutex_unlock(&ip_lock);
+	c->ip_counted = false;
+}
+
+unsigned conn_count(void)
+{
+	return atomic_load(&open_conns);
+}
+
+/* ---- closing ---- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	struct conn *c = h->data;
+	if (--c->handles_open > 0)
+		return;
+	hmap_del(&c->shard->conns, hmap_u64(&c->id));
+	ip_release(c);
+	SSL_free(c->ssl);
+	c->ssl = NULL;
+	buf_reset(&c->out);
+	buf_reset(&c->inflight);
+	atomic_fetch_sub(&open_conns, 1);
+	c->ops->destroy(c);
+}
+
+void conn_abort(struct conn *c)
+{
+	if (c->state == CONN_CLOSED)
+		return;
+	c->state = CONN_CLOSED;
+	uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+	(void)status;
+	conn_abort(req->data);
+}
+
+/* Called when nothing is left to write on a closing conn. */
+static void finish_close(struct conn *c)
+{
+	if (c->state != CONN_CLOSING)
+		return;
+	c->sreq.data = c;
+	if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
+		conn_abort(c);
+}
+
+static void on_grace_timeout(uv_timer_t *t)
+{
+	conn_abort(t->data);
+}
+
+void conn_close(struct conn *c)
+{
+	if (c->state != CONN_OPEN)
+		return;
+	c->state = CONN_CLOSING;
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	uv_timer_start(&c->timer, on_grace_timeout, CONN_CLOSE_GRACE_MS, 0);
+	if (c->ssl != NULL && c->tls_up)
+		SSL_shutdown(c->ssl); /* queues close_notify */
+	mark_dirty(c);
+}
+
+/* ---- writing ---- */
+
+static void flush(struct conn *c);
+
+static void on_write(uv_write_t *req, int status)
+{
+	struct conn *c = req->data;
+	c->writing = false;
+	buf_reset(&c->inflight);
+	if (c->state == CONN_CLOSED)
+		return;
+	if (status < 0) {
+		conn_debug(c, "write failed: %s", uv_strerror(status));
+		conn_abort(c);
+		return;
+	}
+	flush(c);
+}
+
+static void flush(struct conn *c)
+{
+	if (c->writing || c->state == CONN_CLOSED)
+		return;
+	if (c->out.len == 0) {
+		if (c->state == CONN_CLOSING)
+			finish_close(c);
+		return;
+	}
+	/* Try the socket directly first: usually everything fits. */
+	uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+	int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+	if (n == (int)c->out.len) {
+		/* Keep no buffer while idle. */
+		buf_reset(&c->out);
+		if (c->state == CONN_CLOSING)
+			finish_close(c);
+		return;
+	}
+	if (n < 0 && n != UV_EAGAIN) {
+		conn_debug(c, "write failed: %s", uv_strerror(n));
+		conn_abort(c);
+		return;
+	}
+	if (n > 0)
+		buf_consume(&c->out, (size_t)n);
+	/* Hand the rest to libuv; new output collects in c->out meanwhile. */
+	struct buf tmp = c->inflight;
+	c->inflight = c->out;
+	c->out = tmp;
+	c->out.max = c->inflight.max;
+	b = uv_buf_init(c->inflight.data, (unsigned)c->inflight.len);
+	c->wreq.data = c;
+	c->writing = true;
+	if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+		c->writing = false;
+		conn_abort(c);
+	}
+}
+
+void conn_flush_dirty(struct shard *s)
+{
+	struct conn *c = s->dirty;
+	s->dirty = NULL;
+	while (c != NULL) {
+		struct conn *next = c->next_dirty;
+		c->dirty = false;
+		c->next_dirty = NULL;
+		flush(c);
+		c = next;
+	}
+}
+
+int conn_write(struct conn *c, const void *p, size_t len)
+{
+	if (c->state == CONN_CLOSED || len == 0)
+		return 0;
+	if (c->max_output &&
+	    c->out.len + c->inflight.len + len > c->max_output)
+		return -1;
+	if (c->ssl == NULL) {
+		if (buf_append(&c->out, p, len) < 0)
+			return -1;
+		mark_dirty(c);
+		return 0;
+	}
+	int n = SSL_write(c->ssl, p, (int)len);
+	if (n <= 0) {
+		ERR_clear_error();
+		conn_abort(c);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- reading ---- */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+	(void)hint;
+	struct conn *c = h->data;
+	*b = uv_buf_init(c->shard->rbuf, sizeof(c->shard->rbuf));
+}
+
+static void read_tls(struct conn *c, const char *p, size_t n)
+{
+	c->rx = p;
+	c->rxlen = n;
+	while (c->state == CONN_OPEN) {
+		int r = SSL_read(c->ssl, c->shard->pbuf, sizeof(c->shard->pbuf));
+		if (r > 0) {
+			if (!c->tls_up) {
+				c->tls_up = true;
+				if (c->ops->tls_ready)
+					c->ops->tls_ready(c);
+			}
+			c->ops->data(c, c->shard->pbuf, (size_t)r);
+			continue;
+		}
+		int e = SSL_get_error(c->ssl, r);
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+			if (!c->tls_up && SSL_is_init_finished(c->ssl)) {
+				c->tls_up = true;
+				if (c->ops->tls_ready)
+					c->ops->tls_ready(c);
+			}
+			break;
+		}
+		unsigned long err = ERR_peek_error();
+		conn_debug(c, "TLS %s: %s",
+			   e == SSL_ERROR_ZERO_RETURN ? "closed" : "error",
+			   err ? ERR_reason_error_string(err) : "eof");
+		ERR_clear_error();
+		/* Send any alert OpenSSL queued, then go. */
+		conn_close(c);
+		break;
+	}
+	c->rx = NULL;
+	c->rxlen = 0;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
+{
+	struct conn *c = stream->data;
+	if (nread == 0)
+		return;
+	if (nread < 0) {
+		if (nread != UV_EOF)
+			conn_debug(c, "read failed: %s", uv_strerror((int)nread));
+		conn_abort(c);
+		return;
+	}
+	if (c->state != CONN_OPEN)
+		return;
+	if (c->ssl != NULL)
+		read_tls(c, b->base, (size_t)nread);
+	else
+		c->ops->data(c, b->base, (size_t)nread);
+}
+
+void conn_pause(struct conn *c)
+{
+	if (c->state == CONN_OPEN)
+		uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+void conn_resume(struct conn *c)
+{
+	if (c->state == CONN_OPEN &&
+	    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+		conn_abort(c);
+}
+
+/* ---- setup ---- */
+
+static void on_timer(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+	if (c->state == CONN_OPEN)
+		c->ops->timeout(c);
+}
+
+void conn_set_timer(struct conn *c, uint64_t ms)
+{
+	if (c->state != CONN_OPEN)
+		return;
+	if (ms == 0)
+		uv_timer_stop(&c->timer);
+	else
+		uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+int conn_accept(struct conn *c, struct shard *s, uv_stream_t *server,
+		const struct conn_ops *ops, size_t max_output)
+{
+	c->ops = ops;
+	c->shard = s;
+	c->id = atomic_fetch_add(&next_conn_id, 1);
+	c->max_output = max_output;
+	c->state = CONN_OPEN;
+	BUG_ON(uv_tcp_init(&s->loop, &c->tcp) != 0);
+	BUG_ON(uv_timer_init(&s->loop, &c->timer) != 0);
+	c->tcp.data = c;
+	c->timer.data = c;
+	c->handles_open = 2;
+	atomic_fetch_add(&open_conns, 1);
+	hmap_put(&s->conns, hmap_u64(&c->id), c);
+	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+		conn_abort(c);
+		return -1;
+	}
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+		if (ss.ss_family == AF_INET6)
+			uv_ip6_name((struct sockaddr_in6 *)&ss, c->ip,
+				    sizeof(c->ip));
+		else
+			uv_ip4_name((struct sockaddr_in *)&ss, c->ip,
+				    sizeof(c->ip));
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+		conn_abort(c);
+		return -1;
+	}
+	return 0;
+}
+
+void conn_start_tls(struct conn *c, size_t host_idx)
+{
+	BUG_ON(c->ssl != NULL);
+	c->ssl = tls_new_server(host_idx);
+	BIO *bio = BIO_new(bio_method());
+	BUG_ON(bio == NULL);
+	BIO_set_data(bio, c);
+	SSL_set_bio(c->ssl, bio, bio);
+}

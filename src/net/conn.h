@@ -1,0 +1,139 @@
+/*
+ * conn.h - a client or server connection: TCP over libuv, optionally TLS.
+ *
+ * The stream layer embeds struct conn as the first member of its session
+ * and drives it through struct conn_ops. Reads borrow the shard's read
+ * buffer; TLS runs over a BIO that reads straight from that buffer and
+ * writes straight into the connection's output queue, so an idle
+ * connection keeps no buffers of its own (and OpenSSL releases its record
+ * buffers: SSL_MODE_RELEASE_BUFFERS).
+ *
+ * Output is queued by conn_write() and flushed once per loop iteration
+ * (the shard's tick), so the replies to a batch of pipelined stanzas leave
+ * in one write. A connection is freed only from libuv's close callback,
+ * after the loop iteration that asked for the close: code holding a conn
+ * pointer during a callback may keep using it until it returns, but must
+ * check conn_closing() before doing more work.
+ */
+#ifndef STANZAD_NET_CONN_H
+#define STANZAD_NET_CONN_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+#include <uv.h>
+
+#include "../core/buf.h"
+#include "../xmpp/errors.h"
+
+struct conn;
+struct shard;
+struct stanza;
+
+struct conn_ops {
+	/* Plaintext bytes from the peer. */
+	void (*data)(struct conn *c, const char *p, size_t len);
+	/* The conn's timer fired (see conn_set_timer). */
+	void (*timeout)(struct conn *c);
+	/* The connection is closed: release the stream's state and free the
+	 * object that embeds the conn. Called exactly once. */
+	void (*destroy)(struct conn *c);
+	/* The TLS handshake completed (optional). */
+	void (*tls_ready)(struct conn *c);
+	/* A routed stanza for this session (consumed). Sessions that cannot
+	 * take stanzas (not bound yet) bounce or drop it. */
+	void (*deliver)(struct conn *c, struct stanza *st);
+	/* End the stream with err (another shard asked, e.g. a resource
+	 * conflict). */
+	void (*kick)(struct conn *c, enum stream_err err, const char *text);
+};
+
+enum conn_state {
+	CONN_OPEN,
+	CONN_CLOSING, /* flushing what is queued, then closing */
+	CONN_CLOSED,  /* uv_close called; freed in the close callback */
+};
+
+struct conn {
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	uv_write_t wreq;
+	uv_shutdown_t sreq;
+	const struct conn_ops *ops;
+	struct shard *shard;
+	uint64_t id;
+	SSL *ssl;
+	struct conn *next_dirty;
+	const char *rx; /* TLS bytes offered to OpenSSL during a read */
+	size_t rxlen;
+	struct buf out;      /* queued bytes (TLS records when ssl) */
+	struct buf inflight; /* bytes handed to uv_write */
+	enum conn_state state;
+	bool dirty, writing, tls_up, ip_counted;
+	uint8_t handles_open;
+	size_t max_output;
+	char ip[INET6_ADDRSTRLEN];
+};
+
+/* Initialises c (memory owned by the caller's session object) and accepts
+ * the pending connection of server. Returns 0, or -1 if accept failed (c
+ * is then already closing and ops->destroy will be called). */
+int conn_accept(struct conn *c, struct shard *s, uv_stream_t *server,
+		const struct conn_ops *ops, size_t max_output);
+
+/* Starts TLS on the connection (after <proceed/>, or at once for direct
+ * TLS) with host host_idx's context. */
+void conn_start_tls(struct conn *c, size_t host_idx);
+
+/* Queues bytes for the peer (encrypting when TLS is on). Returns 0, or -1
+ * when the queue would pass max_output: the caller must end the stream. */
+int conn_write(struct conn *c, const void *p, size_t len);
+static inline int conn_write_str(struct conn *c, const char *s)
+{
+	return conn_write(c, s, strlen(s));
+}
+
+/* Stops and restarts reading from the socket (while a request for this
+ * connection runs on the thread pool). */
+void conn_pause(struct conn *c);
+void conn_resume(struct conn *c);
+
+/* Closes after the queued output is written (bounded by a short timer).
+ * Stops reading at once. Safe to call twice. */
+void conn_close(struct conn *c);
+/* Closes now, dropping queued output. */
+void conn_abort(struct conn *c);
+static inline bool conn_closing(const struct conn *c)
+{
+	return c->state != CONN_OPEN;
+}
+
+/* (Re)arms the conn's single timer; 0 stops it. */
+void conn_set_timer(struct conn *c, uint64_t ms);
+
+/* Writes every dirty conn of shard s; the shard tick calls this. */
+void conn_flush_dirty(struct shard *s);
+
+/* Connections per source address across all shards. conn_ip_acquire
+ * counts c's address and returns the new count; conn_ip_release undoes it
+ * (done automatically when c closes). */
+unsigned conn_ip_acquire(struct conn *c);
+void conn_ip_init(void);
+void conn_ip_fini(void);
+
+/* Number of open connections in the process. */
+unsigned conn_count(void);
+
+/* Log helpers that carry the connection id: "c12 ...". */
+#define conn_log(l, c, fmt, ...) \
+	log_msg((l), "c%llu " fmt, (unsigned long long)(c)->id, ##__VA_ARGS__)
+#define conn_debug(c, fmt, ...)                                           \
+	do {                                                              \
+		if (log_enabled(LOG_LEVEL_DEBUG))                         \
+			conn_log(LOG_LEVEL_DEBUG, c, fmt, ##__VA_ARGS__); \
+	} while (0)
+
+#endif

@@ -1,0 +1,320 @@
+/*
+ * tls.c - per-host OpenSSL server contexts, SNI, self-signed certificates
+ * and channel bindings; see tls.h.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include "../core/bug.h"
+#include "../core/conf.h"
+#include "../core/log.h"
+#include "../core/xmalloc.h"
+#include "tls.h"
+
+static SSL_CTX **host_ctx;
+static const struct config *tls_conf;
+
+/* Modern suites for TLS 1.2; TLS 1.3 suites are OpenSSL's defaults. */
+static const char tls12_ciphers[] =
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+static char *ssl_error(const char *what, const char *detail)
+{
+	char buf[512];
+	unsigned long e = ERR_get_error();
+	snprintf(buf, sizeof(buf), "%s %s: %s", what, detail,
+		 e ? ERR_reason_error_string(e) : "unknown error");
+	ERR_clear_error();
+	return xstrdup(buf);
+}
+
+/* SNI: switch to the context of the named host; unknown names keep the
+ * context the connection started with. */
+static int on_servername(SSL *ssl, int *alert, void *arg)
+{
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	if (name == NULL)
+		return SSL_TLSEXT_ERR_OK;
+	int idx = conf_find_host(tls_conf, name, strlen(name));
+	if (idx >= 0 && SSL_get_SSL_CTX(ssl) != host_ctx[idx])
+		SSL_set_SSL_CTX(ssl, host_ctx[idx]);
+	return SSL_TLSEXT_ERR_OK;
+}
+
+/* XEP-0368: direct TLS clients may offer ALPN "xmpp-client". Accept it;
+ * without a match, continue without ALPN rather than failing. */
+static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		   const unsigned char *in, unsigned inlen, void *arg)
+{
+	static const unsigned char want[] = "\x0bxmpp-client";
+	unsigned char *sel;
+	if (SSL_select_next_proto(&sel, outlen, want, sizeof(want) - 1, in,
+				  inlen) == OPENSSL_NPN_NEGOTIATED) {
+		*out = sel;
+		return SSL_TLSEXT_ERR_OK;
+	}
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
+static int write_key(EVP_PKEY *key, const char *path, const char **error_r)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (f == NULL) {
+		if (fd >= 0)
+			close(fd);
+		*error_r = "cannot create key file";
+		return -1;
+	}
+	int ok = PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
+	if (fclose(f) != 0 || !ok) {
+		*error_r = "cannot write key file";
+		return -1;
+	}
+	return 0;
+}
+
+static int write_cert(X509 *x, const char *path, const char **error_r)
+{
+	FILE *f = fopen(path, "w");
+	if (f == NULL) {
+		*error_r = "cannot create certificate file";
+		return -1;
+	}
+	int ok = PEM_write_X509(f, x);
+	if (fclose(f) != 0 || !ok) {
+		*error_r = "cannot write certificate file";
+		return -1;
+	}
+	return 0;
+}
+
+static X509 *self_signed(EVP_PKEY *key, const char *host)
+{
+	X509 *x = X509_new();
+	X509_set_version(x, 2);
+	unsigned char serial[16];
+	BIGNUM *bn = BN_new();
+	RAND_bytes(serial, sizeof(serial));
+	serial[0] &= 0x7f;
+	BN_bin2bn(serial, sizeof(serial), bn);
+	BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x));
+	BN_free(bn);
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), 10L * 365 * 24 * 3600);
+	X509_set_pubkey(x, key);
+	X509_NAME *name = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+				   (const unsigned char *)host, -1, -1, 0);
+	X509_set_issuer_name(x, name);
+	X509V3_CTX v3;
+	X509V3_set_ctx_nodb(&v3);
+	X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+	char san[1100];
+	snprintf(san, sizeof(san), "DNS:%s", host);
+	X509_EXTENSION *ext =
+		X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, san);
+	if (ext != NULL) {
+		X509_add_ext(x, ext, -1);
+		X509_EXTENSION_free(ext);
+	}
+	if (X509_sign(x, key, EVP_sha256()) == 0) {
+		X509_free(x);
+		return NULL;
+	}
+	return x;
+}
+
+int tls_make_self_signed(const char *host, const char *cert_path,
+			 const char *key_path, const char **error_r)
+{
+	EVP_PKEY *key = EVP_EC_gen("P-256");
+	if (key == NULL) {
+		*error_r = "cannot generate key";
+		return -1;
+	}
+	X509 *x = self_signed(key, host);
+	int r = -1;
+	if (x == NULL)
+		*error_r = "cannot sign certificate";
+	else if (write_key(key, key_path, error_r) == 0 &&
+		 write_cert(x, cert_path, error_r) == 0)
+		r = 0;
+	X509_free(x);
+	EVP_PKEY_free(key);
+	return r;
+}
+
+/* Fills cert/key paths for host i, creating the self-signed pair if the
+ * host has no configured files and none exist yet. */
+static int host_files(const struct config *conf, size_t i, char **cert_r,
+		      char **key_r, char **error_r)
+{
+	const struct host_conf *h = &conf->host_confs[i];
+	if (h->cert_file != NULL) {
+		*cert_r = xstrdup(h->cert_file);
+		*key_r = xstrdup(h->key_file);
+		return 0;
+	}
+	char dir[4096], cert[4200], key[4200];
+	snprintf(dir, sizeof(dir), "%s/certs", conf->data_dir);
+	snprintf(cert, sizeof(cert), "%s/%s.pem", dir, h->name);
+	snprintf(key, sizeof(key), "%s/%s.key", dir, h->name);
+	if (access(cert, R_OK) != 0 || access(key, R_OK) != 0) {
+		const char *err;
+		if ((mkdir(conf->data_dir, 0700) < 0 && errno != EEXIST) ||
+		    (mkdir(dir, 0700) < 0 && errno != EEXIST)) {
+			char b[4400];
+			snprintf(b, sizeof(b), "cannot create %s: %s", dir,
+				 strerror(errno));
+			*error_r = xstrdup(b);
+			return -1;
+		}
+		if (tls_make_self_signed(h->name, cert, key, &err) < 0) {
+			char b[4400];
+			snprintf(b, sizeof(b), "%s: %s", cert, err);
+			*error_r = xstrdup(b);
+			return -1;
+		}
+		log_info("created self-signed certificate %s", cert);
+	}
+	*cert_r = xstrdup(cert);
+	*key_r = xstrdup(key);
+	return 0;
+}
+
+static SSL_CTX *make_ctx(const char *cert, const char *key, char **error_r)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	BUG_ON(ctx == NULL);
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
+					 SSL_OP_NO_RENEGOTIATION |
+					 SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS |
+				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+				      SSL_MODE_ENABLE_PARTIAL_WRITE);
+	SSL_CTX_set_cipher_list(ctx, tls12_ciphers);
+	SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
+	SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
+	/* Stateless tickets keep no per-session server memory. */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+		*error_r = ssl_error("cannot load certificate", cert);
+	} else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+		*error_r = ssl_error("cannot load key", key);
+	} else if (SSL_CTX_check_private_key(ctx) != 1) {
+		*error_r = ssl_error("key does not match certificate", cert);
+	} else {
+		return ctx;
+	}
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+int tls_init(const struct config *conf, char **error_r)
+{
+	tls_conf = conf;
+	host_ctx = xcalloc(conf->nhosts, sizeof(*host_ctx));
+	for (size_t i = 0; i < conf->nhosts; i++) {
+		char *cert, *key;
+		if (host_files(conf, i, &cert, &key, error_r) < 0) {
+			tls_fini();
+			return -1;
+		}
+		host_ctx[i] = make_ctx(cert, key, error_r);
+		free(cert);
+		free(key);
+		if (host_ctx[i] == NULL) {
+			tls_fini();
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void tls_fini(void)
+{
+	if (host_ctx == NULL)
+		return;
+	for (size_t i = 0; i < tls_conf->nhosts; i++)
+		SSL_CTX_free(host_ctx[i]);
+	free(host_ctx);
+	host_ctx = NULL;
+}
+
+SSL *tls_new_server(size_t host_idx)
+{
+	BUG_ON(host_ctx == NULL || host_idx >= tls_conf->nhosts);
+	SSL *ssl = SSL_new(host_ctx[host_idx]);
+	BUG_ON(ssl == NULL);
+	SSL_set_accept_state(ssl);
+	return ssl;
+}
+
+bool tls_is_13(const SSL *ssl)
+{
+	return SSL_version(ssl) >= TLS1_3_VERSION;
+}
+
+int tls_cb_exporter(SSL *ssl, unsigned char *out, size_t *len_r)
+{
+	static const char label[] = "EXPORTER-Channel-Binding";
+	if (!tls_is_13(ssl))
+		return -1;
+	if (SSL_export_keying_material(ssl, out, 32, label, sizeof(label) - 1,
+				       NULL, 0, 0) != 1)
+		return -1;
+	*len_r = 32;
+	return 0;
+}
+
+/* RFC 5929 §4.1: the hash of the server certificate, using its signature
+ * hash, with MD5 and SHA-1 replaced by SHA-256. */
+int tls_cb_server_end_point(SSL *ssl, unsigned char *out, size_t *len_r)
+{
+	X509 *cert = SSL_get_certificate(ssl);
+	if (cert == NULL)
+		return -1;
+	int md_nid;
+	if (!X509_get_signature_info(cert, &md_nid, NULL, NULL, NULL))
+		return -1;
+	const EVP_MD *md = NULL;
+	if (md_nid == NID_md5 || md_nid == NID_sha1 || md_nid == NID_undef)
+		md = EVP_sha256();
+	else
+		md = EVP_get_digestbynid(md_nid);
+	unsigned n = 0;
+	if (md == NULL || X509_digest(cert, md, out, &n) != 1)
+		return -1;
+	*len_r = n;
+	return 0;
+}
+
+/* RFC 5929 §3: the first Finished message of the handshake; on the server
+ * side of a full handshake that is the client's (the peer's). */
+int tls_cb_unique(SSL *ssl, unsigned char *out, size_t *len_r)
+{
+	if (tls_is_13(ssl))
+		return -1;
+	size_t n = SSL_session_reused(ssl)
+			   ? SSL_get_finished(ssl, out, TLS_CB_MAX)
+			   : SSL_get_peer_finished(ssl, out, TLS_CB_MAX);
+	if (n == 0 || n > TLS_CB_MAX)
+		return -1;
+	*len_r = n;
+	return 0;
+}

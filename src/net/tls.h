@@ -1,0 +1,49 @@
+/*
+ * tls.h - TLS contexts for the configured hosts (OpenSSL 3).
+ *
+ * One SSL_CTX per host, TLS 1.2 and later only, SSL_MODE_RELEASE_BUFFERS so
+ * an idle connection holds no record buffers. The client's SNI picks the
+ * host's context. A host without configured files gets a self-signed
+ * ECDSA P-256 certificate created on first start in DATA_DIR/certs/HOST.pem
+ * (+ HOST.key, mode 0600) and reused afterwards.
+ *
+ * Channel bindings for SCRAM-*-PLUS: tls-exporter (RFC 9266, TLS 1.3 only),
+ * tls-server-end-point (RFC 5929 §4) and tls-unique (RFC 5929 §3, TLS 1.2).
+ */
+#ifndef STANZAD_NET_TLS_H
+#define STANZAD_NET_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+
+struct config;
+
+#define TLS_CB_MAX 64
+
+/* Creates the contexts (and any missing self-signed certificates). Returns 0
+ * or -1 with *error_r (malloc'ed, caller frees). Call once at start-up. */
+int tls_init(const struct config *conf, char **error_r);
+void tls_fini(void);
+
+/* A server-side SSL for a new connection, starting on host's context (the
+ * stream's 'to' host for STARTTLS, the default host for direct TLS; SNI may
+ * switch it). Never NULL. */
+SSL *tls_new_server(size_t host_idx);
+
+/* Channel binding data. Each returns 0 and fills out (size TLS_CB_MAX) and
+ * *len_r, or -1 when the binding is not available on this connection. */
+int tls_cb_exporter(SSL *ssl, unsigned char *out, size_t *len_r);
+int tls_cb_server_end_point(SSL *ssl, unsigned char *out, size_t *len_r);
+int tls_cb_unique(SSL *ssl, unsigned char *out, size_t *len_r);
+
+/* True when the negotiated protocol is TLS 1.3. */
+bool tls_is_13(const SSL *ssl);
+
+/* Writes a self-signed certificate and key for host. Returns 0 or -1 with
+ * *error_r (static). Exposed for stanzactl. */
+int tls_make_self_signed(const char *host, const char *cert_path,
+			 const char *key_path, const char **error_r);
+
+#endif

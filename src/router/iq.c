@@ -1,0 +1,78 @@
+/*
+ * iq.c - iq dispatch to modules and replies; see iq.h.
+ */
+#include "../core/bug.h"
+#include "../mod/module.h"
+#include "../xmpp/ns.h"
+#include "iq.h"
+#include "route.h"
+
+void iq_dispatch(struct stanza *st, size_t host_idx, enum iq_target target)
+{
+	enum iq_type type;
+	if (str_eq_c(st->type, "get")) {
+		type = IQ_GET;
+	} else if (str_eq_c(st->type, "set")) {
+		type = IQ_SET;
+	} else {
+		/* A result or error for the server: nothing waits for it. */
+		stanza_free(&st);
+		return;
+	}
+	struct iq_ctx ctx = {
+		.st = st,
+		.payload = xml_first_child_elem(st->x),
+		.type = type,
+		.target = target,
+		.host_idx = host_idx,
+	};
+	if (ctx.payload == NULL) {
+		route_bounce(st, STANZA_ERR_BAD_REQUEST, NULL);
+		return;
+	}
+	const struct iq_route *r = module_find_iq(type, target,
+						  ctx.payload->ns,
+						  ctx.payload->name);
+	if (r != NULL && r->fn(&ctx) == HOOK_STOP)
+		return;
+	route_bounce(st, STANZA_ERR_SERVICE_UNAVAILABLE, NULL);
+}
+
+static void make_reply(struct iq_ctx *ctx, const char *type)
+{
+	struct stanza *st = ctx->st;
+	struct jid from = st->from;
+	st->from = st->to;
+	st->to = from;
+	xml_attr_set(st->a, st->x, "from",
+		     jid_to_str(st->a, &st->from, false));
+	xml_attr_set(st->a, st->x, "to", jid_to_str(st->a, &st->to, false));
+	st->type = str_c(type);
+	xml_attr_set(st->a, st->x, "type", st->type);
+	/* An iq result carries at most the reply's payload: drop the
+	 * request's children. */
+	st->x->children = st->x->last_child = NULL;
+}
+
+enum hook_ret iq_reply_result(struct iq_ctx *ctx, struct xml_elem *payload)
+{
+	make_reply(ctx, "result");
+	if (payload != NULL)
+		xml_append_elem(ctx->st->x, payload);
+	route(ctx->st);
+	ctx->st = NULL;
+	return HOOK_STOP;
+}
+
+enum hook_ret iq_reply_error(struct iq_ctx *ctx, enum stanza_err err)
+{
+	route_bounce(ctx->st, err, NULL);
+	ctx->st = NULL;
+	return HOOK_STOP;
+}
+
+struct xml_elem *iq_payload_new(struct iq_ctx *ctx, const char *ns,
+				const char *name)
+{
+	return xml_elem_new(ctx->st->a, str_c(ns), str_c(name));
+}

@@ -1,0 +1,54 @@
+/*
+ * iq.h - dispatch of iq requests to module handlers, and their replies.
+ *
+ * Modules register iq handlers by (type, target, payload namespace, payload
+ * element) in their struct module (mod/module.h). A request that no handler
+ * takes gets <service-unavailable/> (RFC 6120 §8.4).
+ */
+#ifndef STANZAD_ROUTER_IQ_H
+#define STANZAD_ROUTER_IQ_H
+
+#include <stddef.h>
+
+#include "route.h"
+
+enum hook_ret {
+	HOOK_PASS, /* not mine: try the next handler */
+	HOOK_STOP, /* handled; the stanza was consumed */
+};
+
+enum iq_type {
+	IQ_GET = 1,
+	IQ_SET = 2,
+};
+
+/* What an iq is addressed to. */
+enum iq_target {
+	TO_HOST = 1, /* the server's domain */
+	TO_BARE = 2, /* an account's bare JID (or no 'to': the sender's) */
+};
+
+struct iq_ctx {
+	struct stanza *st;        /* the request; a reply consumes it */
+	struct xml_elem *payload; /* its single child element */
+	enum iq_type type;
+	enum iq_target target;
+	size_t host_idx;          /* index of the local host addressed */
+};
+
+typedef enum hook_ret iq_handler_fn(struct iq_ctx *ctx);
+
+/* Dispatches an iq get/set addressed to a local host or account (st is
+ * consumed either way). */
+void iq_dispatch(struct stanza *st, size_t host_idx, enum iq_target target);
+
+/* Replies with type='result' and payload (NULL for an empty result; built
+ * in ctx->st->a). Returns HOOK_STOP. */
+enum hook_ret iq_reply_result(struct iq_ctx *ctx, struct xml_elem *payload);
+/* Replies with an error. Returns HOOK_STOP. */
+enum hook_ret iq_reply_error(struct iq_ctx *ctx, enum stanza_err err);
+/* A new payload element for a reply, allocated in the request's arena. */
+struct xml_elem *iq_payload_new(struct iq_ctx *ctx, const char *ns,
+				const char *name);
+
+#endif

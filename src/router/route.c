@@ -1,0 +1,333 @@
+/*
+ * route.c - stanzas and the delivery rules; see route.h.
+ *
+ * RFC 6120 §10 (server rules for processing XML stanzas) and the parts of
+ * RFC 6121 §8 that apply without presence: a full JID goes to that
+ * resource; a bare JID's message goes to every bound resource; an iq to a
+ * host or bare JID is answered by the server's modules.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/bug.h"
+#include "../core/conf.h"
+#include "../core/log.h"
+#include "../core/server.h"
+#include "../core/shard.h"
+#include "../net/conn.h"
+#include "../xmpp/ns.h"
+#include "iq.h"
+#include "route.h"
+#include "sessions.h"
+
+static const char *const kind_names[] = {
+	[STANZA_MESSAGE] = "message",
+	[STANZA_PRESENCE] = "presence",
+	[STANZA_IQ] = "iq",
+};
+
+/* Valid type values per kind (RFC 6120 §8.2.2, §8.2.3; RFC 6121 §4.7.1,
+ * §5.2.2); NULL-terminated. The empty string stands for "absent". */
+static const char *const message_types[] = {
+	"", "chat", "error", "groupchat", "headline", "normal", NULL
+};
+static const char *const presence_types[] = {
+	"", "error", "probe", "subscribe", "subscribed", "unavailable",
+	"unsubscribe", "unsubscribed", NULL
+};
+static const char *const iq_types[] = { "get", "set", "result", "error",
+					NULL };
+
+const char *stanza_kind_name(enum stanza_kind k)
+{
+	return kind_names[k];
+}
+
+static bool type_valid(enum stanza_kind k, struct str type)
+{
+	const char *const *t = k == STANZA_MESSAGE    ? message_types
+			       : k == STANZA_PRESENCE ? presence_types
+						      : iq_types;
+	for (; *t; t++)
+		if (str_eq_c(type, *t))
+			return true;
+	return false;
+}
+
+static int kind_of(const struct xml_elem *x, enum stanza_kind *k_r)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(kind_names); i++)
+		if (str_eq_c(x->name, kind_names[i])) {
+			*k_r = (enum stanza_kind)i;
+			return 0;
+		}
+	return -1;
+}
+
+static void copy_jid(struct arena *a, struct jid *dst, const struct jid *src)
+{
+	dst->node = arena_strdup(a, src->node);
+	dst->domain = arena_strdup(a, src->domain);
+	dst->resource = arena_strdup(a, src->resource);
+}
+
+struct stanza *stanza_wrap(struct arena *a, struct xml_elem *x,
+			   const struct jid *from, enum stanza_err *err_r)
+{
+	enum stanza_kind kind;
+	if (kind_of(x, &kind) < 0) {
+		*err_r = STANZA_ERR_BAD_REQUEST;
+		return NULL;
+	}
+	struct stanza *st = arena_zalloc(a, sizeof(*st));
+	if (st == NULL) {
+		*err_r = STANZA_ERR_POLICY_VIOLATION;
+		return NULL;
+	}
+	st->a = a;
+	st->x = x;
+	st->kind = kind;
+	st->type = xml_attr_get(x, "type");
+	if (st->type.p == NULL)
+		st->type = STR_LIT("");
+	if (!type_valid(kind, st->type)) {
+		*err_r = STANZA_ERR_BAD_REQUEST;
+		return NULL;
+	}
+	copy_jid(a, &st->from, from);
+	struct str to = xml_attr_get(x, "to");
+	const char *why;
+	if (to.p != NULL && jid_parse(a, to, &st->to, &why) < 0) {
+		*err_r = STANZA_ERR_JID_MALFORMED;
+		return NULL;
+	}
+	return st;
+}
+
+static void set_jid_attr(struct stanza *st, const char *name,
+			 const struct jid *j)
+{
+	if (j == NULL || j->domain.len == 0) {
+		xml_attr_set(st->a, st->x, name, STR_NULL);
+		return;
+	}
+	xml_attr_set(st->a, st->x, name, jid_to_str(st->a, j, false));
+}
+
+struct stanza *stanza_new(enum stanza_kind kind, const struct jid *from,
+			  const struct jid *to, const char *type)
+{
+	struct arena *a = arena_new(0);
+	struct stanza *st = arena_zalloc(a, sizeof(*st));
+	st->a = a;
+	st->kind = kind;
+	st->x = xml_elem_new(a, STR_LIT(NS_CLIENT), str_c(kind_names[kind]));
+	st->type = arena_strdup(a, str_c(type ? type : ""));
+	if (type != NULL)
+		xml_attr_set(a, st->x, "type", st->type);
+	copy_jid(a, &st->from, from);
+	if (to != NULL)
+		copy_jid(a, &st->to, to);
+	set_jid_attr(st, "from", &st->from);
+	set_jid_attr(st, "to", to);
+	return st;
+}
+
+void stanza_free(struct stanza **stp)
+{
+	if (*stp == NULL)
+		return;
+	struct arena *a = (*stp)->a;
+	arena_destroy(&a);
+	*stp = NULL;
+}
+
+struct stanza *stanza_copy(const struct stanza *src)
+{
+	struct arena *a = arena_new(0);
+	struct stanza *st = arena_zalloc(a, sizeof(*st));
+	st->a = a;
+	st->kind = src->kind;
+	st->x = xml_copy(a, src->x);
+	st->type = arena_strdup(a, src->type);
+	copy_jid(a, &st->from, &src->from);
+	copy_jid(a, &st->to, &src->to);
+	return st;
+}
+
+void route_bounce(struct stanza *st, enum stanza_err err, const char *text)
+{
+	if (str_eq_c(st->type, "error") || st->kind == STANZA_PRESENCE) {
+		/* RFC 6120 §8.3.1: never answer an error with an error. */
+		stanza_free(&st);
+		return;
+	}
+	struct jid from = st->from;
+	st->from = st->to;
+	st->to = from;
+	if (st->from.domain.len == 0) {
+		/* No 'to' meant the sender's own account. */
+		st->from = from;
+		st->from.resource = STR_NULL;
+	}
+	set_jid_attr(st, "from", &st->from);
+	set_jid_attr(st, "to", &st->to);
+	st->type = STR_LIT("error");
+	xml_attr_set(st->a, st->x, "type", st->type);
+	struct xml_elem *e = xml_add_child(st->a, st->x, STR_LIT(NS_CLIENT),
+					   STR_LIT("error"));
+	xml_attr_set(st->a, e, "type", str_c(stanza_err_type(err)));
+	xml_add_child(st->a, e, STR_LIT(NS_STANZA_ERRORS),
+		      str_c(stanza_err_name(err)));
+	if (text != NULL) {
+		struct xml_elem *t = xml_add_child(
+			st->a, e, STR_LIT(NS_STANZA_ERRORS), STR_LIT("text"));
+		xml_add_text(st->a, t, str_c(text));
+	}
+	route(st);
+}
+
+/* ---- delivery to sessions, possibly on another shard ---- */
+
+struct deliver_msg {
+	struct shard_msg m;
+	uint64_t conn_id;
+	struct stanza *st;
+};
+
+static void deliver_local(uint64_t conn_id, struct stanza *st)
+{
+	struct conn *c = hmap_get(&shard_self->conns, hmap_u64(&conn_id));
+	if (c == NULL || conn_closing(c)) {
+		/* The session ended meanwhile: as if it had never been. */
+		if (st->kind == STANZA_IQ && !str_eq_c(st->type, "result"))
+			route_bounce(st, STANZA_ERR_SERVICE_UNAVAILABLE, NULL);
+		else
+			stanza_free(&st);
+		return;
+	}
+	c->ops->deliver(c, st);
+}
+
+static void on_deliver_msg(struct shard *s, struct shard_msg *m)
+{
+	struct deliver_msg *dm = (struct deliver_msg *)m;
+	struct stanza *st = dm->st;
+	uint64_t id = dm->conn_id;
+	free(dm);
+	if (s->stopped_hook_ran)
+		stanza_free(&st); /* shutting down: the sessions are gone */
+	else
+		deliver_local(id, st);
+}
+
+void route_deliver(const struct sess_ref *ref, struct stanza *st)
+{
+	if (ref->shard == shard_self->id) {
+		deliver_local(ref->conn_id, st);
+		return;
+	}
+	struct deliver_msg *dm = calloc(1, sizeof(*dm));
+	BUG_ON(dm == NULL);
+	dm->m.fn = on_deliver_msg;
+	dm->conn_id = ref->conn_id;
+	dm->st = st;
+	shard_post(&server.shards[ref->shard], &dm->m);
+}
+
+/* ---- the rules ---- */
+
+static void to_bare(struct stanza *st, struct str bare)
+{
+	struct sess_ref refs[SESS_MAX_RESOURCES];
+	size_t n = sessions_find_all(bare, refs, ARRAY_SIZE(refs));
+	if (n == 0) {
+		/* RFC 6121 §8.5.2.2: no resource to take it. Offline storage
+		 * is not there yet, so chat/normal bounce, the rest is
+		 * dropped silently. */
+		if (str_eq_c(st->type, "headline") || str_eq_c(st->type, "error"))
+			stanza_free(&st);
+		else
+			route_bounce(st, STANZA_ERR_SERVICE_UNAVAILABLE, NULL);
+		return;
+	}
+	for (size_t i = 1; i < n; i++)
+		route_deliver(&refs[i], stanza_copy(st));
+	route_deliver(&refs[0], st);
+}
+
+static void to_account(struct stanza *st, size_t host_idx)
+{
+	struct str bare = jid_to_str(st->a, &st->to, true);
+	if (st->to.resource.len > 0) {
+		struct sess_ref ref;
+		if (sessions_find(bare, st->to.resource, &ref)) {
+			route_deliver(&ref, st);
+			return;
+		}
+		/* RFC 6121 §8.5.3.2: no such resource. */
+		switch (st->kind) {
+		case STANZA_MESSAGE:
+			if (str_eq_c(st->type, "groupchat"))
+				route_bounce(st, STANZA_ERR_SERVICE_UNAVAILABLE,
+					     NULL);
+			else
+				to_bare(st, bare);
+			return;
+		case STANZA_IQ:
+			route_bounce(st, STANZA_ERR_SERVICE_UNAVAILABLE, NULL);
+			return;
+		case STANZA_PRESENCE:
+			stanza_free(&st);
+			return;
+		}
+	}
+	switch (st->kind) {
+	case STANZA_MESSAGE:
+		to_bare(st, bare);
+		return;
+	case STANZA_IQ:
+		iq_dispatch(st, host_idx, TO_BARE);
+		return;
+	case STANZA_PRESENCE:
+		/* Presence handling (RFC 6121 §4) is not implemented yet. */
+		stanza_free(&st);
+		return;
+	}
+}
+
+void route(struct stanza *st)
+{
+	BUG_ON(shard_self == NULL);
+	if (st->to.domain.len == 0) {
+		/* RFC 6120 §10.3: no 'to' means the sender's account. */
+		st->to = st->from;
+		st->to.resource = STR_NULL;
+		if (st->kind == STANZA_IQ) {
+			int h = conf_find_host(server.conf, st->to.domain.p,
+					       st->to.domain.len);
+			if (h >= 0) {
+				iq_dispatch(st, (size_t)h, TO_BARE);
+				return;
+			}
+		}
+	}
+	int h = conf_find_host(server.conf, st->to.domain.p, st->to.domain.len);
+	if (h < 0) {
+		/* Server-to-server is not there yet. */
+		route_bounce(st, STANZA_ERR_REMOTE_SERVER_NOT_FOUND, NULL);
+		return;
+	}
+	if (st->to.node.len > 0) {
+		to_account(st, (size_t)h);
+		return;
+	}
+	if (st->kind == STANZA_IQ && st->to.resource.len == 0) {
+		iq_dispatch(st, (size_t)h, TO_HOST);
+		return;
+	}
+	if (st->kind == STANZA_IQ)
+		route_bounce(st, STANZA_ERR_SERVICE_UNAVAILABLE, NULL);
+	else
+		stanza_free(&st);
+}

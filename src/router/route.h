@@ -1,0 +1,65 @@
+/*
+ * route.h - the one entry point of every stanza: route().
+ *
+ * A struct stanza is a parsed message, presence or iq whose tree, JIDs and
+ * the struct itself all live in one arena: freeing the arena frees it all,
+ * and handing the pointer to another shard hands over all of it. Functions
+ * that take a struct stanza * without "const" consume it: the caller must
+ * not touch it afterwards.
+ *
+ * route() applies the delivery rules: to the server (host services in
+ * modules), to a local account (bare or full JID), or elsewhere (no s2s yet:
+ * remote-server-not-found). Errors go back to the sender as stanza errors,
+ * never in reply to an error.
+ */
+#ifndef STANZAD_ROUTER_ROUTE_H
+#define STANZAD_ROUTER_ROUTE_H
+
+#include <stdbool.h>
+
+#include "../core/arena.h"
+#include "../xml/stanza.h"
+#include "../xmpp/errors.h"
+#include "../xmpp/jid.h"
+
+enum stanza_kind {
+	STANZA_MESSAGE,
+	STANZA_PRESENCE,
+	STANZA_IQ,
+};
+
+struct stanza {
+	struct arena *a;
+	struct xml_elem *x;
+	enum stanza_kind kind;
+	struct str type;     /* the type attribute; empty when absent */
+	struct jid from, to; /* to.domain is empty when there was no 'to' */
+};
+
+/* Wraps a parsed element (owned by arena a) as a stanza. Returns NULL, with
+ * *err_r set, for an invalid 'to' (JID_MALFORMED) or type (BAD_REQUEST);
+ * the caller still owns a then. from is copied into the arena. */
+struct stanza *stanza_wrap(struct arena *a, struct xml_elem *x,
+			   const struct jid *from, enum stanza_err *err_r);
+/* Builds a new empty stanza (own arena) of kind with the given addresses
+ * (to may be NULL) and type (may be NULL). */
+struct stanza *stanza_new(enum stanza_kind kind, const struct jid *from,
+			  const struct jid *to, const char *type);
+void stanza_free(struct stanza **stp);
+/* Deep copy in a fresh arena. */
+struct stanza *stanza_copy(const struct stanza *st);
+const char *stanza_kind_name(enum stanza_kind k);
+
+/* Routes st (consumed). Call on a shard thread. */
+void route(struct stanza *st);
+
+/* Answers st (consumed) with error err: swaps to/from, sets type='error'
+ * and adds the <error/> element (RFC 6120 §8.3). Stanzas of type error are
+ * dropped instead. */
+void route_bounce(struct stanza *st, enum stanza_err err, const char *text);
+
+/* Delivers st (consumed) to a bound resource, on whichever shard it is. */
+struct sess_ref;
+void route_deliver(const struct sess_ref *ref, struct stanza *st);
+
+#endif

@@ -1,0 +1,144 @@
+/*
+ * sessions.c - the global session table; see sessions.h.
+ *
+ * Layout: a map from bare JID to a struct sess_user holding a small array
+ * of resources. Accounts have few resources, so a linear scan beats a
+ * second map.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "../core/bug.h"
+#include "../core/hmap.h"
+#include "../core/xmalloc.h"
+#include "sessions.h"
+
+struct sess_res {
+	char *resource;
+	size_t len;
+	struct sess_ref ref;
+};
+
+struct sess_user {
+	struct sess_res *res;
+	size_t nres;
+};
+
+static uv_rwlock_t lock;
+static struct hmap users;
+static size_t total;
+
+void sessions_init(void)
+{
+	BUG_ON(uv_rwlock_init(&lock) != 0);
+}
+
+static void free_user(struct str key, void *value, void *ud)
+{
+	struct sess_user *u = value;
+	for (size_t i = 0; i < u->nres; i++)
+		free(u->res[i].resource);
+	free(u->res);
+	free(u);
+}
+
+void sessions_fini(void)
+{
+	hmap_foreach(&users, free_user, NULL);
+	hmap_clear(&users);
+	uv_rwlock_destroy(&lock);
+	total = 0;
+}
+
+static struct sess_res *find_res(struct sess_user *u, struct str resource)
+{
+	for (size_t i = 0; u && i < u->nres; i++)
+		if (str_eq(STR(u->res[i].resource, u->res[i].len), resource))
+			return &u->res[i];
+	return NULL;
+}
+
+int sessions_bind(struct str bare, struct str resource, struct sess_ref ref,
+		  struct sess_ref *old_r)
+{
+	uv_rwlock_wrlock(&lock);
+	struct sess_user *u = hmap_get(&users, bare);
+	if (u == NULL) {
+		u = xcalloc(1, sizeof(*u));
+		hmap_put(&users, bare, u);
+	}
+	struct sess_res *r = find_res(u, resource);
+	int ret = 0;
+	if (r != NULL) {
+		*old_r = r->ref;
+		r->ref = ref;
+		ret = 1;
+	} else if (u->nres >= SESS_MAX_RESOURCES) {
+		ret = -1;
+	} else {
+		u->res = xreallocarray(u->res, u->nres + 1, sizeof(*u->res));
+		r = &u->res[u->nres++];
+		r->resource = str_xdup(resource);
+		r->len = resource.len;
+		r->ref = ref;
+		total++;
+	}
+	uv_rwlock_wrunlock(&lock);
+	return ret;
+}
+
+void sessions_unbind(struct str bare, struct str resource, uint64_t conn_id)
+{
+	uv_rwlock_wrlock(&lock);
+	struct sess_user *u = hmap_get(&users, bare);
+	struct sess_res *r = find_res(u, resource);
+	if (r != NULL && r->ref.conn_id == conn_id) {
+		free(r->resource);
+		*r = u->res[--u->nres];
+		total--;
+		if (u->nres == 0) {
+			hmap_del(&users, bare);
+			free(u->res);
+			free(u);
+		}
+	}
+	uv_rwlock_wrunlock(&lock);
+}
+
+bool sessions_find(struct str bare, struct str resource,
+		   struct sess_ref *ref_r)
+{
+	uv_rwlock_rdlock(&lock);
+	struct sess_res *r = find_res(hmap_get(&users, bare), resource);
+	if (r != NULL)
+		*ref_r = r->ref;
+	uv_rwlock_rdunlock(&lock);
+	return r != NULL;
+}
+
+bool sessions_has(struct str bare, struct str resource)
+{
+	struct sess_ref ref;
+	return sessions_find(bare, resource, &ref);
+}
+
+size_t sessions_find_all(struct str bare, struct sess_ref *refs, size_t max)
+{
+	uv_rwlock_rdlock(&lock);
+	struct sess_user *u = hmap_get(&users, bare);
+	size_t n = 0;
+	for (size_t i = 0; u && i < u->nres && n < max; i++)
+		refs[n++] = u->res[i].ref;
+	uv_rwlock_rdunlock(&lock);
+	return n;
+}
+
+size_t sessions_count(void)
+{
+	uv_rwlock_rdlock(&lock);
+	size_t n = total;
+	uv_rwlock_rdunlock(&lock);
+	return n;
+}

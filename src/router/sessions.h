@@ -1,0 +1,46 @@
+/*
+ * sessions.h - the global session table: bare JID -> bound resources.
+ *
+ * Each entry says where a resource lives (shard, connection id); the
+ * connection itself belongs to that shard alone. The table is shared by all
+ * shards behind a read-write lock: lookups (every routed stanza) take it
+ * shared, bind/unbind take it exclusive. Returned data are copies.
+ */
+#ifndef STANZAD_ROUTER_SESSIONS_H
+#define STANZAD_ROUTER_SESSIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/str.h"
+
+struct sess_ref {
+	unsigned shard;
+	uint64_t conn_id;
+};
+
+#define SESS_MAX_RESOURCES 64
+
+void sessions_init(void);
+void sessions_fini(void);
+
+/* Binds bare/resource to (shard, conn_id). Returns 0, 1 if it replaced
+ * another connection's binding (*old_r says which: RFC 6120 §7.7.2.2, the
+ * old one is to be ended with <conflict/>), or -1 if the account already
+ * has SESS_MAX_RESOURCES resources. */
+int sessions_bind(struct str bare, struct str resource, struct sess_ref ref,
+		  struct sess_ref *old_r);
+/* Removes the binding if it still belongs to conn_id. */
+void sessions_unbind(struct str bare, struct str resource, uint64_t conn_id);
+/* True if bare/resource is bound (and fills *ref_r). */
+bool sessions_find(struct str bare, struct str resource,
+		   struct sess_ref *ref_r);
+/* Copies up to max bindings of bare into refs; returns how many. */
+size_t sessions_find_all(struct str bare, struct sess_ref *refs, size_t max);
+/* Whether the resource is taken (for generated resources). */
+bool sessions_has(struct str bare, struct str resource);
+/* Total bound resources. */
+size_t sessions_count(void);
+
+#endif

@@ -1,0 +1,179 @@
+/*
+ * stanzad.c - the server's main(): load the configuration, open the store,
+ * set up TLS, bind the listeners, run the shards until SIGTERM or SIGINT,
+ * then take everything down in reverse order.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "auth/sasl.h"
+#include "core/bug.h"
+#include "core/conf.h"
+#include "core/log.h"
+#include "core/server.h"
+#include "core/shard.h"
+#include "net/conn.h"
+#include "net/listener.h"
+#include "net/tls.h"
+#include "router/sessions.h"
+#include "store/store.h"
+#include "stream/c2s.h"
+
+struct server server;
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: stanzad -c FILE\n"
+		   "       stanzad --version\n"
+		   "       stanzad --config-reference\n");
+}
+
+static void shard_start(struct shard *s)
+{
+	listeners_start(s, server.conf, c2s_accept);
+}
+
+static void kick_conn(struct str key, void *value, void *ud)
+{
+	(void)key, (void)ud;
+	struct conn *c = value;
+	c->ops->kick(c, STREAM_ERR_SYSTEM_SHUTDOWN, "server shutting down");
+}
+
+static void shard_stop(struct shard *s)
+{
+	listeners_stop(s);
+	hmap_foreach(&s->conns, kick_conn, NULL);
+}
+
+static void shard_tick(struct shard *s)
+{
+	conn_flush_dirty(s);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	log_info("received signal %d, shutting down", signum);
+	uv_stop(h->loop);
+}
+
+static unsigned shard_count(const struct config *conf)
+{
+	unsigned n = conf->shards ? conf->shards : uv_available_parallelism();
+	if (n == 0)
+		n = 1;
+	return n > SHARDS_MAX ? SHARDS_MAX : n;
+}
+
+static void run(void)
+{
+	uv_loop_t *loop = uv_default_loop();
+	uv_signal_t sigterm, sigint;
+	uv_signal_init(loop, &sigterm);
+	uv_signal_init(loop, &sigint);
+	uv_signal_start(&sigterm, on_signal, SIGTERM);
+	uv_signal_start(&sigint, on_signal, SIGINT);
+	server.shards = shards_start(server.nshards, shard_start, shard_stop,
+				     shard_tick);
+	log_info("stanzad %s ready: %zu host(s), %u shard(s)", STANZAD_VERSION,
+		 server.conf->nhosts, server.nshards);
+	uv_run(loop, UV_RUN_DEFAULT);
+	shards_stop(server.shards, server.nshards);
+	server.shards = NULL;
+	uv_close((uv_handle_t *)&sigterm, NULL);
+	uv_close((uv_handle_t *)&sigint, NULL);
+	uv_run(loop, UV_RUN_DEFAULT);
+	uv_loop_close(loop);
+}
+
+static int start(const char *path)
+{
+	struct config *conf;
+	char *err = NULL;
+	if (conf_load(path, &conf, &err) < 0) {
+		fprintf(stderr, "stanzad: %s\n", err);
+		free(err);
+		return 1;
+	}
+	log_set_level(conf->log_level);
+	server.conf = conf;
+	server.nshards = shard_count(conf);
+	server.started = time(NULL);
+	const char *why;
+	int rc = 1;
+	if (sasl_init(&why) < 0) {
+		log_errx("%s", why);
+		goto out_conf;
+	}
+	if (store_open(conf->data_dir, &server.store, &err) < 0)
+		goto out_sasl;
+	if (tls_init(conf, &err) < 0)
+		goto out_store;
+	if (listeners_bind(conf, server.nshards, &err) < 0)
+		goto out_tls;
+	conn_ip_init();
+	sessions_init();
+	c2s_init();
+	run();
+	sessions_fini();
+	conn_ip_fini();
+	rc = 0;
+	log_info("stopped");
+	listeners_free();
+out_tls:
+	tls_fini();
+out_store:
+	store_close(server.store);
+out_sasl:
+	sasl_fini();
+out_conf:
+	if (err != NULL) {
+		log_errx("%s", err);
+		free(err);
+	}
+	conf_free(conf);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "config-reference", no_argument, NULL, 'R' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *path = NULL;
+	int ch;
+	while ((ch = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'V':
+			printf("stanzad %s\n", STANZAD_VERSION);
+			return 0;
+		case 'R':
+			conf_write_reference(stdout);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (path == NULL || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	return start(path);
+}

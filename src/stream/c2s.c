@@ -1,0 +1,856 @@
+/*
+ * c2s.c - client-to-server streams: negotiation and the stanza path.
+ *
+ * RFC 6120: stream headers (§4.7), STARTTLS (§5), SASL (§6), resource
+ * binding (§7), the legacy session element (RFC 3921 §3, still sent by
+ * old clients), stanza checks before routing (§8.1) and stream errors
+ * (§4.9). TLS is required before authentication, stanzas before binding
+ * end the stream with <not-authorized/>.
+ *
+ * Each phase has a table of the first-level elements it accepts; an
+ * element no entry takes ends the stream with the phase's error. A SASL
+ * step runs on the thread pool: meanwhile the connection does not read,
+ * input that had already arrived is held, and the object is freed only
+ * after the step returns.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "../auth/sasl.h"
+#include "../core/bug.h"
+#include "../core/conf.h"
+#include "../core/log.h"
+#include "../core/server.h"
+#include "../core/shard.h"
+#include "../core/xmalloc.h"
+#include "../net/conn.h"
+#include "../net/tls.h"
+#include "../router/route.h"
+#include "../router/sessions.h"
+#include "../store/store.h"
+#include "../xml/parser.h"
+#include "../xmpp/jid.h"
+#include "../xmpp/ns.h"
+#include "c2s.h"
+
+enum c2s_phase {
+	PHASE_TLS,     /* STARTTLS required */
+	PHASE_AUTH,    /* SASL */
+	PHASE_BIND,    /* authenticated, no resource yet */
+	PHASE_SESSION, /* bound: stanzas flow */
+};
+
+struct c2s {
+	struct conn conn; /* first: the conn callbacks cast back */
+	struct xml_stream *xs;
+	const struct listener_conf *lc;
+	enum c2s_phase phase;
+	size_t host_idx;
+	bool header_sent;  /* our stream header for the current stream */
+	bool discard_rest; /* after <starttls/>: drop pipelined plaintext */
+	bool reset_pending;
+	bool sasl_busy;    /* a step runs on the thread pool */
+	bool dead;         /* destroyed while sasl_busy: free when it ends */
+	bool over_limit;   /* too many connections: refuse at the header */
+	unsigned sasl_failures;
+	struct sasl *sasl;
+	struct sasl_cb *cb;
+	char *sasl_in, *sasl_out;
+	const char *sasl_cond;
+	enum sasl_status sasl_status;
+	struct buf held; /* input received while sasl_busy */
+	char *user;      /* after SASL: nodeprep'd */
+	char *jid_str;   /* after binding: user@host/resource */
+	struct jid jid;  /* views into jid_str */
+	struct str bare; /* user@host, view into jid_str */
+};
+
+typedef void c2s_handler_fn(struct c2s *c, struct xml_elem *x,
+			    struct arena *a);
+
+struct c2s_handler {
+	const char *ns, *name;
+	c2s_handler_fn *fn;
+};
+
+static const struct conn_ops c2s_ops;
+static const struct xml_stream_cbs c2s_xml_cbs;
+static struct xml_limits xml_limits;
+
+static const struct limits_conf *limits(void)
+{
+	return &server.conf->limits;
+}
+
+static const char *host(const struct c2s *c)
+{
+	return server.conf->hosts[c->host_idx];
+}
+
+/* ---- output ---- */
+
+static void write_str(struct c2s *c, const char *s)
+{
+	if (conn_write_str(&c->conn, s) < 0)
+		conn_abort(&c->conn);
+}
+
+static void write_buf(struct c2s *c, const struct buf *b)
+{
+	if (conn_write(&c->conn, b->data, b->len) < 0)
+		conn_abort(&c->conn);
+}
+
+static void send_header(struct c2s *c)
+{
+	unsigned char rnd[12];
+	RAND_bytes(rnd, sizeof(rnd));
+	char id[2 * sizeof(rnd) + 1];
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(id + 2 * i, 3, "%02x", rnd[i]);
+	struct buf b = { 0 };
+	buf_printf(&b,
+		   "<?xml version='1.0'?><stream:stream xmlns='" NS_CLIENT
+		   "' xmlns:stream='" NS_STREAMS "' id='%s' from='",
+		   id);
+	buf_append_xml_escaped(&b, str_c(host(c)), true);
+	buf_append_c(&b, "' version='1.0' xml:lang='en'>");
+	write_buf(c, &b);
+	buf_reset(&b);
+	c->header_sent = true;
+}
+
+/* Ends the stream with a stream error (RFC 6120 §4.9.1): our header first
+ * if we had not sent one, then the error, then the close tag. */
+static void stream_fail(struct c2s *c, enum stream_err err, const char *text)
+{
+	if (conn_closing(&c->conn))
+		return;
+	conn_log(LOG_LEVEL_INFO, &c->conn, "stream error %s: %s",
+		 stream_err_name(err), text ? text : "");
+	if (!c->header_sent)
+		send_header(c);
+	struct buf b = { 0 };
+	buf_printf(&b, "<stream:error><%s xmlns='" NS_STREAM_ERRORS "'/>",
+		   stream_err_name(err));
+	if (text != NULL) {
+		buf_append_c(&b, "<text xmlns='" NS_STREAM_ERRORS
+				 "' xml:lang='en'>");
+		buf_append_xml_escaped(&b, str_c(text), false);
+		buf_append_c(&b, "</text>");
+	}
+	buf_append_c(&b, "</stream:error></stream:stream>");
+	write_buf(c, &b);
+	buf_reset(&b);
+	conn_close(&c->conn);
+}
+
+static struct sasl_cb *channel_bindings(struct c2s *c)
+{
+	if (c->cb != NULL || c->conn.ssl == NULL)
+		return c->cb;
+	struct sasl_cb *cb = xcalloc(1, sizeof(*cb));
+	if (tls_cb_exporter(c->conn.ssl, cb->exporter, &cb->exporter_len) < 0)
+		cb->exporter_len = 0;
+	if (tls_cb_server_end_point(c->conn.ssl, cb->tsep, &cb->tsep_len) < 0)
+		cb->tsep_len = 0;
+	if (tls_cb_unique(c->conn.ssl, cb->unique, &cb->unique_len) < 0)
+		cb->unique_len = 0;
+	c->cb = cb;
+	return cb;
+}
+
+static void send_features(struct c2s *c)
+{
+	struct buf b = { 0 };
+	buf_append_c(&b, "<stream:features>");
+	switch (c->phase) {
+	case PHASE_TLS:
+		buf_append_c(&b, "<starttls xmlns='" NS_TLS
+				 "'><required/></starttls>");
+		break;
+	case PHASE_AUTH: {
+		const char *names[8];
+		const struct sasl_cb *cb = channel_bindings(c);
+		size_t n = sasl_mechanisms(cb, names, ARRAY_SIZE(names));
+		buf_append_c(&b, "<mechanisms xmlns='" NS_SASL "'>");
+		for (size_t i = 0; i < n; i++)
+			buf_printf(&b, "<mechanism>%s</mechanism>", names[i]);
+		buf_append_c(&b, "</mechanisms>");
+		n = sasl_cb_types(cb, names, ARRAY_SIZE(names));
+		if (n > 0) {
+			buf_append_c(&b, "<sasl-channel-binding xmlns='" NS_SASL_CB
+					 "'>");
+			for (size_t i = 0; i < n; i++)
+				buf_printf(&b, "<channel-binding type='%s'/>",
+					   names[i]);
+			buf_append_c(&b, "</sasl-channel-binding>");
+		}
+		break;
+	}
+	case PHASE_BIND:
+		buf_append_c(&b, "<bind xmlns='" NS_BIND "'/><session xmlns='" NS_SESSION
+				 "'><optional/></session>");
+		break;
+	case PHASE_SESSION:
+		break;
+	}
+	buf_append_c(&b, "</stream:features>");
+	write_buf(c, &b);
+	buf_reset(&b);
+}
+
+/* Serializes x as a first-level element of our stream. */
+static void send_elem(struct c2s *c, const struct xml_elem *x)
+{
+	static _Thread_local struct buf scratch;
+	scratch.len = 0;
+	if (xml_serialize(&scratch, x, STR_LIT(NS_CLIENT)) < 0 ||
+	    conn_write(&c->conn, scratch.data, scratch.len) < 0) {
+		stream_fail(c, STREAM_ERR_POLICY_VIOLATION,
+			    "output limit reached");
+	}
+	/* Don't let one huge stanza pin a big buffer in every shard. */
+	if (scratch.cap > 64 * 1024)
+		buf_reset(&scratch);
+}
+
+/* ---- the stream header ---- */
+
+static enum xml_cb_ret on_stream_open(void *ud, const struct xml_elem *hdr,
+				      struct str default_ns, struct str prefix)
+{
+	(void)prefix;
+	struct c2s *c = ud;
+	struct str to = xml_attr_get(hdr, "to");
+	int h = to.p ? conf_find_host(server.conf, to.p, to.len) : -1;
+	if (h < 0 && to.p != NULL) {
+		/* Compare normalised: clients may send upper case. */
+		struct arena *a = arena_new(0);
+		struct str prepped;
+		const char *why;
+		if (jid_nameprep(a, to, &prepped, &why) == 0)
+			h = conf_find_host(server.conf, prepped.p, prepped.len);
+		arena_destroy(&a);
+	}
+	if (h >= 0)
+		c->host_idx = (size_t)h;
+	c->header_sent = false;
+	if (c->over_limit) {
+		stream_fail(c, STREAM_ERR_POLICY_VIOLATION,
+			    "too many connections");
+	} else if (!str_eq_c(hdr->ns, NS_STREAMS) ||
+		   !str_eq_c(hdr->name, "stream")) {
+		stream_fail(c, STREAM_ERR_INVALID_NAMESPACE,
+			    "not an XMPP stream");
+	} else if (!str_eq_c(default_ns, NS_CLIENT)) {
+		stream_fail(c, STREAM_ERR_INVALID_NAMESPACE,
+			    "default namespace must be jabber:client");
+	} else if (h < 0) {
+		stream_fail(c, STREAM_ERR_HOST_UNKNOWN, "unknown host");
+	} else {
+		struct str v = xml_attr_get(hdr, "version");
+		/* RFC 6120 §4.7.5: major version 1 only; no version means
+		 * pre-1.0, which we do not speak. */
+		if (v.p == NULL || v.len < 2 || v.p[0] != '1' || v.p[1] != '.') {
+			stream_fail(c, STREAM_ERR_UNSUPPORTED_VERSION,
+				    "version 1.0 required");
+		} else {
+			send_header(c);
+			send_features(c);
+		}
+	}
+	return conn_closing(&c->conn) ? XML_PAUSE : XML_CONTINUE;
+}
+
+static enum xml_cb_ret on_stream_close(void *ud)
+{
+	struct c2s *c = ud;
+	conn_debug(&c->conn, "stream closed by peer");
+	write_str(c, "</stream:stream>");
+	conn_close(&c->conn);
+	return XML_PAUSE;
+}
+
+/* ---- STARTTLS (RFC 6120 §5.4) ---- */
+
+static void on_starttls(struct c2s *c, struct xml_elem *x, struct arena *a)
+{
+	(void)x;
+	arena_destroy(&a);
+	write_str(c, "<proceed xmlns='" NS_TLS "'/>");
+	conn_start_tls(&c->conn, c->host_idx);
+	c->phase = PHASE_AUTH;
+	/* §5.4.3.3: a new stream over TLS; plaintext sent after <starttls/>
+	 * is discarded rather than trusted. */
+	c->reset_pending = true;
+	c->discard_rest = true;
+}
+
+static void on_auth_before_tls(struct c2s *c, struct xml_elem *x,
+			       struct arena *a)
+{
+	(void)x;
+	arena_destroy(&a);
+	write_str(c, "<failure xmlns='" NS_SASL
+		     "'><encryption-required/></failure>");
+}
+
+/* ---- SASL (RFC 6120 §6.4) ---- */
+
+static void feed(struct c2s *c, const char *p, size_t len);
+static void c2s_free(struct c2s *c);
+
+static void sasl_end(struct c2s *c)
+{
+	sasl_free(c->sasl);
+	c->sasl = NULL;
+}
+
+static void sasl_fail(struct c2s *c, const char *cond)
+{
+	struct buf b = { 0 };
+	buf_printf(&b, "<failure xmlns='" NS_SASL "'><%s/></failure>", cond);
+	write_buf(c, &b);
+	buf_reset(&b);
+	sasl_end(c);
+	if (strcmp(cond, "aborted") == 0 ||
+	    strcmp(cond, "invalid-mechanism") == 0)
+		return;
+	/* §6.4.5: a few retries, then a stream error. */
+	if (++c->sasl_failures >= limits()->max_sasl_attempts)
+		stream_fail(c, STREAM_ERR_POLICY_VIOLATION,
+			    "too many authentication failures");
+}
+
+static void sasl_succeeded(struct c2s *c)
+{
+	c->user = xstrdup(sasl_username(c->sasl));
+	conn_log(LOG_LEVEL_INFO, &c->conn, "authenticated %s@%s (%s)",
+		 c->user, host(c), sasl_mech(c->sasl));
+	sasl_end(c);
+	free(c->cb);
+	c->cb = NULL;
+	c->phase = PHASE_BIND;
+	c->reset_pending = true; /* §6.4.6: a new stream follows */
+	conn_set_timer(&c->conn, 0);
+}
+
+static int sasl_work(struct store *st, void *ud)
+{
+	struct c2s *c = ud;
+	c->sasl_status = sasl_step(c->sasl, st, c->sasl_in, &c->sasl_out,
+				   &c->sasl_cond);
+	return 0;
+}
+
+static void sasl_done(struct store *st, void *ud, int status)
+{
+	(void)st;
+	struct c2s *c = ud;
+	c->sasl_busy = false;
+	free(c->sasl_in);
+	c->sasl_in = NULL;
+	if (c->dead) {
+		c2s_free(c);
+		return;
+	}
+	if (status < 0) {
+		free(c->sasl_out);
+		c->sasl_out = NULL;
+		sasl_fail(c, "temporary-auth-failure");
+	} else if (c->sasl_status == SASL_FAILURE) {
+		sasl_fail(c, c->sasl_cond);
+	} else {
+		bool ok = c->sasl_status == SASL_SUCCESS;
+		const char *el = ok ? "success" : "challenge";
+		struct buf b = { 0 };
+		buf_printf(&b, "<%s xmlns='" NS_SASL "'>%s</%s>", el,
+			   c->sasl_out ? c->sasl_out : (ok ? "" : "="), el);
+		write_buf(c, &b);
+		buf_reset(&b);
+		if (ok)
+			sasl_succeeded(c);
+	}
+	free(c->sasl_out);
+	c->sasl_out = NULL;
+	if (c->reset_pending && !conn_closing(&c->conn)) {
+		xml_stream_reset(c->xs);
+		c->reset_pending = false;
+	}
+	/* Go on with what arrived meanwhile, then read again. */
+	struct buf held = c->held;
+	memset(&c->held, 0, sizeof(c->held));
+	if (held.len > 0)
+		feed(c, held.data, held.len);
+	buf_reset(&held);
+	if (!c->sasl_busy)
+		conn_resume(&c->conn);
+}
+
+static void sasl_run(struct c2s *c, struct xml_elem *x, struct arena *a)
+{
+	struct str text = xml_text(a, x);
+	c->sasl_in = text.len > 0 ? str_xdup(text) : NULL;
+	arena_destroy(&a);
+	if (store_queue_work(&c->conn.shard->loop, server.store, sasl_work,
+			     sasl_done, c) < 0) {
+		free(c->sasl_in);
+		c->sasl_in = NULL;
+		sasl_fail(c, "temporary-auth-failure");
+		return;
+	}
+	c->sasl_busy = true;
+	conn_pause(&c->conn);
+}
+
+static void on_auth(struct c2s *c, struct xml_elem *x, struct arena *a)
+{
+	sasl_end(c);
+	struct str mech = xml_attr_get(x, "mechanism");
+	char name[32];
+	if (mech.p == NULL || mech.len >= sizeof(name)) {
+		arena_destroy(&a);
+		sasl_fail(c, "invalid-mechanism");
+		return;
+	}
+	memcpy(name, mech.p, mech.len);
+	name[mech.len] = '\0';
+	c->sasl = sasl_start(name, host(c), channel_bindings(c),
+			     server.conf->scram_iterations);
+	if (c->sasl == NULL) {
+		arena_destroy(&a);
+		sasl_fail(c, "invalid-mechanism");
+		return;
+	}
+	sasl_run(c, x, a);
+}
+
+static void on_response(struct c2s *c, struct xml_elem *x, struct arena *a)
+{
+	if (c->sasl == NULL) {
+		arena_destroy(&a);
+		sasl_fail(c, "malformed-request");
+		return;
+	}
+	sasl_run(c, x, a);
+}
+
+static void on_abort(struct c2s *c, struct xml_elem *x, struct arena *a)
+{
+	(void)x;
+	arena_destroy(&a);
+	sasl_fail(c, "aborted");
+}
+
+static void on_starttls_again(struct c2s *c, struct xml_elem *x,
+			      struct arena *a)
+{
+	(void)x;
+	arena_destroy(&a);
+	stream_fail(c, STREAM_ERR_POLICY_VIOLATION, "TLS is already on");
+}
+
+/* ---- resource binding (RFC 6120 §7) ---- */
+
+/* Answers the iq x (consumed with a) from the server directly: error when
+ * cond is set, else result with payload (allocated in a, may be NULL). */
+static void reply_iq(struct c2s *c, struct xml_elem *x, struct arena *a,
+		     enum stanza_err cond, struct xml_elem *payload)
+{
+	struct xml_elem *r = xml_elem_new(a, STR_LIT(NS_CLIENT), STR_LIT("iq"));
+	struct str id = xml_attr_get(x, "id");
+	if (id.p != NULL)
+		xml_attr_set(a, r, "id", id);
+	if (c->jid_str != NULL)
+		xml_attr_set(a, r, "to", str_c(c->jid_str));
+	if (cond == STANZA_ERR_NONE) {
+		xml_attr_set(a, r, "type", STR_LIT("result"));
+		if (payload != NULL)
+			xml_append_elem(r, payload);
+	} else {
+		xml_attr_set(a, r, "type", STR_LIT("error"));
+		struct xml_elem *e = xml_add_child(a, r, STR_LIT(NS_CLIENT),
+						   STR_LIT("error"));
+		xml_attr_set(a, e, "type", str_c(stanza_err_type(cond)));
+		xml_add_child(a, e, STR_LIT(NS_STANZA_ERRORS),
+			      str_c(stanza_err_name(cond)));
+	}
+	send_elem(c, r);
+	arena_destroy(&a);
+}
+
+struct kick_msg {
+	struct shard_msg m;
+	uint64_t conn_id;
+};
+
+static void on_kick_msg(struct shard *s, struct shard_msg *m)
+{
+	struct kick_msg *k = (struct kick_msg *)m;
+	struct conn *conn = hmap_get(&s->conns, hmap_u64(&k->conn_id));
+	free(k);
+	if (conn != NULL && !s->stopped_hook_ran)
+		conn->ops->kick(conn, STREAM_ERR_CONFLICT,
+				"replaced by a new connection");
+}
+
+static void kick(const struct sess_ref *ref)
+{
+	struct kick_msg *k = xcalloc(1, sizeof(*k));
+	k->m.fn = on_kick_msg;
+	k->conn_id = ref->conn_id;
+	shard_post(&server.shards[ref->shard], &k->m);
+}
+
+static void make_resource(struct c2s *c, char *out, size_t n)
+{
+	unsigned char rnd[8];
+	do {
+		RAND_bytes(rnd, sizeof(rnd));
+		for (size_t i = 0; i < sizeof(rnd) && 2 * i + 2 < n; i++)
+			snprintf(out + 2 * i, 3, "%02x", rnd[i]);
+	} while (c->bare.p != NULL && sessions_has(c->bare, str_c(out)));
+}
+
+static void do_bind(struct c2s *c, struct xml_elem *x, struct arena *a,
+		    struct xml_elem *bind)
+{
+	struct xml_elem *res = xml_child(bind, NS_BIND, "resource");
+	struct str resource = res ? xml_text(a, res) : STR_LIT("");
+	char gen[20];
+	if (resource.len == 0) {
+		make_resource(c, gen, sizeof(gen));
+		resource = str_c(gen);
+	} else {
+		const char *why;
+		if (jid_resourceprep(a, resource, &resource, &why) < 0) {
+			reply_iq(c, x, a, STANZA_ERR_BAD_REQUEST, NULL);
+			return;
+		}
+	}
+	struct buf b = { 0 };
+	buf_printf(&b, "%s@%s", c->user, host(c));
+	size_t bare_len = b.len;
+	buf_append_c(&b, "/");
+	buf_append_str(&b, resource);
+	buf_append(&b, "", 1);
+	char *jid = b.data; /* NUL-terminated, owned */
+	struct sess_ref old, me = { c->conn.shard->id, c->conn.id };
+	int r = sessions_bind(STR(jid, bare_len), resource, me, &old);
+	if (r < 0) {
+		free(jid);
+		reply_iq(c, x, a, STANZA_ERR_RESOURCE_CONSTRAINT, NULL);
+		return;
+	}
+	if (r == 1) /* §7.7.2.2: the new session wins. */
+		kick(&old);
+	c->jid_str = jid;
+	c->bare = STR(jid, bare_len);
+	c->jid.node = str_c(c->user);
+	c->jid.domain = str_c(host(c));
+	c->jid.resource = STR(jid + bare_len + 1, resource.len);
+	c->phase = PHASE_SESSION;
+	conn_log(LOG_LEVEL_INFO, &c->conn, "bound %s on shard %u", jid,
+		 c->conn.shard->id);
+	struct xml_elem *p = xml_elem_new(a, STR_LIT(NS_BIND), STR_LIT("bind"));
+	xml_add_text(a, xml_add_child(a, p, STR_LIT(NS_BIND), STR_LIT("jid")),
+		     str_c(jid));
+	reply_iq(c, x, a, STANZA_ERR_NONE, p);
+}
+
+/* iq before binding: only bind and the legacy session are allowed. */
+static void on_iq_prebind(struct c2s *c, struct xml_elem *x, struct arena *a)
+{
+	struct xml_elem *bind = xml_child(x, NS_BIND, "bind");
+	struct xml_elem *sess = xml_child(x, NS_SESSION, "session");
+	bool set = str_eq_c(xml_attr_get(x, "type"), "set");
+	if (set && bind != NULL) {
+		do_bind(c, x, a, bind);
+	} else if (set && sess != NULL) {
+		reply_iq(c, x, a, STANZA_ERR_NONE, NULL);
+	} else {
+		arena_destroy(&a);
+		stream_fail(c, STREAM_ERR_NOT_AUTHORIZED,
+			    "bind a resource first");
+	}
+}
+
+/* ---- stanzas of a bound session (RFC 6120 §8) ---- */
+
+static bool iq_well_formed(const struct xml_elem *x, struct str type)
+{
+	if (xml_attr_get(x, "id").p == NULL)
+		return false;
+	size_t n = xml_child_count(x);
+	if (str_eq_c(type, "get") || str_eq_c(type, "set"))
+		return n == 1;
+	if (str_eq_c(type, "result"))
+		return n <= 1;
+	return true;
+}
+
+/* §8.1.2.1: a client's 'from', if present, must be its own full or bare
+ * JID; the server stamps the full JID. */
+static bool from_ok(struct c2s *c, struct xml_elem *x, struct arena *a)
+{
+	struct str from = xml_attr_get(x, "from");
+	if (from.p == NULL)
+		return true;
+	struct jid j;
+	const char *why;
+	if (jid_parse(a, from, &j, &why) < 0)
+		return false;
+	return jid_eq(&j, &c->jid) ||
+	       (j.resource.len == 0 && jid_bare_eq(&j, &c->jid));
+}
+
+static void on_stanza(struct c2s *c, struct xml_elem *x, struct arena *a)
+{
+	if (!from_ok(c, x, a)) {
+		arena_destroy(&a);
+		stream_fail(c, STREAM_ERR_INVALID_FROM, "not your address");
+		return;
+	}
+	if (str_eq_c(x->name, "iq") &&
+	    !iq_well_formed(x, xml_attr_get(x, "type"))) {
+		reply_iq(c, x, a, STANZA_ERR_BAD_REQUEST, NULL);
+		return;
+	}
+	if (xml_attr_set(a, x, "from", str_c(c->jid_str)) < 0) {
+		arena_destroy(&a);
+		stream_fail(c, STREAM_ERR_POLICY_VIOLATION, "stanza too big");
+		return;
+	}
+	enum stanza_err err;
+	struct stanza *st = stanza_wrap(a, x, &c->jid, &err);
+	if (st == NULL) {
+		if (str_eq_c(xml_attr_get(x, "type"), "error")) {
+			arena_destroy(&a);
+			return;
+		}
+		/* Answer locally: the stanza cannot be routed. */
+		xml_attr_set(a, x, "to", str_c(c->jid_str));
+		xml_attr_set(a, x, "from", str_c(host(c)));
+		xml_attr_set(a, x, "type", STR_LIT("error"));
+		struct xml_elem *e = xml_add_child(a, x, STR_LIT(NS_CLIENT),
+						   STR_LIT("error"));
+		xml_attr_set(a, e, "type", str_c(stanza_err_type(err)));
+		xml_add_child(a, e, STR_LIT(NS_STANZA_ERRORS),
+			      str_c(stanza_err_name(err)));
+		send_elem(c, x);
+		arena_destroy(&a);
+		return;
+	}
+	route(st);
+}
+
+/* ---- dispatch by phase ---- */
+
+static const struct c2s_handler tls_handlers[] = {
+	{ NS_TLS, "starttls", on_starttls },
+	{ NS_SASL, "auth", on_auth_before_tls },
+	{ 0 },
+};
+
+static const struct c2s_handler auth_handlers[] = {
+	{ NS_SASL, "auth", on_auth },
+	{ NS_SASL, "response", on_response },
+	{ NS_SASL, "abort", on_abort },
+	{ NS_TLS, "starttls", on_starttls_again },
+	{ 0 },
+};
+
+static const struct c2s_handler bind_handlers[] = {
+	{ NS_CLIENT, "iq", on_iq_prebind },
+	{ 0 },
+};
+
+static const struct c2s_handler session_handlers[] = {
+	{ NS_CLIENT, "message", on_stanza },
+	{ NS_CLIENT, "presence", on_stanza },
+	{ NS_CLIENT, "iq", on_stanza },
+	{ 0 },
+};
+
+static const struct c2s_handler *const phase_handlers[] = {
+	[PHASE_TLS] = tls_handlers,
+	[PHASE_AUTH] = auth_handlers,
+	[PHASE_BIND] = bind_handlers,
+	[PHASE_SESSION] = session_handlers,
+};
+
+static void unexpected(struct c2s *c, const struct xml_elem *x)
+{
+	if (str_eq_c(x->ns, NS_SERVER))
+		stream_fail(c, STREAM_ERR_INVALID_NAMESPACE,
+			    "jabber:server content on a client stream");
+	else if (c->phase != PHASE_SESSION)
+		stream_fail(c, STREAM_ERR_NOT_AUTHORIZED,
+			    c->phase == PHASE_BIND ? "bind a resource first"
+						   : "authenticate first");
+	else
+		stream_fail(c, STREAM_ERR_UNSUPPORTED_STANZA_TYPE,
+			    "unknown first-level element");
+}
+
+static enum xml_cb_ret on_xml_stanza(void *ud, struct xml_elem *x,
+				     struct arena *a)
+{
+	struct c2s *c = ud;
+	if (conn_closing(&c->conn)) {
+		arena_destroy(&a);
+		return XML_PAUSE;
+	}
+	const struct c2s_handler *h = phase_handlers[c->phase];
+	for (; h->fn != NULL; h++)
+		if (str_eq_c(x->ns, h->ns) && str_eq_c(x->name, h->name))
+			break;
+	if (h->fn == NULL) {
+		unexpected(c, x);
+		arena_destroy(&a);
+	} else {
+		h->fn(c, x, a);
+	}
+	if (conn_closing(&c->conn) || c->reset_pending || c->sasl_busy)
+		return XML_PAUSE;
+	return XML_CONTINUE;
+}
+
+static const struct xml_stream_cbs c2s_xml_cbs = {
+	.stream_open = on_stream_open,
+	.stanza = on_xml_stanza,
+	.stream_close = on_stream_close,
+};
+
+/* ---- connection callbacks ---- */
+
+static void hold(struct c2s *c, const char *p, size_t len)
+{
+	c->held.max = limits()->max_stanza_size + SHARD_READ_BUF;
+	if (buf_append(&c->held, p, len) < 0)
+		stream_fail(c, STREAM_ERR_POLICY_VIOLATION,
+			    "too much input during authentication");
+}
+
+static void feed(struct c2s *c, const char *p, size_t len)
+{
+	while (len > 0 && !conn_closing(&c->conn)) {
+		if (c->sasl_busy) {
+			hold(c, p, len);
+			return;
+		}
+		size_t used = 0;
+		enum stream_err err;
+		const char *why;
+		int r = xml_stream_feed(c->xs, p, len, &used, &err, &why);
+		if (r < 0) {
+			stream_fail(c, err, why);
+			return;
+		}
+		if (r == 0)
+			return;
+		p += used;
+		len -= used;
+		if (c->discard_rest) {
+			c->discard_rest = false;
+			len = 0;
+		}
+		if (c->reset_pending && !c->sasl_busy) {
+			xml_stream_reset(c->xs);
+			c->reset_pending = false;
+		}
+	}
+}
+
+static void c2s_data(struct conn *conn, const char *p, size_t len)
+{
+	feed((struct c2s *)conn, p, len);
+}
+
+static void c2s_timeout(struct conn *conn)
+{
+	stream_fail((struct c2s *)conn, STREAM_ERR_CONNECTION_TIMEOUT,
+		    "authentication took too long");
+}
+
+static void c2s_deliver(struct conn *conn, struct stanza *st)
+{
+	struct c2s *c = (struct c2s *)conn;
+	if (c->phase == PHASE_SESSION && !conn_closing(conn))
+		send_elem(c, st->x);
+	stanza_free(&st);
+}
+
+static void c2s_kick(struct conn *conn, enum stream_err err, const char *text)
+{
+	stream_fail((struct c2s *)conn, err, text);
+}
+
+static void c2s_free(struct c2s *c)
+{
+	xml_stream_free(c->xs);
+	sasl_free(c->sasl);
+	free(c->cb);
+	free(c->sasl_in);
+	free(c->sasl_out);
+	buf_reset(&c->held);
+	free(c->user);
+	free(c->jid_str);
+	free(c);
+}
+
+static void c2s_destroy(struct conn *conn)
+{
+	struct c2s *c = (struct c2s *)conn;
+	if (c->jid_str != NULL)
+		sessions_unbind(c->bare, c->jid.resource, conn->id);
+	conn_debug(conn, "closed");
+	if (c->sasl_busy) {
+		c->dead = true; /* sasl_done frees it */
+		return;
+	}
+	c2s_free(c);
+}
+
+static const struct conn_ops c2s_ops = {
+	.data = c2s_data,
+	.timeout = c2s_timeout,
+	.destroy = c2s_destroy,
+	.deliver = c2s_deliver,
+	.kick = c2s_kick,
+};
+
+void c2s_init(void)
+{
+	const struct limits_conf *lim = limits();
+	xml_limits = (struct xml_limits){
+		.max_stanza = lim->max_stanza_size,
+		.max_depth = lim->max_depth,
+		.max_attrs = lim->max_attrs,
+	};
+}
+
+void c2s_accept(struct shard *s, uv_stream_t *server_handle,
+		const struct listener_conf *lc)
+{
+	const struct limits_conf *lim = limits();
+	struct c2s *c = xcalloc(1, sizeof(*c));
+	c->lc = lc;
+	c->xs = xml_stream_new(&xml_limits, &c2s_xml_cbs, c);
+	c->phase = lc->type == LISTENER_C2S_TLS ? PHASE_AUTH : PHASE_TLS;
+	if (conn_accept(&c->conn, s, server_handle, &c2s_ops,
+			lim->max_output) < 0)
+		return;
+	unsigned n = conn_ip_acquire(&c->conn);
+	c->over_limit = n > lim->max_conns_per_ip ||
+			conn_count() > lim->max_connections;
+	conn_debug(&c->conn, "accepted from %s on %s port %u", c->conn.ip,
+		   listener_type_name(lc->type), lc->port);
+	conn_set_timer(&c->conn, lim->auth_timeout_ms);
+	if (lc->type == LISTENER_C2S_TLS)
+		conn_start_tls(&c->conn, 0);
+}
