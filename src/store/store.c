@@ -1,2 +1,389 @@
-/* placeholder: being written */
-extern int placeholder_store;
+/*
+ * store.c - the SQLite backend: opening data_dir/stanzad.db, schema
+ * migrations, and running store calls on the libuv thread pool.
+ *
+ * Invariants: the connection is in serialized mode (SQLITE_OPEN_FULLMUTEX)
+ * and WAL journal mode with synchronous=FULL, so a write that returned is on
+ * disk and survives a crash or power loss, and stanzactl (another process)
+ * can write while the server reads. Each migration runs in its own
+ * BEGIN IMMEDIATE transaction together with its schema_version bump, so a
+ * crash leaves every schema at a version that was fully applied.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../core/bug.h"
+#include "../core/log.h"
+#include "../core/xmalloc.h"
+#include "accounts.h"
+#include "store.h"
+
+#define STORE_DB_NAME "stanzad.db"
+/* How long a writer waits for another connection's lock (stanzactl, a
+ * checkpoint) before the call fails with SQLITE_BUSY. */
+#define STORE_BUSY_TIMEOUT_MS 5000
+
+struct store {
+	sqlite3 *db;
+};
+
+/* Every schema, in the order their migrations are applied. */
+static const struct store_schema *const store_schemas[] = {
+	&accounts_schema,
+};
+
+static char *store_errorf(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+/* A malloc'ed message for *error_r. */
+static char *store_errorf(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	BUG_ON(n < 0);
+	char *s = xmalloc((size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(s, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return s;
+}
+
+/*
+ * Creates data_dir (mode 0700: it holds credentials and, later, messages)
+ * unless it exists. Only the last component is created, so a mistyped path
+ * fails instead of growing a tree somewhere unexpected.
+ */
+static int store_make_dir(const char *data_dir, char **error_r)
+{
+	if (mkdir(data_dir, 0700) == 0)
+		return 0;
+	if (errno != EEXIST) {
+		*error_r = store_errorf("cannot create data_dir %s: %s",
+					data_dir, strerror(errno));
+		return -1;
+	}
+	struct stat sb;
+	if (stat(data_dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+		*error_r = store_errorf("data_dir %s is not a directory",
+					data_dir);
+		return -1;
+	}
+	if (sb.st_mode & 077)
+		log_warnx("store: data_dir %s is accessible to other users "
+			  "(mode %03o); 0700 is advised",
+			  data_dir, (unsigned)(sb.st_mode & 0777));
+	return 0;
+}
+
+/*
+ * Creates the database file with mode 0600 before SQLite opens it: SQLite
+ * would use 0644, and its -wal and -shm files copy the database's mode.
+ * Changing the process umask instead would race with other threads.
+ */
+static int store_make_file(const char *path, char **error_r)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		*error_r = store_errorf("cannot open %s: %s", path,
+					strerror(errno));
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/* Runs SQL without results (PRAGMA, DDL, BEGIN...). */
+static int store_exec(sqlite3 *db, const char *sql, const char *what,
+		      char **error_r)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
+		return 0;
+	*error_r = store_errorf("%s: %s", what,
+				msg ? msg : sqlite3_errmsg(db));
+	sqlite3_free(msg);
+	return -1;
+}
+
+/* Runs a PRAGMA that returns one row and checks its first column. */
+static int store_pragma(sqlite3 *db, const char *sql, const char *expect,
+			char **error_r)
+{
+	sqlite3_stmt *stmt = NULL;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(stmt);
+	if (rc != SQLITE_ROW) {
+		*error_r = store_errorf("%s: %s", sql, sqlite3_errmsg(db));
+		sqlite3_finalize(stmt);
+		return -1;
+	}
+	const char *got = (const char *)sqlite3_column_text(stmt, 0);
+	int ret = 0;
+	if (got == NULL || strcmp(got, expect) != 0) {
+		*error_r = store_errorf("%s gave '%s', not '%s'", sql,
+					got ? got : "", expect);
+		ret = -1;
+	}
+	sqlite3_finalize(stmt);
+	return ret;
+}
+
+/*
+ * Connection settings. WAL lets readers and one writer (server and
+ * stanzactl) work at once; synchronous=FULL syncs the WAL on every commit,
+ * which NORMAL does not, so an acknowledged write survives power loss.
+ */
+static int store_configure(sqlite3 *db, char **error_r)
+{
+	sqlite3_extended_result_codes(db, 1);
+	sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
+	if (store_pragma(db, "PRAGMA journal_mode=WAL", "wal", error_r) < 0)
+		return -1;
+	if (store_exec(db, "PRAGMA synchronous=FULL", "synchronous",
+		       error_r) < 0 ||
+	    store_pragma(db, "PRAGMA synchronous", "2", error_r) < 0)
+		return -1;
+	if (store_exec(db, "PRAGMA foreign_keys=ON", "foreign_keys",
+		       error_r) < 0 ||
+	    store_pragma(db, "PRAGMA foreign_keys", "1", error_r) < 0)
+		return -1;
+	return store_exec(db,
+			  "CREATE TABLE IF NOT EXISTS schema_version("
+			  "name TEXT PRIMARY KEY, version INTEGER NOT NULL)",
+			  "creating schema_version", error_r);
+}
+
+/* The recorded version of a schema, 0 if it has none yet. */
+static int store_get_version(sqlite3 *db, const char *name,
+			     sqlite3_int64 *version_r, char **error_r)
+{
+	sqlite3_stmt *stmt = NULL;
+	int rc = sqlite3_prepare_v2(
+		db, "SELECT version FROM schema_version WHERE name = ?1", -1,
+		&stmt, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(stmt);
+	*version_r = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : 0;
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		*error_r = store_errorf("reading version of schema %s: %s",
+					name, sqlite3_errmsg(db));
+		sqlite3_finalize(stmt);
+		return -1;
+	}
+	sqlite3_finalize(stmt);
+	return 0;
+}
+
+static int store_set_version(sqlite3 *db, const char *name,
+			     sqlite3_int64 version, char **error_r)
+{
+	sqlite3_stmt *stmt = NULL;
+	int rc = sqlite3_prepare_v2(
+		db,
+		"INSERT INTO schema_version(name, version) VALUES(?1, ?2) "
+		"ON CONFLICT(name) DO UPDATE SET version = excluded.version",
+		-1, &stmt, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(stmt, 2, version);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(stmt);
+	sqlite3_finalize(stmt);
+	if (rc != SQLITE_DONE) {
+		*error_r = store_errorf("recording version of schema %s: %s",
+					name, sqlite3_errmsg(db));
+		return -1;
+	}
+	return 0;
+}
+
+static sqlite3_int64 store_schema_latest(const struct store_schema *s)
+{
+	sqlite3_int64 n = 0;
+	while (s->migrations[n] != NULL)
+		n++;
+	return n;
+}
+
+/*
+ * One step inside an open transaction: reads the version again (another
+ * process may have migrated since the last step), then applies the next
+ * migration. Sets *done_r once the schema is current.
+ */
+static int store_migrate_step(sqlite3 *db, const struct store_schema *s,
+			      bool *done_r, char **error_r)
+{
+	sqlite3_int64 latest = store_schema_latest(s), cur;
+	if (store_get_version(db, s->name, &cur, error_r) < 0)
+		return -1;
+	if (cur > latest) {
+		*error_r = store_errorf(
+			"schema %s is at version %lld but this build knows "
+			"only up to version %lld: the database was used by a "
+			"newer stanzad; refusing to start",
+			s->name, (long long)cur, (long long)latest);
+		return -1;
+	}
+	*done_r = cur == latest;
+	if (*done_r)
+		return 0;
+	char what[128];
+	snprintf(what, sizeof(what), "migrating schema %s to version %lld",
+		 s->name, (long long)cur + 1);
+	if (store_exec(db, s->migrations[cur], what, error_r) < 0)
+		return -1;
+	log_info("store: schema %s migrated to version %lld", s->name,
+		 (long long)cur + 1);
+	return store_set_version(db, s->name, cur + 1, error_r);
+}
+
+/* Applies the pending migrations of s, each in its own transaction. */
+static int store_migrate(sqlite3 *db, const struct store_schema *s,
+			 char **error_r)
+{
+	for (;;) {
+		/* IMMEDIATE takes the write lock first, so two processes
+		 * starting at once cannot both apply the same step. */
+		if (store_exec(db, "BEGIN IMMEDIATE", "BEGIN", error_r) < 0)
+			return -1;
+		bool done = false;
+		if (store_migrate_step(db, s, &done, error_r) < 0 ||
+		    store_exec(db, "COMMIT", "COMMIT", error_r) < 0) {
+			/* SQLite may have rolled back already (SQLITE_FULL). */
+			if (!sqlite3_get_autocommit(db))
+				sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+			return -1;
+		}
+		if (done)
+			return 0;
+	}
+}
+
+static int store_open_db(const char *path, sqlite3 **db_r, char **error_r)
+{
+	if (!sqlite3_threadsafe()) {
+		*error_r = store_errorf("SQLite was built without thread "
+					"support (SQLITE_THREADSAFE=0)");
+		return -1;
+	}
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open_v2(path, &db,
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+					 SQLITE_OPEN_FULLMUTEX,
+				 NULL);
+	if (rc != SQLITE_OK) {
+		*error_r = store_errorf("cannot open %s: %s", path,
+					db ? sqlite3_errmsg(db)
+					   : sqlite3_errstr(rc));
+		sqlite3_close_v2(db);
+		return -1;
+	}
+	*db_r = db;
+	return 0;
+}
+
+/* Settings and migrations; *detail_r is malloc'ed on failure. */
+static int store_setup(sqlite3 *db, char **detail_r)
+{
+	if (store_configure(db, detail_r) < 0)
+		return -1;
+	for (size_t i = 0; i < ARRAY_SIZE(store_schemas); i++)
+		if (store_migrate(db, store_schemas[i], detail_r) < 0)
+			return -1;
+	return 0;
+}
+
+int store_open(const char *data_dir, struct store **st_r, char **error_r)
+{
+	*error_r = NULL;
+	if (store_make_dir(data_dir, error_r) < 0)
+		return -1;
+	char *path = store_errorf("%s/%s", data_dir, STORE_DB_NAME);
+	sqlite3 *db = NULL;
+	char *detail = NULL;
+	int ret = -1;
+	if (store_make_file(path, error_r) < 0 ||
+	    store_open_db(path, &db, error_r) < 0) {
+		/* *error_r is set */
+	} else if (store_setup(db, &detail) < 0) {
+		*error_r = store_errorf("%s: %s", path, detail);
+		sqlite3_close_v2(db);
+	} else {
+		struct store *st = xcalloc(1, sizeof(*st));
+		st->db = db;
+		*st_r = st;
+		ret = 0;
+	}
+	free(detail);
+	free(path);
+	return ret;
+}
+
+void store_close(struct store *st)
+{
+	if (st == NULL)
+		return;
+	/* close_v2 defers the close until every statement is finalized;
+	 * the last connection then checkpoints and removes the WAL. */
+	if (sqlite3_close_v2(st->db) != SQLITE_OK)
+		log_errx("store: close: %s", sqlite3_errmsg(st->db));
+	free(st);
+}
+
+sqlite3 *store_db(struct store *st)
+{
+	return st->db;
+}
+
+/* One queued call; lives from store_queue_work() to the done callback. */
+struct store_req {
+	uv_work_t work_req;
+	struct store *st;
+	store_work_fn *work;
+	store_done_fn *done;
+	void *ud;
+	int status;
+};
+
+/* On a pool thread. */
+static void store_work_cb(uv_work_t *w)
+{
+	struct store_req *r = w->data;
+	r->status = r->work(r->st, r->ud);
+}
+
+/* On the loop's thread; status is 0 or UV_ECANCELED (uv_cancel). */
+static void store_after_work_cb(uv_work_t *w, int status)
+{
+	struct store_req *r = w->data;
+	r->done(r->st, r->ud, status < 0 ? status : r->status);
+	free(r);
+}
+
+int store_queue_work(uv_loop_t *loop, struct store *st, store_work_fn *work,
+		     store_done_fn *done, void *ud)
+{
+	BUG_ON(work == NULL || done == NULL);
+	struct store_req *r = xcalloc(1, sizeof(*r));
+	*r = (struct store_req){
+		.st = st, .work = work, .done = done, .ud = ud,
+	};
+	r->work_req.data = r;
+	int rc = uv_queue_work(loop, &r->work_req, store_work_cb,
+			       store_after_work_cb);
+	if (rc < 0)
+		free(r); /* libuv's rule: no callback after an error */
+	return rc;
+}
