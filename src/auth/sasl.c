@@ -304,7 +304,14 @@ static int start_gsasl(struct sasl *s)
 	gsasl_session_hook_set(s->gs, s);
 	gsasl_property_set(s->gs, GSASL_SERVICE, "xmpp");
 	gsasl_property_set(s->gs, GSASL_HOSTNAME, s->host);
-	if (s->cb.exporter_len)
+	/* GNU SASL fails a non-PLUS exchange whose gs2 flag is "y" (client
+	 * could bind, thinks we cannot) whenever binding data is set. That is
+	 * a downgrade signal only if we offered a binding the client could
+	 * have used. Clients that predate XEP-0440 know only tls-unique, the
+	 * RFC 5802 default, which does not exist on TLS 1.3 (slixmpp 1.8 is
+	 * one): their "y" there says nothing, so non-PLUS exchanges get no
+	 * tls-exporter data. On TLS 1.2 tls-unique is set and "y" fails. */
+	if (s->cb.exporter_len && s->plus)
 		set_b64(s->gs, GSASL_CB_TLS_EXPORTER, s->cb.exporter,
 			s->cb.exporter_len);
 	if (s->cb.unique_len)
@@ -346,7 +353,9 @@ static bool authzid_ok(const struct sasl *s)
 {
 	const char *z = s->gs ? gsasl_property_fast(s->gs, GSASL_AUTHZID)
 			      : NULL;
-	if (z == NULL || *z == '\0')
+	/* GNU SASL's PLAIN reports the authcid as authzid when none was
+	 * sent. */
+	if (z == NULL || *z == '\0' || strcmp(z, s->user) == 0)
 		return true;
 	char want[2100];
 	snprintf(want, sizeof(want), "%s@%s", s->user, s->host);
