@@ -67,6 +67,7 @@ static void shard_main(void *arg)
 	uv_run(&s->loop, UV_RUN_DEFAULT);
 	/* Messages that raced with the stop are freed by their handlers. */
 	drain_inbox(s);
+	buf_reset(&s->scratch);
 	int r = uv_loop_close(&s->loop);
 	if (r != 0)
 		log_warnx("shard %u: loop closed with handles open", s->id);

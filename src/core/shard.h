@@ -16,6 +16,7 @@
 
 #include <uv.h>
 
+#include "buf.h"
 #include "hmap.h"
 
 #define SHARD_READ_BUF (64 * 1024)
@@ -52,6 +53,7 @@ struct shard {
 	struct conn *dirty;       /* conns with output to flush (list) */
 	void *listeners;          /* owned by net/listener.c */
 	size_t nlisteners;
+	struct buf scratch;         /* serialization scratch, reused */
 	char rbuf[SHARD_READ_BUF];  /* shared read buffer, borrowed per read */
 	char pbuf[SHARD_PLAIN_BUF]; /* plaintext out of SSL_read */
 };

@@ -206,16 +206,16 @@ static void send_features(struct c2s *c)
 /* Serializes x as a first-level element of our stream. */
 static void send_elem(struct c2s *c, const struct xml_elem *x)
 {
-	static _Thread_local struct buf scratch;
-	scratch.len = 0;
-	if (xml_serialize(&scratch, x, STR_LIT(NS_CLIENT)) < 0 ||
-	    conn_write(&c->conn, scratch.data, scratch.len) < 0) {
+	struct buf *scratch = &c->conn.shard->scratch;
+	scratch->len = 0;
+	if (xml_serialize(scratch, x, STR_LIT(NS_CLIENT)) < 0 ||
+	    conn_write(&c->conn, scratch->data, scratch->len) < 0) {
 		stream_fail(c, STREAM_ERR_POLICY_VIOLATION,
 			    "output limit reached");
 	}
 	/* Don't let one huge stanza pin a big buffer in every shard. */
-	if (scratch.cap > 64 * 1024)
-		buf_reset(&scratch);
+	if (scratch->cap > 64 * 1024)
+		buf_reset(scratch);
 }
 
 /* ---- the stream header ---- */
