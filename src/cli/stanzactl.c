@@ -311,9 +311,11 @@ static int ctl_user_del(struct ctl *ctl, int argc, char **argv)
 	return 0;
 }
 
+/* One username per line: the host is the command's argument already. */
 static void ctl_print_user(const char *user, void *ud)
 {
-	printf("%s@%s\n", user, (const char *)ud);
+	(void)ud;
+	printf("%s\n", user);
 }
 
 static int ctl_user_list(struct ctl *ctl, int argc, char **argv)

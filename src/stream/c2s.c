@@ -288,6 +288,7 @@ static void on_starttls(struct c2s *c, struct xml_elem *x, struct arena *a)
 	 * is discarded rather than trusted. */
 	c->reset_pending = true;
 	c->discard_rest = true;
+	c->header_sent = false;
 }
 
 static void on_auth_before_tls(struct c2s *c, struct xml_elem *x,
@@ -336,6 +337,7 @@ static void sasl_succeeded(struct c2s *c)
 	c->cb = NULL;
 	c->phase = PHASE_BIND;
 	c->reset_pending = true; /* §6.4.6: a new stream follows */
+	c->header_sent = false;
 	conn_set_timer(&c->conn, 0);
 }
 
