@@ -2,8 +2,10 @@
  * shard.c - shard threads, their loops and inboxes; see shard.h.
  *
  * Shutdown: shards_stop() sets stopping and wakes each shard; the shard runs
- * stop_hook (which closes listeners and connections) and its loop ends when
- * no handle is left but its own wakeup/check handles, which it closes last.
+ * stop_hook (which closes listeners and asks connections to end) and
+ * closes its wakeup handle; the check handle (the tick) goes on flushing
+ * the connections' last output and is closed once none is left, which ends
+ * the loop.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +36,9 @@ static void drain_inbox(struct shard *s)
 		s->stopped_hook_ran = true;
 		stop_hook(s);
 		uv_close((uv_handle_t *)&s->wakeup, NULL);
-		uv_close((uv_handle_t *)&s->check, NULL);
+		/* The check handle stays until the last connection is gone:
+		 * it flushes their final stream errors. */
+		shard_conn_removed(s);
 	}
 }
 
@@ -56,6 +60,15 @@ void shard_post(struct shard *s, struct shard_msg *m)
 static void on_check(uv_check_t *h)
 {
 	tick_hook(h->data);
+}
+
+void shard_conn_removed(struct shard *s)
+{
+	/* A check handle alone would leave the loop blocked in poll, so the
+	 * last connection to go closes it. */
+	if (s->stopped_hook_ran && s->conns.count == 0 &&
+	    !uv_is_closing((uv_handle_t *)&s->check))
+		uv_close((uv_handle_t *)&s->check, NULL);
 }
 
 static void shard_main(void *arg)

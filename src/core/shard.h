@@ -69,6 +69,9 @@ struct shard *shards_start(unsigned n, shard_hook_fn *start_hook,
 /* Asks every shard to stop, waits for the threads to end and frees them. */
 void shards_stop(struct shard *shards, unsigned n);
 
+/* Called (on s's thread) when a connection has left s->conns. */
+void shard_conn_removed(struct shard *s);
+
 /* Queues m for shard s (any thread, including s itself). Takes ownership. */
 void shard_post(struct shard *s, struct shard_msg *m);
 

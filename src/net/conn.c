@@ -152,7 +152,9 @@ static void on_handle_closed(uv_handle_t *h)
 	buf_reset(&c->out);
 	buf_reset(&c->inflight);
 	atomic_fetch_sub(&open_conns, 1);
+	struct shard *s = c->shard;
 	c->ops->destroy(c);
+	shard_conn_removed(s);
 }
 
 void conn_abort(struct conn *c)
