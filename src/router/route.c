@@ -155,6 +155,23 @@ struct stanza *stanza_copy(const struct stanza *src)
 	return st;
 }
 
+void stanza_set_error(struct arena *a, struct xml_elem *x,
+		      enum stanza_err err, const char *text)
+{
+	xml_attr_set(a, x, "type", STR_LIT("error"));
+	struct xml_elem *e = xml_add_child(a, x, STR_LIT(NS_CLIENT),
+					   STR_LIT("error"));
+	xml_attr_set(a, e, "type", str_c(stanza_err_type(err)));
+	xml_add_child(a, e, STR_LIT(NS_STANZA_ERRORS),
+		      str_c(stanza_err_name(err)));
+	if (text != NULL) {
+		struct xml_elem *t = xml_add_child(
+			a, e, STR_LIT(NS_STANZA_ERRORS), STR_LIT("text"));
+		xml_attr_set_ns(a, t, NS_XML, "lang", STR_LIT("en"));
+		xml_add_text(a, t, str_c(text));
+	}
+}
+
 void route_bounce(struct stanza *st, enum stanza_err err, const char *text)
 {
 	if (str_eq_c(st->type, "error") || st->kind == STANZA_PRESENCE) {
@@ -173,17 +190,7 @@ void route_bounce(struct stanza *st, enum stanza_err err, const char *text)
 	set_jid_attr(st, "from", &st->from);
 	set_jid_attr(st, "to", &st->to);
 	st->type = STR_LIT("error");
-	xml_attr_set(st->a, st->x, "type", st->type);
-	struct xml_elem *e = xml_add_child(st->a, st->x, STR_LIT(NS_CLIENT),
-					   STR_LIT("error"));
-	xml_attr_set(st->a, e, "type", str_c(stanza_err_type(err)));
-	xml_add_child(st->a, e, STR_LIT(NS_STANZA_ERRORS),
-		      str_c(stanza_err_name(err)));
-	if (text != NULL) {
-		struct xml_elem *t = xml_add_child(
-			st->a, e, STR_LIT(NS_STANZA_ERRORS), STR_LIT("text"));
-		xml_add_text(st->a, t, str_c(text));
-	}
+	stanza_set_error(st->a, st->x, err, text);
 	route(st);
 }
 

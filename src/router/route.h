@@ -50,6 +50,12 @@ void stanza_free(struct stanza **stp);
 struct stanza *stanza_copy(const struct stanza *st);
 const char *stanza_kind_name(enum stanza_kind k);
 
+/* Makes x an error reply in place: type='error' plus the <error/> child
+ * (RFC 6120 §8.3.2) with err's default type and an optional text. The
+ * caller sets to/from. Allocates in a. */
+void stanza_set_error(struct arena *a, struct xml_elem *x,
+		      enum stanza_err err, const char *text);
+
 /* Routes st (consumed). Call on a shard thread. */
 void route(struct stanza *st);
 

@@ -474,12 +474,7 @@ static void reply_iq(struct c2s *c, struct xml_elem *x, struct arena *a,
 		if (payload != NULL)
 			xml_append_elem(r, payload);
 	} else {
-		xml_attr_set(a, r, "type", STR_LIT("error"));
-		struct xml_elem *e = xml_add_child(a, r, STR_LIT(NS_CLIENT),
-						   STR_LIT("error"));
-		xml_attr_set(a, e, "type", str_c(stanza_err_type(cond)));
-		xml_add_child(a, e, STR_LIT(NS_STANZA_ERRORS),
-			      str_c(stanza_err_name(cond)));
+		stanza_set_error(a, r, cond, NULL);
 	}
 	send_elem(c, r);
 	arena_destroy(&a);
@@ -637,12 +632,7 @@ static void on_stanza(struct c2s *c, struct xml_elem *x, struct arena *a)
 		/* Answer locally: the stanza cannot be routed. */
 		xml_attr_set(a, x, "to", str_c(c->jid_str));
 		xml_attr_set(a, x, "from", str_c(host(c)));
-		xml_attr_set(a, x, "type", STR_LIT("error"));
-		struct xml_elem *e = xml_add_child(a, x, STR_LIT(NS_CLIENT),
-						   STR_LIT("error"));
-		xml_attr_set(a, e, "type", str_c(stanza_err_type(err)));
-		xml_add_child(a, e, STR_LIT(NS_STANZA_ERRORS),
-			      str_c(stanza_err_name(err)));
+		stanza_set_error(a, x, err, NULL);
 		send_elem(c, x);
 		arena_destroy(&a);
 		return;
