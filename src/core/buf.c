@@ -72,6 +72,8 @@ int buf_printf(struct buf *b, const char *fmt, ...)
 
 int buf_append_xml_escaped(struct buf *b, struct str s, bool attr)
 {
+	if (s.len == 0) /* s.p may be NULL: no arithmetic on it */
+		return 0;
 	size_t start = 0;
 	for (size_t i = 0; i < s.len; i++) {
 		const char *rep;
@@ -81,6 +83,11 @@ int buf_append_xml_escaped(struct buf *b, struct str s, bool attr)
 		case '>': rep = "&gt;"; break;
 		case '\'': rep = attr ? "&apos;" : NULL; break;
 		case '"': rep = attr ? "&quot;" : NULL; break;
+		/* XML end-of-line and attribute-value normalisation would
+		 * change these on the way back in: write them as references. */
+		case '\r': rep = "&#13;"; break;
+		case '\n': rep = attr ? "&#10;" : NULL; break;
+		case '\t': rep = attr ? "&#9;" : NULL; break;
 		default: rep = NULL; break;
 		}
 		if (rep == NULL)

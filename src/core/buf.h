@@ -31,7 +31,9 @@ int buf_printf(struct buf *b, const char *fmt, ...)
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
 /* Appends s escaped for XML character data, or for an attribute value
- * delimited by ' when attr is true. The only way text reaches XML. */
+ * delimited by ' when attr is true, so that parsing gives back exactly s
+ * (CR, and TAB/LF in attributes, become character references). The only
+ * way text reaches XML. */
 int buf_append_xml_escaped(struct buf *b, struct str s, bool attr);
 /* Removes the first n bytes. */
 void buf_consume(struct buf *b, size_t n);

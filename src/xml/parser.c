@@ -1,2 +1,855 @@
-/* placeholder: being written */
-extern int placeholder_parser;
+/*
+ * parser.c - the streaming XMPP XML parser: expat in namespace mode below,
+ * XML stream semantics (RFC 6120 §4.2-4.4, §4.9.3) and restricted XML
+ * (RFC 6120 §11) above; see parser.h and docs/internals/xml.md.
+ *
+ * Positions are byte offsets in the input of the current expat parser
+ * (XML_GetCurrentByteIndex). Input goes to expat in slices cut so that no
+ * unit (a first-level element, or the bytes before one) ever has more than
+ * max_stanza + 1 bytes fed before the limits are checked: expat's buffer,
+ * the pending text and the tree stay bounded by the limits, whatever the
+ * size of a feed. After a pause expat still holds the bytes past the pause
+ * point; they are dropped by resetting expat and re-priming it with the
+ * stream header's name and namespace declarations before the next feed.
+ */
+#include <expat.h>
+#include <limits.h>
+#include <stdint.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../core/buf.h"
+#include "../core/bug.h"
+#include "../core/xmalloc.h"
+#include "parser.h"
+
+/* Separates URI, local name and prefix in expat's names. Expat refuses it
+ * inside namespace URIs (CVE-2022-25236), and names cannot contain it, so
+ * splitting is unambiguous. */
+#define NS_SEP '\n'
+/* Text buffer capacity kept between stanzas, so idle streams stay small. */
+#define TEXT_KEEP 4096
+/* Tree memory of a stanza: about 4 bytes per input byte, plus slack. */
+#define ARENA_FACTOR 4
+#define ARENA_SLACK (16 * 1024)
+/* A partial token this small (or under max_stanza / 4) is always reparsed:
+ * rescanning it costs about what the read that brought the bytes did. */
+#define REPARSE_SMALL 4096
+/* Bytes expat may rescan for forced reparses of larger partial tokens in
+ * one unit, per max_stanza. */
+#define REPARSE_FACTOR 8
+/* Sanity bound on max_stanza so positions never overflow. */
+#define MAX_STANZA_CEIL ((size_t)1 << 30)
+
+/*
+ * Expat 2.6 (and distribution backports to 2.5) defer reparsing a partial
+ * token until the buffered input has doubled, against quadratic rescans
+ * (CVE-2023-52425). That can hold back a complete stanza until the peer
+ * sends more, so deferral is switched off when the partial token is small,
+ * and for a slice holding a '>' (the end of any tag) within a rescan
+ * budget. The declaration is weak: older expat lacks it.
+ */
+XMLPARSEAPI(XML_Bool)
+XML_SetReparseDeferralEnabled(XML_Parser parser, XML_Bool enabled);
+#pragma weak XML_SetReparseDeferralEnabled
+
+enum xs_state {
+	XS_HEADER, /* waiting for the stream header */
+	XS_OPEN,   /* header seen: stanzas flow */
+	XS_CLOSED, /* </stream:stream> seen */
+	XS_FAILED, /* err is set; no more input */
+};
+
+/* Why expat was stopped from a handler, during one feed. */
+enum xs_halt {
+	XS_RUN,
+	XS_PAUSED, /* a callback returned XML_PAUSE */
+	XS_ENDED,  /* the root closed; the rest is checked here, not by expat */
+	XS_ERROR,
+};
+
+struct xml_stream {
+	XML_Parser xp;
+	const struct xml_limits *lim;
+	const struct xml_stream_cbs *cbs;
+	void *ud;
+	enum xs_state state;
+	enum xs_halt halt;
+	bool priming;	    /* parsing the synthetic header of reprime() */
+	bool need_reprime;  /* paused mid-stream: expat holds stale bytes */
+	bool deferral;	    /* expat's reparse deferral is on */
+	bool in_feed;	    /* catches calls from inside callbacks */
+	unsigned depth;	    /* open elements, the root included */
+	XML_Index fed;	    /* bytes given to this expat parser */
+	XML_Index ev_end;   /* end of the last event */
+	XML_Index gap_start; /* end of the last stanza or of the header */
+	XML_Index stanza_start;
+	XML_Index pause_pos;
+	size_t reparse;	   /* bytes rescanned by forced reparses */
+	size_t stream_off; /* caller bytes since reset, for encoding sniffing */
+	struct arena *arena; /* the stanza being built, NULL between stanzas */
+	struct xml_elem *cur; /* its innermost open element */
+	struct xml_text *text_node; /* text node still growing, or NULL */
+	struct buf text;	    /* its text once expat has split it */
+	struct buf root_qname;	    /* "prefix:local" of the root */
+	struct buf root_decls;	    /* its xmlns declarations, written */
+	struct buf default_ns;
+	enum stream_err err;
+	const char *err_text;
+};
+
+static const char empty_str[] = "";
+
+static size_t max_stanza(const struct xml_stream *p)
+{
+	size_t m = p->lim->max_stanza;
+	return m < MAX_STANZA_CEIL ? m : MAX_STANZA_CEIL;
+}
+
+static size_t stanza_cap(const struct xml_stream *p)
+{
+	return ARENA_FACTOR * max_stanza(p) + ARENA_SLACK;
+}
+
+static bool is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static void set_error(struct xml_stream *p, enum stream_err err,
+		      const char *text)
+{
+	if (p->err == STREAM_ERR_NONE) {
+		p->err = err;
+		p->err_text = text;
+	}
+	p->state = XS_FAILED;
+}
+
+/* From a handler: record the error and make XML_Parse return at once. */
+static void cb_fail(struct xml_stream *p, enum stream_err err,
+		    const char *text)
+{
+	if (p->halt != XS_RUN)
+		return;
+	set_error(p, err, text);
+	p->halt = XS_ERROR;
+	XML_StopParser(p->xp, XML_FALSE);
+}
+
+/* From a handler: suspend expat right after the current event. */
+static void cb_stop(struct xml_stream *p, enum xs_halt why)
+{
+	p->halt = why;
+	p->pause_pos = p->ev_end;
+	BUG_ON(XML_StopParser(p->xp, XML_TRUE) != XML_STATUS_OK);
+}
+
+static void mark(struct xml_stream *p)
+{
+	p->ev_end = XML_GetCurrentByteIndex(p->xp) +
+		    XML_GetCurrentByteCount(p->xp);
+}
+
+struct qname {
+	struct str uri, local, prefix;
+};
+
+/* Splits expat's "uri\nlocal\nprefix" (or "uri\nlocal", or "local") into
+ * views of expat's memory; the tree builder copies each part once. */
+static void split_name(const char *name, struct qname *q)
+{
+	const char *s1 = strchr(name, NS_SEP);
+	q->prefix = STR(empty_str, 0);
+	if (s1 == NULL) {
+		q->uri = STR(empty_str, 0);
+		q->local = str_c(name);
+		return;
+	}
+	q->uri = STR(name, (size_t)(s1 - name));
+	const char *l = s1 + 1;
+	const char *s2 = strchr(l, NS_SEP);
+	if (s2 == NULL) {
+		q->local = str_c(l);
+		return;
+	}
+	q->local = STR(l, (size_t)(s2 - l));
+	q->prefix = str_c(s2 + 1);
+}
+
+static unsigned count_attrs(const XML_Char **atts)
+{
+	unsigned n = 0;
+	while (atts[2 * n] != NULL)
+		n++;
+	return n;
+}
+
+static int build_attrs(struct arena *a, struct xml_elem *e,
+		       const XML_Char **atts)
+{
+	struct xml_attr **tail = &e->attrs;
+	for (; *atts != NULL; atts += 2) {
+		struct qname q;
+		split_name(atts[0], &q);
+		struct xml_attr *at = xml_attr_new(a, q.uri, q.local,
+						   str_c(atts[1]));
+		if (at == NULL)
+			return -1;
+		*tail = at;
+		tail = &at->next;
+	}
+	return 0;
+}
+
+/* The element of a start tag, appended to parent if not NULL. NULL when
+ * the arena's cap is reached. */
+static struct xml_elem *build_elem(struct arena *a, struct xml_elem *parent,
+				   const XML_Char *name, const XML_Char **atts)
+{
+	struct qname q;
+	split_name(name, &q);
+	struct xml_elem *e = parent ? xml_add_child(a, parent, q.uri, q.local)
+				    : xml_elem_new(a, q.uri, q.local);
+	if (e == NULL || build_attrs(a, e, atts) < 0)
+		return NULL;
+	return e;
+}
+
+/*
+ * Text: the first piece of a text node is copied straight into the tree
+ * (the common case: one piece per node). Expat splits text at entity and
+ * character references, CDATA sections and feed boundaries; further pieces
+ * gather in p->text and the node gets one copy at the next tag, so text
+ * fed a byte at a time stays linear.
+ */
+static int text_piece(struct xml_stream *p, const char *s, size_t len)
+{
+	if (len == 0)
+		return 0;
+	if (p->text_node == NULL) {
+		if (xml_add_text(p->arena, p->cur, STR(s, len)) < 0)
+			return -1;
+		p->text_node = (struct xml_text *)p->cur->last_child;
+		return 0;
+	}
+	if (p->text.len == 0)
+		buf_append_str(&p->text, p->text_node->text);
+	buf_append(&p->text, s, len);
+	return 0;
+}
+
+static int text_flush(struct xml_stream *p)
+{
+	struct xml_text *t = p->text_node;
+	p->text_node = NULL;
+	if (t == NULL || p->text.len == 0)
+		return 0;
+	struct str s = arena_strdup(p->arena, buf_str(&p->text));
+	p->text.len = 0;
+	if (s.p == NULL)
+		return -1;
+	t->text = s;
+	return 0;
+}
+
+static void record_root_name(struct xml_stream *p, const struct qname *q)
+{
+	p->root_qname.len = 0;
+	if (q->prefix.len) {
+		buf_append_str(&p->root_qname, q->prefix);
+		buf_append(&p->root_qname, ":", 1);
+	}
+	buf_append_str(&p->root_qname, q->local);
+}
+
+static void root_open(struct xml_stream *p, const XML_Char *name,
+		      const XML_Char **atts)
+{
+	if (count_attrs(atts) > p->lim->max_attrs) {
+		cb_fail(p, STREAM_ERR_POLICY_VIOLATION, "too many attributes");
+		return;
+	}
+	if ((size_t)XML_GetCurrentByteCount(p->xp) > max_stanza(p)) {
+		cb_fail(p, STREAM_ERR_POLICY_VIOLATION,
+			"stream header too large");
+		return;
+	}
+	struct arena *a = arena_new(stanza_cap(p));
+	struct xml_elem *hdr = build_elem(a, NULL, name, atts);
+	if (hdr == NULL) {
+		arena_destroy(&a);
+		cb_fail(p, STREAM_ERR_POLICY_VIOLATION,
+			"stream header too large");
+		return;
+	}
+	struct qname q;
+	split_name(name, &q);
+	record_root_name(p, &q);
+	p->depth = 1;
+	p->state = XS_OPEN;
+	p->gap_start = p->ev_end;
+	p->reparse = 0;
+	enum xml_cb_ret r = p->cbs->stream_open(p->ud, hdr,
+						buf_str(&p->default_ns),
+						q.prefix);
+	arena_destroy(&a);
+	if (r == XML_PAUSE)
+		cb_stop(p, XS_PAUSED);
+}
+
+static void stanza_open(struct xml_stream *p)
+{
+	BUG_ON(p->arena != NULL);
+	p->stanza_start = XML_GetCurrentByteIndex(p->xp);
+	p->arena = arena_new(stanza_cap(p));
+}
+
+static void XMLCALL on_start(void *ud, const XML_Char *name,
+			     const XML_Char **atts)
+{
+	struct xml_stream *p = ud;
+	if (p->halt != XS_RUN)
+		return;
+	if (p->priming) {
+		p->depth = 1;
+		return;
+	}
+	mark(p);
+	if (p->depth == 0) {
+		root_open(p, name, atts);
+		return;
+	}
+	/* depth counts the root, so it is the new element's level below it */
+	if (p->depth > p->lim->max_depth) {
+		cb_fail(p, STREAM_ERR_POLICY_VIOLATION,
+			"elements nested too deep");
+		return;
+	}
+	if (count_attrs(atts) > p->lim->max_attrs) {
+		cb_fail(p, STREAM_ERR_POLICY_VIOLATION, "too many attributes");
+		return;
+	}
+	if (p->depth == 1)
+		stanza_open(p);
+	struct xml_elem *e = NULL;
+	if (text_flush(p) == 0)
+		e = build_elem(p->arena, p->depth == 1 ? NULL : p->cur, name,
+			       atts);
+	if (e == NULL) {
+		cb_fail(p, STREAM_ERR_POLICY_VIOLATION, "stanza too large");
+		return;
+	}
+	p->cur = e;
+	p->depth++;
+}
+
+static void root_close(struct xml_stream *p)
+{
+	p->state = XS_CLOSED;
+	enum xml_cb_ret r = p->cbs->stream_close(p->ud);
+	cb_stop(p, r == XML_PAUSE ? XS_PAUSED : XS_ENDED);
+}
+
+static void stanza_close(struct xml_stream *p)
+{
+	if ((size_t)(p->ev_end - p->stanza_start) > max_stanza(p)) {
+		cb_fail(p, STREAM_ERR_POLICY_VIOLATION, "stanza too large");
+		return;
+	}
+	struct arena *a = p->arena;
+	struct xml_elem *e = p->cur;
+	p->arena = NULL;
+	p->cur = NULL;
+	p->gap_start = p->ev_end;
+	p->reparse = 0;
+	if (p->text.cap > TEXT_KEEP)
+		buf_reset(&p->text);
+	if (p->cbs->stanza(p->ud, e, a) == XML_PAUSE)
+		cb_stop(p, XS_PAUSED);
+}
+
+static void XMLCALL on_end(void *ud, const XML_Char *name)
+{
+	struct xml_stream *p = ud;
+	(void)name;
+	if (p->halt != XS_RUN) {
+		/* <stream:stream/> paused on its start: the end is the same
+		 * tag, so it belongs before the pause too */
+		if (p->halt == XS_PAUSED && p->depth == 1 &&
+		    p->state == XS_OPEN) {
+			p->depth = 0;
+			p->state = XS_CLOSED;
+			p->cbs->stream_close(p->ud);
+		}
+		return;
+	}
+	mark(p);
+	if (--p->depth == 0) {
+		root_close(p);
+		return;
+	}
+	if (text_flush(p) < 0) {
+		cb_fail(p, STREAM_ERR_POLICY_VIOLATION, "stanza too large");
+		return;
+	}
+	if (p->depth == 1)
+		stanza_close(p);
+	else
+		p->cur = p->cur->node.parent;
+}
+
+/* Character data at depth 1 is what separates stanzas: whitespace only
+ * (RFC 6120 §11.7 keepalives), and no more of it than max_stanza. */
+static void gap_text(struct xml_stream *p, const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (!is_space(s[i])) {
+			cb_fail(p, STREAM_ERR_BAD_FORMAT,
+				"text between stanzas");
+			return;
+		}
+	}
+	if ((size_t)(p->ev_end - p->gap_start) > max_stanza(p))
+		cb_fail(p, STREAM_ERR_POLICY_VIOLATION,
+			"too much whitespace between stanzas");
+}
+
+static void XMLCALL on_text(void *ud, const XML_Char *s, int len)
+{
+	struct xml_stream *p = ud;
+	if (p->halt != XS_RUN)
+		return;
+	mark(p);
+	if (p->depth == 1)
+		gap_text(p, s, (size_t)len);
+	else if (text_piece(p, s, (size_t)len) < 0)
+		cb_fail(p, STREAM_ERR_POLICY_VIOLATION, "stanza too large");
+}
+
+/* CDATA section edges are events without data: keep ev_end current. */
+static void XMLCALL on_cdata_edge(void *ud)
+{
+	struct xml_stream *p = ud;
+	if (p->halt == XS_RUN)
+		mark(p);
+}
+
+/* The parser is created for UTF-8, so expat ignores the declared encoding
+ * and only reports it here (RFC 6120 §11.6). */
+static void XMLCALL on_xml_decl(void *ud, const XML_Char *version,
+				const XML_Char *encoding, int standalone)
+{
+	struct xml_stream *p = ud;
+	(void)version;
+	(void)standalone;
+	if (p->halt != XS_RUN)
+		return;
+	mark(p);
+	if (encoding != NULL && strcasecmp(encoding, "UTF-8") != 0)
+		cb_fail(p, STREAM_ERR_UNSUPPORTED_ENCODING,
+			"encoding other than UTF-8");
+}
+
+/* The root's declarations: the default namespace for stream_open, and all
+ * of them for reprime(). Declarations below the root need no bookkeeping:
+ * expat resolves them. */
+static void XMLCALL on_ns_decl(void *ud, const XML_Char *prefix,
+			       const XML_Char *uri)
+{
+	struct xml_stream *p = ud;
+	if (p->halt != XS_RUN || p->priming || p->depth != 0)
+		return;
+	if (prefix == NULL) {
+		p->default_ns.len = 0;
+		buf_append_c(&p->default_ns, uri ? uri : "");
+	}
+	if (uri == NULL)
+		return;
+	buf_append_c(&p->root_decls, " xmlns");
+	if (prefix) {
+		buf_append(&p->root_decls, ":", 1);
+		buf_append_c(&p->root_decls, prefix);
+	}
+	buf_append(&p->root_decls, "='", 2);
+	xml_escape(&p->root_decls, str_c(uri), true);
+	buf_append(&p->root_decls, "'", 1);
+}
+
+/* RFC 6120 §11.1: no DTD, so no entity declarations and no way to reach
+ * expat's entity expansion (billion laughs) at all. */
+static void XMLCALL on_doctype(void *ud, const XML_Char *name,
+			       const XML_Char *sysid, const XML_Char *pubid,
+			       int has_internal_subset)
+{
+	(void)name;
+	(void)sysid;
+	(void)pubid;
+	(void)has_internal_subset;
+	cb_fail(ud, STREAM_ERR_RESTRICTED_XML, "DTD");
+}
+
+static void XMLCALL on_entity_decl(void *ud, const XML_Char *name,
+				   int is_param, const XML_Char *value,
+				   int value_len, const XML_Char *base,
+				   const XML_Char *sysid, const XML_Char *pubid,
+				   const XML_Char *notation)
+{
+	(void)name;
+	(void)is_param;
+	(void)value;
+	(void)value_len;
+	(void)base;
+	(void)sysid;
+	(void)pubid;
+	(void)notation;
+	cb_fail(ud, STREAM_ERR_RESTRICTED_XML, "entity declaration");
+}
+
+static void XMLCALL on_comment(void *ud, const XML_Char *data)
+{
+	(void)data;
+	cb_fail(ud, STREAM_ERR_RESTRICTED_XML, "comment");
+}
+
+static void XMLCALL on_pi(void *ud, const XML_Char *target,
+			  const XML_Char *data)
+{
+	(void)target;
+	(void)data;
+	cb_fail(ud, STREAM_ERR_RESTRICTED_XML, "processing instruction");
+}
+
+/* Expat's own errors. Entities other than the predefined five can only be
+ * undefined here (no DTD), so an entity error is restricted XML. */
+static enum stream_err map_expat_error(enum XML_Error e)
+{
+	switch (e) {
+	case XML_ERROR_UNDEFINED_ENTITY:
+	case XML_ERROR_RECURSIVE_ENTITY_REF:
+	case XML_ERROR_ASYNC_ENTITY:
+	case XML_ERROR_BINARY_ENTITY_REF:
+	case XML_ERROR_ATTRIBUTE_EXTERNAL_ENTITY_REF:
+	case XML_ERROR_EXTERNAL_ENTITY_HANDLING:
+	case XML_ERROR_PARAM_ENTITY_REF:
+	case XML_ERROR_ENTITY_DECLARED_IN_PE:
+	case XML_ERROR_NOT_STANDALONE:
+	case XML_ERROR_AMPLIFICATION_LIMIT_BREACH:
+		return STREAM_ERR_RESTRICTED_XML;
+	case XML_ERROR_UNBOUND_PREFIX:
+		return STREAM_ERR_BAD_NAMESPACE_PREFIX;
+	case XML_ERROR_UNKNOWN_ENCODING:
+	case XML_ERROR_INCORRECT_ENCODING:
+		return STREAM_ERR_UNSUPPORTED_ENCODING;
+	case XML_ERROR_NO_MEMORY:
+		return STREAM_ERR_RESOURCE_CONSTRAINT;
+	default:
+		return STREAM_ERR_NOT_WELL_FORMED;
+	}
+}
+
+static void *xml_malloc(size_t n)
+{
+	return xmalloc(n);
+}
+
+static void *xml_realloc(void *ptr, size_t n)
+{
+	return xrealloc(ptr, n);
+}
+
+/* Out of memory aborts, as everywhere else (xmalloc.h). */
+static const XML_Memory_Handling_Suite xml_mem = {
+	.malloc_fcn = xml_malloc,
+	.realloc_fcn = xml_realloc,
+	.free_fcn = free,
+};
+
+static void set_deferral(struct xml_stream *p, bool on)
+{
+	if (p->deferral == on)
+		return;
+	p->deferral = on;
+	if (XML_SetReparseDeferralEnabled != NULL)
+		XML_SetReparseDeferralEnabled(p->xp, on ? XML_TRUE : XML_FALSE);
+}
+
+static void expat_setup(struct xml_stream *p)
+{
+	XML_Parser xp = p->xp;
+	XML_SetUserData(xp, p);
+	XML_SetReturnNSTriplet(xp, XML_TRUE);
+	XML_SetParamEntityParsing(xp, XML_PARAM_ENTITY_PARSING_NEVER);
+	XML_SetElementHandler(xp, on_start, on_end);
+	XML_SetCharacterDataHandler(xp, on_text);
+	XML_SetCdataSectionHandler(xp, on_cdata_edge, on_cdata_edge);
+	XML_SetXmlDeclHandler(xp, on_xml_decl);
+	XML_SetStartNamespaceDeclHandler(xp, on_ns_decl);
+	XML_SetStartDoctypeDeclHandler(xp, on_doctype);
+	XML_SetEntityDeclHandler(xp, on_entity_decl);
+	XML_SetCommentHandler(xp, on_comment);
+	XML_SetProcessingInstructionHandler(xp, on_pi);
+	p->deferral = false;
+	set_deferral(p, true);
+}
+
+/* Everything but expat and the buffers' memory back to a fresh stream. */
+static void state_init(struct xml_stream *p)
+{
+	arena_destroy(&p->arena);
+	p->state = XS_HEADER;
+	p->halt = XS_RUN;
+	p->priming = p->need_reprime = false;
+	p->depth = 0;
+	p->fed = p->ev_end = p->gap_start = 0;
+	p->stanza_start = p->pause_pos = 0;
+	p->reparse = p->stream_off = 0;
+	p->cur = NULL;
+	p->text_node = NULL;
+	p->text.len = 0;
+	if (p->text.cap > TEXT_KEEP)
+		buf_reset(&p->text);
+	p->root_qname.len = p->root_decls.len = p->default_ns.len = 0;
+	p->err = STREAM_ERR_NONE;
+	p->err_text = NULL;
+}
+
+struct xml_stream *xml_stream_new(const struct xml_limits *lim,
+				  const struct xml_stream_cbs *cbs, void *ud)
+{
+	static const XML_Char sep = NS_SEP;
+	struct xml_stream *p = xcalloc(1, sizeof(*p));
+	p->lim = lim;
+	p->cbs = cbs;
+	p->ud = ud;
+	p->xp = XML_ParserCreate_MM("UTF-8", &xml_mem, &sep);
+	BUG_ON(p->xp == NULL);
+	expat_setup(p);
+	state_init(p);
+	return p;
+}
+
+void xml_stream_free(struct xml_stream *p)
+{
+	if (p == NULL)
+		return;
+	BUG_ON(p->in_feed);
+	XML_ParserFree(p->xp);
+	arena_destroy(&p->arena);
+	buf_reset(&p->text);
+	buf_reset(&p->root_qname);
+	buf_reset(&p->root_decls);
+	buf_reset(&p->default_ns);
+	free(p);
+}
+
+void xml_stream_reset(struct xml_stream *p)
+{
+	BUG_ON(p->in_feed);
+	BUG_ON(XML_ParserReset(p->xp, "UTF-8") != XML_TRUE);
+	expat_setup(p);
+	state_init(p);
+}
+
+/* After a pause expat is suspended with the unparsed rest of its input,
+ * which the caller will feed again: start a new expat parser inside an
+ * open root with the same name and namespace bindings instead. */
+static void reprime(struct xml_stream *p)
+{
+	BUG_ON(XML_ParserReset(p->xp, "UTF-8") != XML_TRUE);
+	expat_setup(p);
+	struct buf *b = &p->text; /* empty between stanzas */
+	BUG_ON(b->len != 0 || p->arena != NULL);
+	buf_append(b, "<", 1);
+	buf_append_str(b, buf_str(&p->root_qname));
+	buf_append_str(b, buf_str(&p->root_decls));
+	buf_append(b, ">", 1);
+	p->priming = true;
+	p->depth = 0;
+	enum XML_Status st = XML_Parse(p->xp, b->data, (int)b->len, XML_FALSE);
+	BUG_ON(st != XML_STATUS_OK || p->depth != 1);
+	p->priming = false;
+	p->fed = p->ev_end = p->gap_start = (XML_Index)b->len;
+	p->reparse = 0;
+	p->need_reprime = false;
+	b->len = 0;
+}
+
+/* UTF-16 and UTF-32 show as a BOM or NUL bytes at the start, which are
+ * never UTF-8 (RFC 6120 §11.6). */
+static bool bad_encoding(const struct xml_stream *p, const char *data,
+			 size_t len)
+{
+	for (size_t i = 0; i < len && p->stream_off + i < 2; i++) {
+		unsigned char c = (unsigned char)data[i];
+		if (c == 0 || (p->stream_off + i == 0 && c >= 0xFE))
+			return true;
+	}
+	return false;
+}
+
+/* The bytes after </stream:stream>: whitespace, or nothing. */
+static int trailing(struct xml_stream *p, const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (!is_space(s[i])) {
+			set_error(p, STREAM_ERR_NOT_WELL_FORMED,
+				  "data after the end of the stream");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Where the unit being received started: the open stanza, else the end
+ * of the last event (the bytes after it are one partial token). */
+static XML_Index unit_start(const struct xml_stream *p)
+{
+	return p->arena ? p->stanza_start : p->ev_end;
+}
+
+static size_t slice_len(const struct xml_stream *p, size_t left)
+{
+	XML_Index room = unit_start(p) + (XML_Index)max_stanza(p) + 1 - p->fed;
+	BUG_ON(room < 1);
+	size_t n = left < (size_t)room ? left : (size_t)room;
+	return n < INT_MAX ? n : INT_MAX;
+}
+
+/* Force a reparse when the partial token is small, or when the slice may
+ * complete a tag, within budget; else let expat wait for more input. */
+static int choose_deferral(struct xml_stream *p, const char *s, size_t n)
+{
+	size_t pending = (size_t)(p->fed - p->ev_end);
+	size_t small = max_stanza(p) / 4;
+	if (pending <= (small < REPARSE_SMALL ? small : REPARSE_SMALL)) {
+		set_deferral(p, false);
+		return 0;
+	}
+	if (memchr(s, '>', n) == NULL) {
+		set_deferral(p, true);
+		return 0;
+	}
+	p->reparse += pending;
+	if (p->reparse > REPARSE_FACTOR * max_stanza(p)) {
+		set_error(p, STREAM_ERR_POLICY_VIOLATION,
+			  "input fragmented to force rescans");
+		return -1;
+	}
+	set_deferral(p, false);
+	return 0;
+}
+
+static int check_pending(struct xml_stream *p)
+{
+	if ((size_t)(p->fed - unit_start(p)) <= max_stanza(p))
+		return 0;
+	set_error(p, STREAM_ERR_POLICY_VIOLATION,
+		  p->arena ? "stanza too large"
+			   : "too much data between stanzas");
+	return -1;
+}
+
+static int parse_failed(struct xml_stream *p)
+{
+	if (p->halt != XS_ERROR) {
+		enum XML_Error e = XML_GetErrorCode(p->xp);
+		set_error(p, map_expat_error(e), XML_ErrorString(e));
+	}
+	p->halt = XS_RUN;
+	return -1;
+}
+
+static int suspended(struct xml_stream *p, const char *data, size_t len,
+		     XML_Index base, size_t *done)
+{
+	/* Pausing events end with a '>' fed in this call: never deferred. */
+	BUG_ON(p->pause_pos < base || p->pause_pos > p->fed);
+	size_t upto = (size_t)(p->pause_pos - base);
+	enum xs_halt why = p->halt;
+	p->halt = XS_RUN;
+	p->stream_off += upto;
+	if (why == XS_ENDED) {
+		if (trailing(p, data + upto, len - upto) < 0)
+			return -1;
+		*done = len;
+		return 0;
+	}
+	BUG_ON(why != XS_PAUSED);
+	p->need_reprime = p->state == XS_OPEN;
+	*done = upto;
+	return 1;
+}
+
+static int feed(struct xml_stream *p, const char *data, size_t len,
+		size_t *done)
+{
+	if (p->state == XS_FAILED)
+		return -1;
+	if (p->need_reprime)
+		reprime(p);
+	if (p->state == XS_CLOSED) {
+		if (trailing(p, data, len) < 0)
+			return -1;
+		*done = len;
+		return 0;
+	}
+	if (bad_encoding(p, data, len)) {
+		set_error(p, STREAM_ERR_UNSUPPORTED_ENCODING,
+			  "not UTF-8 (BOM or NUL byte)");
+		return -1;
+	}
+	XML_Index base = p->fed;
+	for (size_t off = 0; off < len;) {
+		size_t n = slice_len(p, len - off);
+		if (choose_deferral(p, data + off, n) < 0)
+			return -1;
+		p->fed += (XML_Index)n;
+		enum XML_Status st =
+			XML_Parse(p->xp, data + off, (int)n, XML_FALSE);
+		off += n;
+		if (st == XML_STATUS_SUSPENDED)
+			return suspended(p, data, len, base, done);
+		if (st != XML_STATUS_OK)
+			return parse_failed(p);
+		if (check_pending(p) < 0)
+			return -1;
+	}
+	p->stream_off += len;
+	*done = len;
+	return 0;
+}
+
+int xml_stream_feed(struct xml_stream *p, const char *data, size_t len,
+		    size_t *consumed_r, enum stream_err *err_r,
+		    const char **text_r)
+{
+	BUG_ON(p->in_feed);
+	p->in_feed = true;
+	size_t done = 0;
+	int r = feed(p, data, len, &done);
+	p->in_feed = false;
+	if (consumed_r)
+		*consumed_r = done;
+	if (r < 0) {
+		*err_r = p->err;
+		*text_r = p->err_text;
+	}
+	return r;
+}
+
+bool xml_stream_idle(const struct xml_stream *p)
+{
+	switch (p->state) {
+	case XS_HEADER:
+		return p->fed == 0;
+	case XS_OPEN:
+		return p->need_reprime ||
+		       (p->arena == NULL && p->ev_end == p->fed);
+	case XS_CLOSED:
+		return true;
+	case XS_FAILED:
+		return false;
+	}
+	return false;
+}

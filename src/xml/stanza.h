@@ -70,6 +70,12 @@ void xml_append_elem(struct xml_elem *parent, struct xml_elem *child);
 /* Appends text (copied, unescaped) as the last child. Returns 0 or -1 on
  * cap. Adjacent text is merged into one node. */
 int xml_add_text(struct arena *a, struct xml_elem *parent, struct str text);
+/* Creates an attribute that is not linked to any element: ns is shared as
+ * by xml_ns_dup(), name and value are copied (one allocation). For builders
+ * that already know the name is unique on the element, such as the parser;
+ * they link it into e->attrs themselves. NULL on cap. */
+struct xml_attr *xml_attr_new(struct arena *a, struct str ns, struct str name,
+			      struct str value);
 /* Removes child from its parent's list; child keeps its memory. */
 void xml_remove_child(struct xml_elem *child);
 
@@ -97,6 +103,18 @@ size_t xml_child_count(const struct xml_elem *e);
 
 /* Deep-copies e (and its subtree) into arena a; the copy has no parent. */
 struct xml_elem *xml_copy(struct arena *a, const struct xml_elem *e);
+
+/* Returns ns as a view that lives at least as long as arena a: a static
+ * string for the namespaces of xmpp/ns.h (no copy), else an arena copy. An
+ * empty or NULL view gives an empty, non-NULL view. .p is NULL on cap. */
+struct str xml_ns_dup(struct arena *a, struct str ns);
+
+/* Appends s escaped as character data, or as an attribute value delimited
+ * by ' when attr is true, such that an XML parser gives s back exactly:
+ * buf_append_xml_escaped() plus character references for the whitespace
+ * XML would otherwise normalise (CR in text; TAB, LF and CR in attribute
+ * values). Returns 0 or -1 if b's max would be passed. */
+int xml_escape(struct buf *b, struct str s, bool attr);
 
 /* Serializes e and its subtree to b, escaping all text and attribute values.
  * parent_ns is the default namespace in scope where e is written (e.g.

@@ -85,6 +85,14 @@ static void xml_escaping(void **state)
 	assert_int_equal(buf_append_xml_escaped(&b, STR_LIT("'\"<"), true), 0);
 	assert_memory_equal(b.data, "&apos;&quot;&lt;", b.len);
 	b.len = 0;
+	assert_int_equal(buf_append_xml_escaped(&b, STR_LIT("\r\n\t"), false), 0);
+	assert_int_equal(b.len, strlen("&#13;\n\t"));
+	assert_memory_equal(b.data, "&#13;\n\t", b.len);
+	b.len = 0;
+	assert_int_equal(buf_append_xml_escaped(&b, STR_LIT("\r\n\t"), true), 0);
+	assert_memory_equal(b.data, "&#13;&#10;&#9;", b.len);
+	b.len = 0;
+	assert_int_equal(buf_append_xml_escaped(&b, STR_NULL, true), 0);
 	assert_int_equal(buf_append_xml_escaped(&b, STR_LIT(""), true), 0);
 	assert_int_equal(b.len, 0);
 	buf_reset(&b);
