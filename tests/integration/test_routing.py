@@ -1,0 +1,186 @@
+"""Routing between local users (RFC 6120 §8, RFC 6121 §8): messages,
+presence and iq by full JID, messages to a bare JID, 'from' stamping, order
+and payload fidelity, and routing across shard threads."""
+
+import asyncio
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+from slixmpp.exceptions import IqError
+
+import clients
+import rawstream
+from rawstream import NS_CLIENT, q
+
+NS_PING = 'urn:xmpp:ping'
+
+
+async def test_message_full_jid_both_ways(server):
+    async with clients.connected(server, 'alice/a', 'bob/b') as (a, b):
+        await clients.round_trip(a, b)
+
+
+async def test_message_bare_jid(server):
+    async with clients.connected(server, 'alice', 'bob/only') as (a, b):
+        msg = await clients.send_and_receive(a, b, to='bob@localhost')
+        assert msg['body'].startswith('hello')
+
+
+async def test_message_bare_jid_two_resources(server):
+    async with clients.connected(server, 'alice', 'bob/one', 'bob/two') \
+            as (a, b1, b2):
+        a.send_message(mto='bob@localhost', mbody='to-bare', mtype='chat')
+        waits = [asyncio.ensure_future(b.next_message('to-bare'))
+                 for b in (b1, b2)]
+        done, pending = await asyncio.wait(
+            waits, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        assert done, 'no resource of bob got the message'
+        for task in done:
+            assert task.result()['from'] == a.boundjid
+
+
+async def test_directed_presence(server):
+    async with clients.connected(server, 'alice/a', 'bob/b') as (a, b):
+        a.send_presence(pto=b.boundjid.full, pstatus='here')
+        pres = await b.next_presence()
+        assert pres['from'] == a.boundjid
+        assert pres['status'] == 'here'
+
+
+async def test_iq_between_clients(server):
+    async with clients.connected(server, 'alice/a', 'bob/b') as (a, b):
+        for src, dst in ((a, b), (b, a)):
+            iq = src.make_iq_get(ito=dst.boundjid.full)
+            iq.xml.append(ET.Element(q(NS_PING, 'ping')))
+            reply = await iq.send(timeout=10)
+            assert reply['type'] == 'result'
+            assert reply['from'] == dst.boundjid
+
+
+async def test_iq_to_unavailable_resource(server):
+    """RFC 6121 §8.5.3.2.1: an iq to a full JID without a session gets
+    <service-unavailable/> (so the sender is not left waiting)."""
+    async with clients.connected(server, 'alice/a', 'bob/b') as (a, _):
+        iq = a.make_iq_get(ito='bob@localhost/no-such-resource')
+        iq.xml.append(ET.Element(q(NS_PING, 'ping')))
+        with pytest.raises(IqError) as info:
+            await iq.send(timeout=10)
+        assert info.value.iq['error']['condition'] == 'service-unavailable'
+
+
+async def test_own_from_accepted(server):
+    """A client may put its own full or bare JID in 'from'."""
+    async with clients.connected(server, 'alice/a', 'bob/b') as (a, b):
+        for own in (a.boundjid.full, a.boundjid.bare):
+            a.send_message(mto=b.boundjid.full, mbody=f'from {own}',
+                           mfrom=own)
+            msg = await b.next_message(f'from {own}')
+            assert msg['from'] == a.boundjid
+
+
+async def test_spoofed_from_never_delivered(server):
+    """RFC 6120 §8.1.2.1: the server stamps 'from' with the sender's full
+    JID; rejecting the stream with <invalid-from/> (§4.9.3.9) is also
+    acceptable. Either way nobody gets a message from a forged JID."""
+    async with clients.connected(server, 'alice/a', 'bob/b') as (a, b):
+        a.send_message(mto=b.boundjid.full, mbody='spoofed',
+                       mfrom='carol@localhost/evil')
+        try:
+            msg = await b.next_message('spoofed', timeout=3)
+        except AssertionError:
+            await clients.until(lambda: a.stream_errors, 5,
+                                'delivery or <invalid-from/>')
+            assert [e['condition'] for e in a.stream_errors] == \
+                ['invalid-from']
+        else:
+            assert msg['from'] == a.boundjid
+
+
+async def test_message_order_preserved(server):
+    async with clients.connected(server, 'alice/a', 'bob/b') as (a, b):
+        for i in range(200):
+            a.send_message(mto=b.boundjid.full, mbody=f'n{i}')
+        got = [(await b.next_message())['body'] for _ in range(200)]
+        assert got == [f'n{i}' for i in range(200)]
+
+
+def test_payload_preserved(server):
+    """Escapes, non-ASCII text, namespaces and unknown extension elements
+    go through unchanged (checked on the raw XML)."""
+    body = 'a < b & c > d "q" \'s\' \u00e9\u4e2d\U0001F600'
+    escaped = (body.replace('&', '&amp;').replace('<', '&lt;')
+               .replace('>', '&gt;'))
+    with rawstream.logged_in(server, 'alice', 'a') as a, \
+            rawstream.logged_in(server, 'bob', 'b') as b:
+        a.send(f"<message to='{b.jid}' id='m1' type='chat'>"
+               f'<body>{escaped}</body>'
+               "<x xmlns='urn:example:ext' k='v&amp;w'>"
+               "<y:deep xmlns:y='urn:example:y' y:attr='1'>t</y:deep>"
+               '</x></message>')
+        msg = b.wait_for(lambda e: e.tag == q(NS_CLIENT, 'message'))
+        assert msg.get('from') == a.jid
+        assert msg.get('to') == b.jid
+        assert msg.get('id') == 'm1'
+        assert msg.findtext(q(NS_CLIENT, 'body')) == body
+        ext = msg.find('{urn:example:ext}x')
+        assert ext is not None and ext.get('k') == 'v&w'
+        deep = ext.find('{urn:example:y}deep')
+        assert deep is not None and deep.text == 't'
+        assert deep.get('{urn:example:y}attr') == '1'
+
+
+async def test_many_clients_fan_in(server):
+    """Messages from several senders to one receiver all arrive."""
+    async with clients.connected(server, 'alice/a', 'bob/b', 'carol/c',
+                                 'walter/w', 'wendy/w') as everyone:
+        sink, senders = everyone[0], everyone[1:]
+        for n in range(20):
+            for s in senders:
+                s.send_message(mto=sink.boundjid.full,
+                               mbody=f'{s.boundjid.user}{n}')
+        got = {(await sink.next_message())['body'] for _ in range(80)}
+        assert got == {f'{s.boundjid.user}{n}' for s in senders
+                       for n in range(20)}
+
+
+@pytest.mark.deadline(150)
+async def test_cross_shard(server_factory):
+    """With two shard threads, clients are spread over both; messages and
+    iq flow between clients on different shards in both directions."""
+    srv = server_factory(shards=2)
+    bound = re.compile(r'^.*\bc\d+\b.*\bbound (\S+) on shard (\d+)', re.M)
+    connected, on_shard = [], {}
+    try:
+        for i in range(16):
+            user = f'shard{i}'
+            srv.add_user(user, f'pw-{i}')
+            client = await clients.connect(srv, user, 'x')
+            connected.append(client)
+            jid = client.boundjid.full
+            await asyncio.to_thread(
+                srv.wait_for_log, rf'bound {re.escape(jid)} on shard \d')
+            shard = {m.group(1): m.group(2)
+                     for m in bound.finditer(srv.log_text())}
+            assert jid in shard, f'no "c<N> ... bound {jid}" log line'
+            on_shard.setdefault(shard[jid], client)
+            if {'0', '1'} <= set(on_shard):
+                break
+        assert set(on_shard) == {'0', '1'}, (
+            f'all {len(connected)} sessions bound on shards {set(on_shard)}')
+        a, b = on_shard['0'], on_shard['1']
+        for _ in range(3):
+            await clients.round_trip(a, b)
+        await clients.send_and_receive(a, b, to=b.boundjid.bare)
+        await clients.send_and_receive(b, a, to=a.boundjid.bare)
+        for src, dst in ((a, b), (b, a)):
+            iq = src.make_iq_get(ito=dst.boundjid.full)
+            iq.xml.append(ET.Element(q(NS_PING, 'ping')))
+            reply = await iq.send(timeout=10)
+            assert reply['type'] == 'result'
+        a.send_presence(pto=b.boundjid.full)
+        assert (await b.next_presence())['from'] == a.boundjid
+    finally:
+        await clients.disconnect(*connected)
