@@ -9,6 +9,7 @@
 #define STANZAD_MOD_MODULE_H
 
 #include "../router/iq.h"
+#include "../store/store.h"
 
 struct iq_route {
 	unsigned types;   /* IQ_GET | IQ_SET */
@@ -28,6 +29,7 @@ struct module {
 	const struct iq_route *iq;                  /* { 0 }-terminated */
 	const char *const *features;                /* NULL-terminated */
 	const struct disco_identity *identities;    /* { 0 }-terminated */
+	const struct store_schema *store;           /* its tables, or NULL */
 };
 
 #define MODULE(name) extern const struct module mod_##name;
@@ -36,6 +38,10 @@ struct module {
 
 /* Every compiled-in module, NULL-terminated, in modules.def order. */
 extern const struct module *const modules[];
+
+/* The schemas of every module that has one, NULL-terminated, for
+ * store_register_schemas(). */
+const struct store_schema *const *module_schemas(void);
 
 /* The first handler registered for this iq, or NULL. */
 const struct iq_route *module_find_iq(enum iq_type type,

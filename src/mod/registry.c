@@ -2,7 +2,10 @@
  * registry.c - the table of compiled-in modules (from modules.def) and iq
  * handler lookup.
  */
+#include <stdbool.h>
 #include <stddef.h>
+
+#include "../core/bug.h"
 
 #include "module.h"
 
@@ -12,6 +15,22 @@ const struct module *const modules[] = {
 #undef MODULE
 	NULL,
 };
+
+const struct store_schema *const *module_schemas(void)
+{
+	static const struct store_schema *list[ARRAY_SIZE(modules)];
+	static bool done;
+	if (!done) {
+		/* Filled once on the main thread before any shard starts. */
+		size_t n = 0;
+		for (const struct module *const *m = modules; *m; m++)
+			if ((*m)->store != NULL)
+				list[n++] = (*m)->store;
+		list[n] = NULL;
+		done = true;
+	}
+	return list;
+}
 
 const struct iq_route *module_find_iq(enum iq_type type,
 				      enum iq_target target, struct str ns,

@@ -2,6 +2,9 @@
  * iq.c - iq dispatch to modules and replies; see iq.h.
  */
 #include "../core/bug.h"
+#include "../core/server.h"
+#include "../core/shard.h"
+#include "../store/store.h"
 #include "../mod/module.h"
 #include "../xmpp/ns.h"
 #include "iq.h"
@@ -75,4 +78,41 @@ struct xml_elem *iq_payload_new(struct iq_ctx *ctx, const char *ns,
 				const char *name)
 {
 	return xml_elem_new(ctx->st->a, str_c(ns), str_c(name));
+}
+
+/* The job of iq_defer, in the request's arena. */
+struct iq_job {
+	struct iq_ctx ctx;
+	iq_work_fn *work;
+	iq_done_fn *done;
+};
+
+static int iq_job_work(struct store *store, void *ud)
+{
+	struct iq_job *job = ud;
+	return job->work(store, &job->ctx);
+}
+
+static void iq_job_done(struct store *store, void *ud, int status)
+{
+	(void)store;
+	struct iq_job *job = ud;
+	struct iq_ctx ctx = job->ctx; /* the arena may go with the reply */
+	job->done(&ctx, status);
+	BUG_ON(ctx.st != NULL); /* done must answer */
+}
+
+enum hook_ret iq_defer(struct iq_ctx *ctx, iq_work_fn *work, iq_done_fn *done)
+{
+	struct iq_job *job = arena_alloc(ctx->st->a, sizeof(*job));
+	if (job == NULL)
+		return iq_reply_error(ctx, STANZA_ERR_RESOURCE_CONSTRAINT);
+	job->ctx = *ctx;
+	job->work = work;
+	job->done = done;
+	if (store_queue_work(&shard_self->loop, server.store, iq_job_work,
+			     iq_job_done, job) < 0)
+		return iq_reply_error(ctx, STANZA_ERR_INTERNAL_SERVER_ERROR);
+	ctx->st = NULL;
+	return HOOK_STOP;
 }

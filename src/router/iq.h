@@ -30,6 +30,7 @@ enum iq_target {
 
 struct iq_ctx {
 	struct stanza *st;        /* the request; a reply consumes it */
+	void *ud;                 /* free for the handler (e.g. across iq_defer) */
 	struct xml_elem *payload; /* its single child element */
 	enum iq_type type;
 	enum iq_target target;
@@ -47,6 +48,18 @@ void iq_dispatch(struct stanza *st, size_t host_idx, enum iq_target target);
 enum hook_ret iq_reply_result(struct iq_ctx *ctx, struct xml_elem *payload);
 /* Replies with an error. Returns HOOK_STOP. */
 enum hook_ret iq_reply_error(struct iq_ctx *ctx, enum stanza_err err);
+/*
+ * Runs blocking work for a request on the thread pool: work(store, ctx)
+ * there (it owns ctx->st exclusively meanwhile and may allocate in its
+ * arena), then done(ctx, status) back on the shard, with work's return
+ * value or a negative libuv error. done must answer (iq_reply_*). Returns
+ * HOOK_STOP: the request belongs to the job from now on.
+ */
+struct store;
+typedef int iq_work_fn(struct store *store, struct iq_ctx *ctx);
+typedef void iq_done_fn(struct iq_ctx *ctx, int status);
+enum hook_ret iq_defer(struct iq_ctx *ctx, iq_work_fn *work, iq_done_fn *done);
+
 /* A new payload element for a reply, allocated in the request's arena. */
 struct xml_elem *iq_payload_new(struct iq_ctx *ctx, const char *ns,
 				const char *name);
