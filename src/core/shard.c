@@ -59,7 +59,20 @@ void shard_post(struct shard *s, struct shard_msg *m)
 
 static void on_check(uv_check_t *h)
 {
-	tick_hook(h->data);
+	struct shard *s = h->data;
+	tick_hook(s);
+	uv_idle_stop(&s->idle);
+}
+
+static void on_idle(uv_idle_t *h)
+{
+	(void)h; /* its being active is what matters */
+}
+
+void shard_want_tick(struct shard *s)
+{
+	if (!uv_is_closing((uv_handle_t *)&s->idle))
+		uv_idle_start(&s->idle, on_idle);
 }
 
 void shard_conn_removed(struct shard *s)
@@ -67,8 +80,10 @@ void shard_conn_removed(struct shard *s)
 	/* A check handle alone would leave the loop blocked in poll, so the
 	 * last connection to go closes it. */
 	if (s->stopped_hook_ran && s->conns.count == 0 &&
-	    !uv_is_closing((uv_handle_t *)&s->check))
+	    !uv_is_closing((uv_handle_t *)&s->check)) {
 		uv_close((uv_handle_t *)&s->check, NULL);
+		uv_close((uv_handle_t *)&s->idle, NULL);
+	}
 }
 
 static void shard_main(void *arg)
@@ -105,6 +120,8 @@ struct shard *shards_start(unsigned n, shard_hook_fn *start,
 		BUG_ON(uv_check_init(&s->loop, &s->check) != 0);
 		s->check.data = s;
 		BUG_ON(uv_check_start(&s->check, on_check) != 0);
+		BUG_ON(uv_idle_init(&s->loop, &s->idle) != 0);
+		s->idle.data = s;
 		s->loop.data = s;
 	}
 	for (unsigned i = 0; i < n; i++)

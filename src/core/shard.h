@@ -45,6 +45,7 @@ struct shard {
 	uv_thread_t thread;
 	uv_async_t wakeup;
 	uv_check_t check; /* runs tick_hook once per loop iteration */
+	uv_idle_t idle;   /* active while a tick is wanted: poll won't block */
 	uv_mutex_t lock;  /* guards the inbox and stopping */
 	struct shard_msg *inbox_head, **inbox_tail;
 	bool stopping;
@@ -68,6 +69,10 @@ struct shard *shards_start(unsigned n, shard_hook_fn *start_hook,
 			   shard_hook_fn *stop_hook, shard_hook_fn *tick_hook);
 /* Asks every shard to stop, waits for the threads to end and frees them. */
 void shards_stop(struct shard *shards, unsigned n);
+
+/* Makes sure the tick runs in this loop iteration even if no I/O comes
+ * (output queued from a timer callback, say). */
+void shard_want_tick(struct shard *s);
 
 /* Called (on s's thread) when a connection has left s->conns. */
 void shard_conn_removed(struct shard *s);

@@ -53,6 +53,8 @@ static void mark_dirty(struct conn *c)
 	if (c->dirty)
 		return;
 	c->dirty = true;
+	if (c->shard->dirty == NULL)
+		shard_want_tick(c->shard);
 	c->next_dirty = c->shard->dirty;
 	c->shard->dirty = c;
 }
