@@ -244,15 +244,44 @@ void route_deliver(const struct sess_ref *ref, struct stanza *st)
 
 /* ---- the rules ---- */
 
-static void to_bare(struct stanza *st, struct str bare)
+/* RFC 6121 §8.5.2.1.1: a chat or normal message to a bare JID goes to the
+ * "most available" resources: here every available resource with the
+ * highest non-negative priority. §8.5.2.1.3: a headline goes to every
+ * available resource with a non-negative priority. Resources with a
+ * negative priority get messages only at their full JID. Returns the
+ * count selected into refs (in place). */
+static size_t pick_resources(struct sess_ref *refs, size_t n, bool all)
 {
+	int best = -1;
+	for (size_t i = 0; i < n; i++)
+		if (refs[i].available && refs[i].priority > best)
+			best = refs[i].priority;
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (refs[i].available && refs[i].priority >= 0 &&
+		    (all || refs[i].priority == best))
+			refs[k++] = refs[i];
+	return k;
+}
+
+static void message_to_bare(struct stanza *st, struct str bare)
+{
+	if (str_eq_c(st->type, "error")) {
+		stanza_free(&st); /* §8.5.2.1.1: silently ignored */
+		return;
+	}
+	if (str_eq_c(st->type, "groupchat")) {
+		route_bounce(st, STANZA_ERR_SERVICE_UNAVAILABLE, NULL);
+		return;
+	}
+	bool headline = str_eq_c(st->type, "headline");
 	struct sess_ref refs[SESS_MAX_RESOURCES];
 	size_t n = sessions_find_all(bare, refs, ARRAY_SIZE(refs));
+	n = pick_resources(refs, n, headline);
 	if (n == 0) {
-		/* RFC 6121 §8.5.2.2: no resource to take it. Offline storage
-		 * is not there yet, so chat/normal bounce, the rest is
-		 * dropped silently. */
-		if (str_eq_c(st->type, "headline") || str_eq_c(st->type, "error"))
+		/* §8.5.2.2: no available resource. Offline storage is not
+		 * there yet: chat and normal bounce, headlines are dropped. */
+		if (headline)
 			stanza_free(&st);
 		else
 			route_bounce(st, STANZA_ERR_SERVICE_UNAVAILABLE, NULL);
@@ -275,11 +304,9 @@ static void to_account(struct stanza *st, size_t host_idx)
 		/* RFC 6121 §8.5.3.2: no such resource. */
 		switch (st->kind) {
 		case STANZA_MESSAGE:
-			if (str_eq_c(st->type, "groupchat"))
-				route_bounce(st, STANZA_ERR_SERVICE_UNAVAILABLE,
-					     NULL);
-			else
-				to_bare(st, bare);
+			/* §8.5.3.2.1: as if sent to the bare JID (which
+			 * bounces groupchat and ignores errors). */
+			message_to_bare(st, bare);
 			return;
 		case STANZA_IQ:
 			route_bounce(st, STANZA_ERR_SERVICE_UNAVAILABLE, NULL);
@@ -291,7 +318,7 @@ static void to_account(struct stanza *st, size_t host_idx)
 	}
 	switch (st->kind) {
 	case STANZA_MESSAGE:
-		to_bare(st, bare);
+		message_to_bare(st, bare);
 		return;
 	case STANZA_IQ:
 		iq_dispatch(st, host_idx, TO_BARE);

@@ -89,6 +89,21 @@ int sessions_bind(struct str bare, struct str resource, struct sess_ref ref,
 	return ret;
 }
 
+bool sessions_set_presence(struct str bare, struct str resource,
+			   uint64_t conn_id, bool available, int priority)
+{
+	uv_rwlock_wrlock(&lock);
+	struct sess_res *r = find_res(hmap_get(&users, bare), resource);
+	bool was = false;
+	if (r != NULL && r->ref.conn_id == conn_id) {
+		was = r->ref.available;
+		r->ref.available = available;
+		r->ref.priority = priority;
+	}
+	uv_rwlock_wrunlock(&lock);
+	return was;
+}
+
 void sessions_unbind(struct str bare, struct str resource, uint64_t conn_id)
 {
 	uv_rwlock_wrlock(&lock);

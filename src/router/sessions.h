@@ -18,6 +18,8 @@
 struct sess_ref {
 	unsigned shard;
 	uint64_t conn_id;
+	int priority;   /* of the last broadcast presence, -128..127 */
+	bool available; /* sent available broadcast presence, not unavailable */
 };
 
 #define SESS_MAX_RESOURCES 64
@@ -31,6 +33,11 @@ void sessions_fini(void);
  * has SESS_MAX_RESOURCES resources. */
 int sessions_bind(struct str bare, struct str resource, struct sess_ref ref,
 		  struct sess_ref *old_r);
+/* Records the session's broadcast presence (RFC 6121 §4.2, §4.4): whether
+ * it is available and its priority. No-op if the binding is not conn_id's.
+ * Returns whether it was available before. */
+bool sessions_set_presence(struct str bare, struct str resource,
+			   uint64_t conn_id, bool available, int priority);
 /* Removes the binding if it still belongs to conn_id. */
 void sessions_unbind(struct str bare, struct str resource, uint64_t conn_id);
 /* True if bare/resource is bound (and fills *ref_r). */

@@ -536,7 +536,8 @@ static void do_bind(struct c2s *c, struct xml_elem *x, struct arena *a,
 	buf_append_str(&b, resource);
 	buf_append(&b, "", 1);
 	char *jid = b.data; /* NUL-terminated, owned */
-	struct sess_ref old, me = { c->conn.shard->id, c->conn.id };
+	struct sess_ref old, me = { .shard = c->conn.shard->id,
+				     .conn_id = c->conn.id };
 	int r = sessions_bind(STR(jid, bare_len), resource, me, &old);
 	if (r < 0) {
 		free(jid);
@@ -605,6 +606,36 @@ static bool from_ok(struct c2s *c, struct xml_elem *x, struct arena *a)
 	       (j.resource.len == 0 && jid_bare_eq(&j, &c->jid));
 }
 
+/* RFC 6121 §4.7.2.3: -128..127, 0 when absent; a bad value counts as 0. */
+static int presence_priority(struct arena *a, const struct xml_elem *x)
+{
+	struct xml_elem *p = xml_child(x, NS_CLIENT, "priority");
+	if (p == NULL)
+		return 0;
+	struct str t = xml_text(a, p);
+	char *end;
+	long v = strtol(t.p, &end, 10);
+	if (t.len == 0 || *end != '\0' || v < -128 || v > 127)
+		return 0;
+	return (int)v;
+}
+
+/* Broadcast presence (no 'to', RFC 6121 §4.2, §4.4, §4.5) sets the
+ * session's availability and priority, which message delivery to the bare
+ * JID follows (§8.5.2). */
+static void track_presence(struct c2s *c, struct xml_elem *x, struct arena *a)
+{
+	if (xml_attr_get(x, "to").p != NULL)
+		return;
+	struct str type = xml_attr_get(x, "type");
+	if (type.p == NULL)
+		sessions_set_presence(c->bare, c->jid.resource, c->conn.id, true,
+				      presence_priority(a, x));
+	else if (str_eq_c(type, "unavailable"))
+		sessions_set_presence(c->bare, c->jid.resource, c->conn.id,
+				      false, 0);
+}
+
 static void on_stanza(struct c2s *c, struct xml_elem *x, struct arena *a)
 {
 	if (!from_ok(c, x, a)) {
@@ -637,6 +668,8 @@ static void on_stanza(struct c2s *c, struct xml_elem *x, struct arena *a)
 		arena_destroy(&a);
 		return;
 	}
+	if (st->kind == STANZA_PRESENCE)
+		track_presence(c, x, a);
 	route(st);
 }
 

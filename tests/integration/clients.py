@@ -73,8 +73,13 @@ class TestClient(slixmpp.ClientXMPP):
 
 
 async def connect(server, user, resource=None, *, mech=DEFAULT_MECH,
-                  direct_tls=False, password=None, timeout=LOGIN_TIMEOUT):
-    """A TestClient through session start; raises LoginError otherwise."""
+                  direct_tls=False, password=None, timeout=LOGIN_TIMEOUT,
+                  available=True):
+    """A TestClient through session start; raises LoginError otherwise.
+    With available=True it then sends initial presence, as real clients
+    do (RFC 6121 §4.2: only available resources get messages addressed to
+    the bare JID), and waits for a ping round trip so the server has
+    processed it."""
     client = TestClient(server.jid(user, resource),
                         password or server.passwords[user], mech)
     done = asyncio.get_running_loop().create_future()
@@ -107,6 +112,10 @@ async def connect(server, user, resource=None, *, mech=DEFAULT_MECH,
         client.cancel_connection_attempt()
         client.abort()
         raise
+    if available:
+        client.send_presence()
+        await client['xep_0199'].ping(server.jid(user).split('@')[1],
+                                      timeout=timeout)
     return client
 
 
