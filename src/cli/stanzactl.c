@@ -7,7 +7,10 @@
  * database directly: WAL mode lets it write while stanzad runs, and works
  * the same when stanzad is stopped. Passwords not given as arguments are
  * read from standard input, without echo on a terminal, so they stay out of
- * `ps` and shell history. Exit status: 0 on success, 1 on any error.
+ * `ps` and shell history. It registers the server's list of schemas before
+ * opening the store, so it migrates the same tables and `user del` removes
+ * all of a user's data with the account (store_user_purge). Exit status: 0
+ * on success, 1 on any error.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -26,6 +29,7 @@
 #include "../core/log.h"
 #include "../core/xmalloc.h"
 #include "../store/accounts.h"
+#include "../store/shapes.h"
 #include "../store/store.h"
 #include "../xmpp/jid.h"
 
@@ -300,7 +304,8 @@ static int ctl_user_del(struct ctl *ctl, int argc, char **argv)
 	struct ctl_account a;
 	if (ctl_account(ctl, argv[0], &a) < 0)
 		return -1;
-	int rc = accounts_delete(ctl->st, a.host, a.user);
+	/* All of the user's data goes with the account (XEP-0077 §3.2). */
+	int rc = store_user_purge(ctl->st, a.host, a.user);
 	if (rc != 0) {
 		ctl_err(rc > 0 ? "no such user %s@%s"
 			       : "cannot delete user %s@%s",
@@ -368,7 +373,7 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ { "user", "passwd" }, "JID [PASSWORD]", 1, 2,
 	  "set an account's password", ctl_user_passwd },
 	{ { "user", "del" }, "JID", 1, 1,
-	  "delete an account", ctl_user_del },
+	  "delete an account and all its data", ctl_user_del },
 	{ { "user", "list" }, "HOST", 1, 1,
 	  "list the accounts of a host", ctl_user_list },
 	{ { "help" }, "", 0, 0, "show this help", ctl_help },
@@ -439,6 +444,8 @@ int main(int argc, char **argv)
 	}
 	/* Store errors carry their own detail; schema notices are noise. */
 	log_set_level(LOG_LEVEL_WARN);
+	/* schemas: see module_schemas() */
+	store_register_schemas(NULL);
 	ctl.arena = arena_new(0);
 	int rc = ctl_run(&ctl, argc - optind, argv + optind);
 	store_close(ctl.st);

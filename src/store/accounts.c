@@ -33,9 +33,12 @@ static const char *const accounts_migrations[] = {
 	NULL,
 };
 
+/* No user_tables: its user column is "username", and store_user_purge()
+ * removes the account row itself, last. */
 const struct store_schema accounts_schema = {
 	.name = "accounts",
 	.migrations = accounts_migrations,
+	.user_tables = NULL,
 };
 
 /* One call's hold on the connection. */

@@ -31,12 +31,12 @@
 
 struct store {
 	sqlite3 *db;
+	bool txn_open; /* store_begin() .. commit/rollback; under db mutex */
 };
 
-/* Every schema, in the order their migrations are applied. */
-static const struct store_schema *const store_schemas[] = {
-	&accounts_schema,
-};
+/* The registered schemas (modules'), applied after accounts_schema. */
+static const struct store_schema *const store_no_schemas[] = { NULL };
+static const struct store_schema *const *store_registered = store_no_schemas;
 
 static char *store_errorf(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
@@ -297,12 +297,23 @@ static int store_open_db(const char *path, sqlite3 **db_r, char **error_r)
 /* Settings and migrations; *detail_r is malloc'ed on failure. */
 static int store_setup(sqlite3 *db, char **detail_r)
 {
-	if (store_configure(db, detail_r) < 0)
+	if (store_configure(db, detail_r) < 0 ||
+	    store_migrate(db, &accounts_schema, detail_r) < 0)
 		return -1;
-	for (size_t i = 0; i < ARRAY_SIZE(store_schemas); i++)
-		if (store_migrate(db, store_schemas[i], detail_r) < 0)
+	for (const struct store_schema *const *s = store_registered; *s; s++)
+		if (store_migrate(db, *s, detail_r) < 0)
 			return -1;
 	return 0;
+}
+
+void store_register_schemas(const struct store_schema *const *schemas)
+{
+	store_registered = schemas != NULL ? schemas : store_no_schemas;
+}
+
+const struct store_schema *const *store_schemas(void)
+{
+	return store_registered;
 }
 
 int store_open(const char *data_dir, struct store **st_r, char **error_r)
@@ -335,6 +346,7 @@ void store_close(struct store *st)
 {
 	if (st == NULL)
 		return;
+	BUG_ON(st->txn_open);
 	/* close_v2 defers the close until every statement is finalized;
 	 * the last connection then checkpoints and removes the WAL. */
 	if (sqlite3_close_v2(st->db) != SQLITE_OK)
@@ -345,6 +357,16 @@ void store_close(struct store *st)
 sqlite3 *store_db(struct store *st)
 {
 	return st->db;
+}
+
+bool store_txn_open(const struct store *st)
+{
+	return st->txn_open;
+}
+
+void store_set_txn_open(struct store *st, bool open)
+{
+	st->txn_open = open;
 }
 
 /* One queued call; lives from store_queue_work() to the done callback. */

@@ -8,14 +8,16 @@
  * directly. The connection is in SQLite's serialized threading mode, so
  * calls from several pool threads are safe.
  *
- * Schemas are declared by their owners (accounts.c now, modules later) as
- * numbered migrations; store_open() applies the pending ones, each in its
- * own transaction, and records them in a schema_version table.
+ * Schemas are declared by their owners (accounts.c, and each module in its
+ * struct module) as numbered migrations; store_open() applies the pending
+ * ones, each in its own transaction, and records them in a schema_version
+ * table. Modules keep their data in the shapes of shapes.h.
  */
 #ifndef STANZAD_STORE_H
 #define STANZAD_STORE_H
 
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <uv.h>
 
 struct store;
@@ -23,16 +25,33 @@ struct store;
 struct store_schema {
 	const char *name;              /* e.g. "accounts" */
 	const char *const *migrations; /* SQL, NULL-terminated; index+1 = version */
+	/* The schema's tables holding per-user rows in columns host and user
+	 * (NULL-terminated; NULL: none): store_user_purge() empties them. */
+	const char *const *user_tables;
 };
 
+/*
+ * The schemas besides accounts (the modules'), NULL-terminated, applied in
+ * order after accounts_schema by every later store_open(); NULL: none. The
+ * list is kept, not copied. Call before store_open(), from one thread:
+ * stanzad and stanzactl register the same list (module_schemas()), so both
+ * migrate the same tables and purge the same user data.
+ */
+void store_register_schemas(const struct store_schema *const *schemas);
+
 /* Opens (creating if needed) data_dir/stanzad.db and applies migrations of
- * every schema in store_schemas (store.c). Returns 0 and *st_r, or -1 and
- * *error_r (malloc'ed, caller frees). */
+ * accounts_schema, then of every registered schema. Returns 0 and *st_r, or
+ * -1 and *error_r (malloc'ed, caller frees). */
 int store_open(const char *data_dir, struct store **st_r, char **error_r);
 void store_close(struct store *st);
 
-/* The underlying handle, for the files of store/ only. */
+/* For the files of store/ only: the underlying handle; the registered
+ * schemas (never NULL); and whether a store_begin() transaction is open,
+ * which only the thread holding the connection's mutex may read or set. */
 sqlite3 *store_db(struct store *st);
+const struct store_schema *const *store_schemas(void);
+bool store_txn_open(const struct store *st);
+void store_set_txn_open(struct store *st, bool open);
 
 /*
  * Runs work(st, ud) on the libuv thread pool of loop, then done(st, ud,
