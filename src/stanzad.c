@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "core/server.h"
 #include "core/shard.h"
+#include "mod/module.h"
 #include "net/conn.h"
 #include "net/listener.h"
 #include "net/tls.h"
@@ -24,7 +25,6 @@
 #include "store/store.h"
 #include "stream/c2s.h"
 
-struct server server;
 
 static void usage(FILE *f)
 {
@@ -110,6 +110,7 @@ static int start(const char *path)
 		log_errx("%s", why);
 		goto out_conf;
 	}
+	store_register_schemas(module_schemas());
 	if (store_open(conf->data_dir, &server.store, &err) < 0)
 		goto out_sasl;
 	if (tls_init(conf, &err) < 0)

@@ -28,6 +28,7 @@
 #include "../core/conf.h"
 #include "../core/log.h"
 #include "../core/xmalloc.h"
+#include "../mod/module.h"
 #include "../store/accounts.h"
 #include "../store/shapes.h"
 #include "../store/store.h"
@@ -444,8 +445,9 @@ int main(int argc, char **argv)
 	}
 	/* Store errors carry their own detail; schema notices are noise. */
 	log_set_level(LOG_LEVEL_WARN);
-	/* schemas: see module_schemas() */
-	store_register_schemas(NULL);
+	/* The same tables as the server, whichever of the two opens the
+	 * database first. */
+	store_register_schemas(module_schemas());
 	ctl.arena = arena_new(0);
 	int rc = ctl_run(&ctl, argc - optind, argv + optind);
 	store_close(ctl.st);
