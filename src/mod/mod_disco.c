@@ -9,6 +9,7 @@
 #include "../core/conf.h"
 #include "../core/server.h"
 #include "../xmpp/ns.h"
+#include "caps.h"
 #include "module.h"
 
 static void add_identity(struct iq_ctx *ctx, struct xml_elem *q,
@@ -35,9 +36,14 @@ static void add_feature(struct iq_ctx *ctx, struct xml_elem *q,
 static enum hook_ret info_handle(struct iq_ctx *ctx)
 {
 	struct str node = xml_attr_get(ctx->payload, "node");
-	if (node.p != NULL)
+	/* XEP-0115 §6.2: the caps node answers like the server itself. */
+	bool caps = node.p != NULL && ctx->target == TO_HOST &&
+		    caps_node_matches(node);
+	if (node.p != NULL && !caps)
 		return iq_reply_error(ctx, STANZA_ERR_ITEM_NOT_FOUND);
 	struct xml_elem *q = iq_payload_new(ctx, NS_DISCO_INFO, "query");
+	if (caps)
+		xml_attr_set(ctx->st->a, q, "node", node);
 	if (ctx->target == TO_BARE) {
 		static const struct disco_identity account = {
 			"account", "registered", NULL

@@ -23,6 +23,18 @@ struct disco_identity {
 	const char *category, *type, *name;
 };
 
+/* When stream features are being sent on a client stream. */
+enum feature_phase {
+	FEATURES_PRE_TLS,  /* before STARTTLS */
+	FEATURES_PRE_AUTH, /* encrypted, before SASL */
+	FEATURES_BOUND,    /* authenticated, before resource binding */
+};
+
+/* Appends a module's stream feature elements for this phase and host to b
+ * (escaped XML). */
+typedef void stream_features_fn(struct buf *b, enum feature_phase phase,
+				size_t host_idx);
+
 struct module {
 	const char *name; /* "ping" */
 	const char *spec; /* "XEP-0199" */
@@ -30,6 +42,7 @@ struct module {
 	const char *const *features;                /* NULL-terminated */
 	const struct disco_identity *identities;    /* { 0 }-terminated */
 	const struct store_schema *store;           /* its tables, or NULL */
+	stream_features_fn *stream_features;        /* or NULL */
 };
 
 #define MODULE(name) extern const struct module mod_##name;
@@ -42,6 +55,10 @@ extern const struct module *const modules[];
 /* The schemas of every module that has one, NULL-terminated, for
  * store_register_schemas(). */
 const struct store_schema *const *module_schemas(void);
+
+/* Calls every module's stream_features. */
+void module_stream_features(struct buf *b, enum feature_phase phase,
+			    size_t host_idx);
 
 /* The first handler registered for this iq, or NULL. */
 const struct iq_route *module_find_iq(enum iq_type type,

@@ -32,6 +32,14 @@ const struct store_schema *const *module_schemas(void)
 	return list;
 }
 
+void module_stream_features(struct buf *b, enum feature_phase phase,
+			    size_t host_idx)
+{
+	for (const struct module *const *m = modules; *m; m++)
+		if ((*m)->stream_features != NULL)
+			(*m)->stream_features(b, phase, host_idx);
+}
+
 const struct iq_route *module_find_iq(enum iq_type type,
 				      enum iq_target target, struct str ns,
 				      struct str name)

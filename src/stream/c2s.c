@@ -27,6 +27,7 @@
 #include "../core/shard.h"
 #include "../core/xmalloc.h"
 #include "../net/conn.h"
+#include "../mod/module.h"
 #include "../net/tls.h"
 #include "../router/route.h"
 #include "../router/sessions.h"
@@ -198,6 +199,13 @@ static void send_features(struct c2s *c)
 	case PHASE_SESSION:
 		break;
 	}
+	static const enum feature_phase phases[] = {
+		[PHASE_TLS] = FEATURES_PRE_TLS,
+		[PHASE_AUTH] = FEATURES_PRE_AUTH,
+		[PHASE_BIND] = FEATURES_BOUND,
+		[PHASE_SESSION] = FEATURES_BOUND,
+	};
+	module_stream_features(&b, phases[c->phase], c->host_idx);
 	buf_append_c(&b, "</stream:features>");
 	write_buf(c, &b);
 	buf_reset(&b);
