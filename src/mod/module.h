@@ -8,6 +8,7 @@
 #ifndef STANZAD_MOD_MODULE_H
 #define STANZAD_MOD_MODULE_H
 
+#include "../router/hooks.h"
 #include "../router/iq.h"
 #include "../store/store.h"
 
@@ -43,6 +44,7 @@ struct module {
 	const struct disco_identity *identities;    /* { 0 }-terminated */
 	const struct store_schema *store;           /* its tables, or NULL */
 	stream_features_fn *stream_features;        /* or NULL */
+	const struct hook *hooks;                   /* { 0 }-terminated */
 };
 
 #define MODULE(name) extern const struct module mod_##name;

@@ -7,6 +7,8 @@
 
 #include "../core/bug.h"
 
+#include <uv.h>
+
 #include "module.h"
 
 const struct module *const modules[] = {
@@ -50,4 +52,51 @@ const struct iq_route *module_find_iq(enum iq_type type,
 			    str_eq_c(ns, r->ns) && str_eq_c(name, r->name))
 				return r;
 	return NULL;
+}
+
+/* Hooks sorted by (event, priority) once, on first use from the main
+ * thread (module_schemas() time) or any shard: guarded by uv_once. */
+struct hook_slot {
+	const struct hook *hooks[32];
+	size_t n;
+};
+static struct hook_slot hook_table[EV_COUNT];
+static uv_once_t hook_once = UV_ONCE_INIT;
+
+static void hooks_build(void)
+{
+	for (const struct module *const *m = modules; *m; m++)
+		for (const struct hook *h = (*m)->hooks; h && h->fn; h++) {
+			struct hook_slot *s = &hook_table[h->ev];
+			BUG_ON(s->n == ARRAY_SIZE(s->hooks));
+			size_t i = s->n++;
+			while (i > 0 && s->hooks[i - 1]->priority > h->priority) {
+				s->hooks[i] = s->hooks[i - 1];
+				i--;
+			}
+			s->hooks[i] = h;
+		}
+}
+
+enum hook_ret hooks_run(struct hook_ctx *ctx)
+{
+	uv_once(&hook_once, hooks_build);
+	const struct hook_slot *s = &hook_table[ctx->ev];
+	for (size_t i = 0; i < s->n; i++)
+		if (s->hooks[i]->fn(ctx) == HOOK_STOP)
+			return HOOK_STOP;
+	return HOOK_PASS;
+}
+
+const char *hook_event_name(enum hook_event ev)
+{
+	static const char *const names[] = {
+		[EV_PRESENCE_OUT] = "presence-out",
+		[EV_MESSAGE_OUT] = "message-out",
+		[EV_PRESENCE_IN] = "presence-in",
+		[EV_MESSAGE_IN] = "message-in",
+		[EV_SESSION_BOUND] = "session-bound",
+		[EV_SESSION_END] = "session-end",
+	};
+	return (unsigned)ev < EV_COUNT ? names[ev] : "?";
 }

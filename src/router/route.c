@@ -16,6 +16,7 @@
 #include "../core/shard.h"
 #include "../net/conn.h"
 #include "../xmpp/ns.h"
+#include "hooks.h"
 #include "iq.h"
 #include "route.h"
 #include "sessions.h"
@@ -294,6 +295,17 @@ static void message_to_bare(struct stanza *st, struct str bare)
 
 static void to_account(struct stanza *st, size_t host_idx)
 {
+	if (st->kind != STANZA_IQ) {
+		struct hook_ctx h = {
+			.ev = st->kind == STANZA_PRESENCE ? EV_PRESENCE_IN
+							  : EV_MESSAGE_IN,
+			.st = st,
+			.shard = shard_self->id,
+			.host_idx = host_idx,
+		};
+		if (hooks_run(&h) == HOOK_STOP)
+			return;
+	}
 	struct str bare = jid_to_str(st->a, &st->to, true);
 	if (st->to.resource.len > 0) {
 		struct sess_ref ref;

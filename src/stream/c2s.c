@@ -29,6 +29,7 @@
 #include "../net/conn.h"
 #include "../mod/module.h"
 #include "../net/tls.h"
+#include "../router/hooks.h"
 #include "../router/route.h"
 #include "../router/sessions.h"
 #include "../store/store.h"
@@ -511,6 +512,18 @@ static void kick(const struct sess_ref *ref)
 	shard_post(&server.shards[ref->shard], &k->m);
 }
 
+static void session_event(struct c2s *c, enum hook_event ev)
+{
+	struct hook_ctx h = {
+		.ev = ev,
+		.user = &c->jid,
+		.conn_id = c->conn.id,
+		.shard = c->conn.shard->id,
+		.host_idx = c->host_idx,
+	};
+	hooks_run(&h);
+}
+
 static void make_resource(struct c2s *c, char *out, size_t n)
 {
 	unsigned char rnd[8];
@@ -562,6 +575,7 @@ static void do_bind(struct c2s *c, struct xml_elem *x, struct arena *a,
 	c->phase = PHASE_SESSION;
 	conn_log(LOG_LEVEL_INFO, &c->conn, "bound %s on shard %u", jid,
 		 c->conn.shard->id);
+	session_event(c, EV_SESSION_BOUND);
 	struct xml_elem *p = xml_elem_new(a, STR_LIT(NS_BIND), STR_LIT("bind"));
 	xml_add_text(a, xml_add_child(a, p, STR_LIT(NS_BIND), STR_LIT("jid")),
 		     str_c(jid));
@@ -678,6 +692,19 @@ static void on_stanza(struct c2s *c, struct xml_elem *x, struct arena *a)
 	}
 	if (st->kind == STANZA_PRESENCE)
 		track_presence(c, x, a);
+	if (st->kind != STANZA_IQ) {
+		struct hook_ctx h = {
+			.ev = st->kind == STANZA_PRESENCE ? EV_PRESENCE_OUT
+							  : EV_MESSAGE_OUT,
+			.st = st,
+			.user = &c->jid,
+			.conn_id = c->conn.id,
+			.shard = c->conn.shard->id,
+			.host_idx = c->host_idx,
+		};
+		if (hooks_run(&h) == HOOK_STOP)
+			return;
+	}
 	route(st);
 }
 
@@ -839,8 +866,10 @@ static void c2s_free(struct c2s *c)
 static void c2s_destroy(struct conn *conn)
 {
 	struct c2s *c = (struct c2s *)conn;
-	if (c->jid_str != NULL)
+	if (c->jid_str != NULL) {
 		sessions_unbind(c->bare, c->jid.resource, conn->id);
+		session_event(c, EV_SESSION_END);
+	}
 	conn_debug(conn, "closed");
 	if (c->sasl_busy) {
 		c->dead = true; /* sasl_done frees it */

@@ -1,0 +1,54 @@
+/*
+ * hooks.h - ordered hooks on stanza and session events, registered by
+ * modules (struct module.hooks) and run by the core at fixed points.
+ *
+ * A hook returns HOOK_PASS (the next hook, then the core's default, goes
+ * on) or HOOK_STOP (it took the stanza: consumed or handed on). Hooks run
+ * on the shard that holds the stanza, in ascending priority.
+ */
+#ifndef STANZAD_ROUTER_HOOKS_H
+#define STANZAD_ROUTER_HOOKS_H
+
+#include <stdint.h>
+
+#include "iq.h"
+
+enum hook_event {
+	/* A stanza sent by a local client, 'from' stamped, before route(). */
+	EV_PRESENCE_OUT,
+	EV_MESSAGE_OUT,
+	/* route() found a stanza for a local account (bare or full JID). */
+	EV_PRESENCE_IN,
+	EV_MESSAGE_IN,
+	/* A session was bound; st is NULL. */
+	EV_SESSION_BOUND,
+	/* A bound session ended (stream closed or connection lost); st is
+	 * NULL. Hooks must not try to send to it. */
+	EV_SESSION_END,
+	EV_COUNT
+};
+
+const char *hook_event_name(enum hook_event ev);
+
+struct hook_ctx {
+	enum hook_event ev;
+	struct stanza *st;      /* consumed by a hook that returns HOOK_STOP */
+	const struct jid *user; /* the local session concerned (full JID), or
+				   NULL when the event has none */
+	uint64_t conn_id;       /* its connection, 0 if none */
+	unsigned shard;
+	size_t host_idx;
+};
+
+typedef enum hook_ret hook_fn(struct hook_ctx *ctx);
+
+struct hook {
+	enum hook_event ev;
+	int priority; /* lower runs first */
+	hook_fn *fn;
+};
+
+/* Runs the hooks of ctx->ev; returns HOOK_STOP as soon as one does. */
+enum hook_ret hooks_run(struct hook_ctx *ctx);
+
+#endif
