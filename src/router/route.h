@@ -34,6 +34,8 @@ struct stanza {
 	enum stanza_kind kind;
 	struct str type;     /* the type attribute; empty when absent */
 	struct jid from, to; /* to.domain is empty when there was no 'to' */
+	bool to_session;     /* deliver with 'to' set to the receiving
+				session's full JID (roster pushes) */
 };
 
 /* Wraps a parsed element (owned by arena a) as a stanza. Returns NULL, with

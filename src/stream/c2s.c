@@ -840,8 +840,11 @@ static void c2s_timeout(struct conn *conn)
 static void c2s_deliver(struct conn *conn, struct stanza *st)
 {
 	struct c2s *c = (struct c2s *)conn;
-	if (c->phase == PHASE_SESSION && !conn_closing(conn))
+	if (c->phase == PHASE_SESSION && !conn_closing(conn)) {
+		if (st->to_session)
+			xml_attr_set(st->a, st->x, "to", str_c(c->jid_str));
 		send_elem(c, st->x);
+	}
 	stanza_free(&st);
 }
 

@@ -21,6 +21,7 @@
 #include "../core/buf.h"
 #include "../core/bug.h"
 #include "../core/xmalloc.h"
+#include "../xmpp/ns.h"
 #include "parser.h"
 
 /* Separates URI, local name and prefix in expat's names. Expat refuses it
@@ -852,4 +853,64 @@ bool xml_stream_idle(const struct xml_stream *p)
 		return false;
 	}
 	return false;
+}
+
+/* ---- one element from stored bytes ---- */
+
+struct parse_one {
+	struct arena *dst;
+	struct xml_elem *result;
+};
+
+static enum xml_cb_ret one_open(void *ud, const struct xml_elem *hdr,
+				struct str default_ns, struct str prefix)
+{
+	(void)ud, (void)hdr, (void)default_ns, (void)prefix;
+	return XML_CONTINUE;
+}
+
+static enum xml_cb_ret one_stanza(void *ud, struct xml_elem *x,
+				  struct arena *a)
+{
+	struct parse_one *p = ud;
+	if (p->result == NULL)
+		p->result = xml_copy(p->dst, x);
+	arena_destroy(&a);
+	return XML_CONTINUE;
+}
+
+static enum xml_cb_ret one_close(void *ud)
+{
+	(void)ud;
+	return XML_CONTINUE;
+}
+
+struct xml_elem *xml_parse_elem(struct arena *a, struct str bytes,
+				struct str default_ns)
+{
+	static const struct xml_stream_cbs cbs = {
+		.stream_open = one_open,
+		.stanza = one_stanza,
+		.stream_close = one_close,
+	};
+	struct xml_limits lim = {
+		.max_stanza = bytes.len + 1,
+		.max_depth = 64,
+		.max_attrs = 256,
+	};
+	struct parse_one p = { .dst = a };
+	struct xml_stream *xs = xml_stream_new(&lim, &cbs, &p);
+	struct buf head = { 0 };
+	buf_append_c(&head, "<stream:stream xmlns:stream='" NS_STREAMS
+			    "' xmlns='");
+	buf_append_xml_escaped(&head, default_ns, true);
+	buf_append_c(&head, "'>");
+	enum stream_err err;
+	const char *why;
+	bool ok = xml_stream_feed(xs, head.data, head.len, NULL, &err,
+				  &why) == 0 &&
+		  xml_stream_feed(xs, bytes.p, bytes.len, NULL, &err, &why) == 0;
+	buf_reset(&head);
+	xml_stream_free(xs);
+	return ok ? p.result : NULL;
 }

@@ -81,6 +81,13 @@ int xml_stream_feed(struct xml_stream *p, const char *data, size_t len,
  * success, RFC 6120 §5.4.3.3, §6.4.6): discards all parser state. */
 void xml_stream_reset(struct xml_stream *p);
 
+/* Parses one complete element from trusted stored bytes (e.g. what
+ * xml_serialize wrote) as if it were a first-level element of a stream
+ * whose default namespace is default_ns. Returns the tree copied into a,
+ * or NULL if the bytes are not one well-formed element. */
+struct xml_elem *xml_parse_elem(struct arena *a, struct str bytes,
+				struct str default_ns);
+
 /* True when no partial stanza or unparsed bytes are held: the stream is at a
  * stanza boundary. */
 bool xml_stream_idle(const struct xml_stream *p);
