@@ -8,6 +8,7 @@
  * is referenced after on_read returns.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,11 +287,19 @@ int conn_write(struct conn *c, const void *p, size_t len)
 		mark_dirty(c);
 		return 0;
 	}
-	int n = SSL_write(c->ssl, p, (int)len);
-	if (n <= 0) {
-		ERR_clear_error();
-		conn_abort(c);
-		return -1;
+	/* With partial writes on, SSL_write takes one record (16 KiB) per
+	 * call; our BIO accepts everything, so loop until all is queued. */
+	const char *q = p;
+	while (len > 0) {
+		int chunk = len > INT_MAX ? INT_MAX : (int)len;
+		int n = SSL_write(c->ssl, q, chunk);
+		if (n <= 0) {
+			ERR_clear_error();
+			conn_abort(c);
+			return -1;
+		}
+		q += n;
+		len -= (size_t)n;
 	}
 	return 0;
 }

@@ -45,7 +45,7 @@ async def test_message_bare_jid_two_resources(server):
 async def test_directed_presence(server):
     async with clients.connected(server, 'alice/a', 'bob/b') as (a, b):
         a.send_presence(pto=b.boundjid.full, pstatus='here')
-        pres = await b.next_presence()
+        pres = await b.next_presence(sender=a.boundjid)
         assert pres['from'] == a.boundjid
         assert pres['status'] == 'here'
 
@@ -181,6 +181,18 @@ async def test_cross_shard(server_factory):
             reply = await iq.send(timeout=10)
             assert reply['type'] == 'result'
         a.send_presence(pto=b.boundjid.full)
-        assert (await b.next_presence())['from'] == a.boundjid
+        assert (await b.next_presence(sender=a.boundjid))['from'] == \
+            a.boundjid
     finally:
         await clients.disconnect(*connected)
+
+
+async def test_large_message_arrives_whole(server):
+    """A stanza of many TLS records (here ~200 KiB, under the 256 KiB
+    limit) reaches the recipient whole: regression for output that was cut
+    after the first 16 KiB record."""
+    async with clients.connected(server, 'alice/a', 'bob/b') as (a, b):
+        body = 'x' * (200 * 1024)
+        a.send_message(mto=b.boundjid.full, mbody=body, mtype='chat')
+        msg = await b.next_message(body, timeout=10)
+        assert len(msg['body']) == len(body)
