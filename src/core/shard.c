@@ -53,8 +53,11 @@ void shard_post(struct shard *s, struct shard_msg *m)
 	uv_mutex_lock(&s->lock);
 	*s->inbox_tail = m;
 	s->inbox_tail = &m->next;
+	/* Once the thread has left its loop the wakeup handle is gone;
+	 * shards_stop() hands what arrives later to its handlers. */
+	if (!s->dead)
+		uv_async_send(&s->wakeup);
 	uv_mutex_unlock(&s->lock);
-	uv_async_send(&s->wakeup);
 }
 
 static void on_check(uv_check_t *h)
@@ -93,6 +96,9 @@ static void shard_main(void *arg)
 	log_set_thread_name(s->name);
 	start_hook(s);
 	uv_run(&s->loop, UV_RUN_DEFAULT);
+	uv_mutex_lock(&s->lock);
+	s->dead = true;
+	uv_mutex_unlock(&s->lock);
 	/* Messages that raced with the stop are freed by their handlers. */
 	drain_inbox(s);
 	buf_reset(&s->scratch);
@@ -138,8 +144,12 @@ void shards_stop(struct shard *shards, unsigned n)
 		uv_mutex_unlock(&shards[i].lock);
 		uv_async_send(&shards[i].wakeup);
 	}
-	for (unsigned i = 0; i < n; i++) {
+	for (unsigned i = 0; i < n; i++)
 		uv_thread_join(&shards[i].thread);
+	/* Posted after a shard's thread ended (by a shard that ended later):
+	 * the handlers see stopped_hook_ran and only free. */
+	for (unsigned i = 0; i < n; i++) {
+		drain_inbox(&shards[i]);
 		uv_mutex_destroy(&shards[i].lock);
 		hmap_clear(&shards[i].conns);
 	}

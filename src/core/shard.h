@@ -50,6 +50,7 @@ struct shard {
 	struct shard_msg *inbox_head, **inbox_tail;
 	bool stopping;
 	bool stopped_hook_ran;
+	bool dead;        /* the thread has left its loop (under lock) */
 	struct hmap conns;        /* conn id -> struct conn * */
 	struct conn *dirty;       /* conns with output to flush (list) */
 	void *listeners;          /* owned by net/listener.c */
