@@ -9,6 +9,7 @@
 #ifndef STANZAD_ROUTER_HOOKS_H
 #define STANZAD_ROUTER_HOOKS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "iq.h"
@@ -38,6 +39,8 @@ struct hook_ctx {
 	uint64_t conn_id;       /* its connection, 0 if none */
 	unsigned shard;
 	size_t host_idx;
+	bool initial;           /* EV_PRESENCE_OUT: the session's first
+				   available presence (RFC 6121 §4.2) */
 };
 
 typedef enum hook_ret hook_fn(struct hook_ctx *ctx);

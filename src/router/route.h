@@ -28,6 +28,13 @@ enum stanza_kind {
 	STANZA_IQ,
 };
 
+/* What a session does with a stanza delivered to it. */
+enum stanza_op {
+	STANZA_OP_DELIVER,     /* write it to the client */
+	STANZA_OP_PRESENCE_TO, /* send its current presence to st->from */
+	STANZA_OP_UNAVAILABLE_TO, /* send unavailable presence to st->from */
+};
+
 struct stanza {
 	struct arena *a;
 	struct xml_elem *x;
@@ -36,6 +43,7 @@ struct stanza {
 	struct jid from, to; /* to.domain is empty when there was no 'to' */
 	bool to_session;     /* deliver with 'to' set to the receiving
 				session's full JID (roster pushes) */
+	enum stanza_op op;   /* what the receiving session does with it */
 };
 
 /* Wraps a parsed element (owned by arena a) as a stanza. Returns NULL, with

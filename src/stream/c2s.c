@@ -65,6 +65,10 @@ struct c2s {
 	enum sasl_status sasl_status;
 	struct buf held; /* input received while sasl_busy */
 	char *user;      /* after SASL: nodeprep'd */
+	char *last_presence; /* last available broadcast presence, serialized
+				without from/to; NULL while unavailable */
+	char **directed;     /* JIDs sent directed available presence */
+	size_t ndirected;
 	char *jid_str;   /* after binding: user@host/resource */
 	struct jid jid;  /* views into jid_str */
 	struct str bare; /* user@host, view into jid_str */
@@ -642,20 +646,63 @@ static int presence_priority(struct arena *a, const struct xml_elem *x)
 	return (int)v;
 }
 
+#define DIRECTED_MAX 128
+
+/* RFC 6121 §4.6: remember who got directed presence, to tell them when
+ * the session becomes unavailable. */
+static void track_directed(struct c2s *c, struct str to, bool available)
+{
+	for (size_t i = 0; i < c->ndirected; i++)
+		if (str_eq_c(to, c->directed[i])) {
+			if (!available) {
+				free(c->directed[i]);
+				c->directed[i] = c->directed[--c->ndirected];
+			}
+			return;
+		}
+	if (available && c->ndirected < DIRECTED_MAX) {
+		c->directed = xreallocarray(c->directed, c->ndirected + 1,
+					    sizeof(*c->directed));
+		c->directed[c->ndirected++] = str_xdup(to);
+	}
+}
+
 /* Broadcast presence (no 'to', RFC 6121 §4.2, §4.4, §4.5) sets the
  * session's availability and priority, which message delivery to the bare
- * JID follows (§8.5.2). */
-static void track_presence(struct c2s *c, struct xml_elem *x, struct arena *a)
+ * JID follows (§8.5.2), and is kept to answer probes. Returns true for the
+ * session's initial presence. */
+static bool track_presence(struct c2s *c, struct xml_elem *x, struct arena *a)
 {
-	if (xml_attr_get(x, "to").p != NULL)
-		return;
 	struct str type = xml_attr_get(x, "type");
-	if (type.p == NULL)
-		sessions_set_presence(c->bare, c->jid.resource, c->conn.id, true,
-				      presence_priority(a, x));
-	else if (str_eq_c(type, "unavailable"))
+	struct str to = xml_attr_get(x, "to");
+	if (to.p != NULL) {
+		if (type.p == NULL || str_eq_c(type, "unavailable"))
+			track_directed(c, to, type.p == NULL);
+		return false;
+	}
+	if (type.p == NULL) {
+		bool was = sessions_set_presence(c->bare, c->jid.resource,
+						 c->conn.id, true,
+						 presence_priority(a, x));
+		struct buf b = { .max = limits()->max_stanza_size };
+		struct xml_elem *copy = xml_copy(a, x);
+		xml_attr_set(a, copy, "from", STR_NULL);
+		if (copy && xml_serialize(&b, copy, STR_LIT(NS_CLIENT)) == 0 &&
+		    buf_append(&b, "", 1) == 0) {
+			free(c->last_presence);
+			c->last_presence = b.data;
+		} else {
+			buf_reset(&b);
+		}
+		return !was;
+	}
+	if (str_eq_c(type, "unavailable")) {
 		sessions_set_presence(c->bare, c->jid.resource, c->conn.id,
 				      false, 0);
+		free(c->last_presence);
+		c->last_presence = NULL;
+	}
+	return false;
 }
 
 static void on_stanza(struct c2s *c, struct xml_elem *x, struct arena *a)
@@ -690,10 +737,10 @@ static void on_stanza(struct c2s *c, struct xml_elem *x, struct arena *a)
 		arena_destroy(&a);
 		return;
 	}
-	if (st->kind == STANZA_PRESENCE)
-		track_presence(c, x, a);
+	bool initial = st->kind == STANZA_PRESENCE && track_presence(c, x, a);
 	if (st->kind != STANZA_IQ) {
 		struct hook_ctx h = {
+			.initial = initial,
 			.ev = st->kind == STANZA_PRESENCE ? EV_PRESENCE_OUT
 							  : EV_MESSAGE_OUT,
 			.st = st,
@@ -837,9 +884,38 @@ static void c2s_timeout(struct conn *conn)
 		    "authentication took too long");
 }
 
+/* Sends this session's presence (current, or unavailable) to `to`, on the
+ * roster module's request (RFC 6121 §3.1.5, §4.3.2). */
+static void presence_to(struct c2s *c, const struct jid *to, bool current)
+{
+	if (current && c->last_presence == NULL)
+		return;
+	struct stanza *st = stanza_new(STANZA_PRESENCE, &c->jid, to,
+				       current ? NULL : "unavailable");
+	if (current) {
+		struct xml_elem *x = xml_parse_elem(
+			st->a, str_c(c->last_presence), STR_LIT(NS_CLIENT));
+		if (x == NULL) {
+			stanza_free(&st);
+			return;
+		}
+		xml_attr_set(st->a, x, "from", str_c(c->jid_str));
+		xml_attr_set(st->a, x, "to", jid_to_str(st->a, to, false));
+		st->x = x;
+	}
+	route(st);
+}
+
 static void c2s_deliver(struct conn *conn, struct stanza *st)
 {
 	struct c2s *c = (struct c2s *)conn;
+	if (st->op != STANZA_OP_DELIVER) {
+		if (c->phase == PHASE_SESSION)
+			presence_to(c, &st->from,
+				    st->op == STANZA_OP_PRESENCE_TO);
+		stanza_free(&st);
+		return;
+	}
 	if (c->phase == PHASE_SESSION && !conn_closing(conn)) {
 		if (st->to_session)
 			xml_attr_set(st->a, st->x, "to", str_c(c->jid_str));
@@ -853,6 +929,36 @@ static void c2s_kick(struct conn *conn, enum stream_err err, const char *text)
 	stream_fail((struct c2s *)conn, err, text);
 }
 
+/* RFC 6121 §4.5.2, §4.6.3: a session that ends while available is
+ * treated as if it had sent unavailable presence: broadcast, and to every
+ * JID that got directed presence. */
+static void session_gone(struct c2s *c)
+{
+	if (c->last_presence != NULL) {
+		struct stanza *st = stanza_new(STANZA_PRESENCE, &c->jid, NULL,
+					       "unavailable");
+		struct hook_ctx h = {
+			.ev = EV_PRESENCE_OUT,
+			.st = st,
+			.user = &c->jid,
+			.conn_id = c->conn.id,
+			.shard = c->conn.shard->id,
+			.host_idx = c->host_idx,
+		};
+		if (hooks_run(&h) == HOOK_PASS)
+			stanza_free(&st);
+	}
+	struct arena *a = arena_new(0);
+	for (size_t i = 0; i < c->ndirected; i++) {
+		struct jid to;
+		const char *why;
+		if (jid_parse(a, str_c(c->directed[i]), &to, &why) == 0)
+			route(stanza_new(STANZA_PRESENCE, &c->jid, &to,
+					 "unavailable"));
+	}
+	arena_destroy(&a);
+}
+
 static void c2s_free(struct c2s *c)
 {
 	xml_stream_free(c->xs);
@@ -863,6 +969,10 @@ static void c2s_free(struct c2s *c)
 	buf_reset(&c->held);
 	free(c->user);
 	free(c->jid_str);
+	free(c->last_presence);
+	for (size_t i = 0; i < c->ndirected; i++)
+		free(c->directed[i]);
+	free(c->directed);
 	free(c);
 }
 
@@ -871,6 +981,7 @@ static void c2s_destroy(struct conn *conn)
 	struct c2s *c = (struct c2s *)conn;
 	if (c->jid_str != NULL) {
 		sessions_unbind(c->bare, c->jid.resource, conn->id);
+		session_gone(c);
 		session_event(c, EV_SESSION_END);
 	}
 	conn_debug(conn, "closed");

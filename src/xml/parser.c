@@ -893,8 +893,9 @@ struct xml_elem *xml_parse_elem(struct arena *a, struct str bytes,
 		.stanza = one_stanza,
 		.stream_close = one_close,
 	};
+	/* The limits count the synthetic header too: leave room for it. */
 	struct xml_limits lim = {
-		.max_stanza = bytes.len + 1,
+		.max_stanza = bytes.len + 4096,
 		.max_depth = 64,
 		.max_attrs = 256,
 	};

@@ -64,9 +64,16 @@ class TestClient(slixmpp.ClientXMPP):
             raise AssertionError(
                 f'{self.boundjid} got no message {body!r} in {timeout}s')
 
-    async def next_presence(self, timeout=RECEIVE_TIMEOUT):
+    async def next_presence(self, timeout=RECEIVE_TIMEOUT, sender=None):
+        """The next presence received (from `sender`, if given; a client
+        also gets its own broadcast presence, RFC 6121 §4.2.2)."""
+        async def matching():
+            while True:
+                pres = await self.presences.get()
+                if sender is None or pres['from'] == sender:
+                    return pres
         try:
-            return await asyncio.wait_for(self.presences.get(), timeout)
+            return await asyncio.wait_for(matching(), timeout)
         except asyncio.TimeoutError:
             raise AssertionError(
                 f'{self.boundjid} got no presence in {timeout}s')

@@ -26,16 +26,12 @@
 #include "../../core/server.h"
 #include "../../core/conf.h"
 #include "../../router/sessions.h"
-#include "../../store/shapes.h"
-#include "../../xml/parser.h"
 #include "../../xmpp/ns.h"
 #include "../module.h"
-#include "subscription.h"
+#include "../../store/shapes.h"
+#include "roster-private.h"
 
-#define NS_ROSTER "jabber:iq:roster"
 #define NS_ROSTERVER "urn:xmpp:features:rosterver"
-#define ROSTER_ITEM_MAX 4096 /* bytes of one stored item */
-#define ROSTER_ITEMS_MAX 2000
 
 /* The per-request state across iq_defer, in the request's arena. */
 struct roster_req {
@@ -47,6 +43,7 @@ struct roster_req {
 	bool unchanged;          /* get: the client's ver is current */
 	struct xml_elem *query;  /* get: the reply payload */
 	struct xml_elem *pushed; /* set: the item to push */
+	struct sub_item removed_state; /* remove: the state it had */
 	uint64_t ver;
 	enum stanza_err err;
 };
@@ -69,56 +66,18 @@ static const struct store_schema roster_schema = {
 
 /* ---- storage (thread pool) ---- */
 
-static int load_version(struct store *st, struct roster_req *r)
-{
-	struct buf b = { .max = 32 };
-	int rc = store_kv_get(st, "roster_version", r->host, r->user, &b);
-	r->ver = 0;
-	if (rc == 0) {
-		char tmp[33];
-		memcpy(tmp, b.data, b.len);
-		tmp[b.len] = '\0';
-		r->ver = strtoull(tmp, NULL, 10);
-	}
-	buf_reset(&b);
-	return rc < 0 ? -1 : 0;
-}
-
-static int bump_version(struct store *st, struct roster_req *r)
-{
-	if (load_version(st, r) < 0)
-		return -1;
-	r->ver++;
-	char tmp[24];
-	int n = snprintf(tmp, sizeof(tmp), "%" PRIu64, r->ver);
-	return store_kv_set(st, "roster_version", r->host, r->user, tmp,
-			    (size_t)n);
-}
-
-/* The client form of a stored item: without the internal flag. */
-static struct xml_elem *client_item(struct arena *a, struct xml_elem *it)
-{
-	xml_attr_set(a, it, "pending-in", STR_NULL);
-	xml_attr_set(a, it, "in-roster", STR_NULL);
-	return it;
-}
-
 struct collect {
 	struct arena *a;
 	struct xml_elem *query;
 };
 
-static int collect_item(const char *key, const void *value, size_t len,
-			void *ud)
+static int collect_item(struct xml_elem *it, void *ud)
 {
-	(void)key;
 	struct collect *c = ud;
-	struct xml_elem *it = xml_parse_elem(c->a, STR(value, len),
-					     STR_LIT(NS_ROSTER));
 	/* Contacts known only by a pending request are not roster items
 	 * (RFC 6121 §3.1.3: no item until the user acts). */
-	if (it != NULL && !str_eq_c(xml_attr_get(it, "in-roster"), "false"))
-		xml_append_elem(c->query, client_item(c->a, it));
+	if (roster_item_state(it).in_roster)
+		xml_append_elem(c->query, roster_item_client(c->a, it));
 	return 0;
 }
 
@@ -126,7 +85,7 @@ static int get_work(struct store *st, struct iq_ctx *ctx)
 {
 	struct roster_req *r = ctx->ud;
 	struct arena *a = ctx->st->a;
-	if (load_version(st, r) < 0)
+	if (roster_version_load(st, r->host, r->user, &r->ver) < 0)
 		return -1;
 	char ver[24];
 	snprintf(ver, sizeof(ver), "%" PRIu64, r->ver);
@@ -138,7 +97,7 @@ static int get_work(struct store *st, struct iq_ctx *ctx)
 	if (r->client_ver.p != NULL)
 		xml_attr_set(a, r->query, "ver", str_c(ver));
 	struct collect c = { a, r->query };
-	return store_map_all(st, "roster", r->host, r->user, collect_item, &c);
+	return roster_each(st, r->host, r->user, a, collect_item, &c);
 }
 
 /* Keeps the stored subscription state, takes name and groups from the
@@ -147,18 +106,9 @@ static struct xml_elem *merge(struct arena *a, struct xml_elem *stored,
 			      struct xml_elem *asked)
 {
 	struct xml_elem *it = xml_copy(a, asked);
-	xml_attr_set(a, it, "subscription", STR_NULL);
-	xml_attr_set(a, it, "ask", STR_NULL);
-	xml_attr_set(a, it, "approved", STR_NULL);
-	static const char *const keep[] = { "subscription", "ask", "approved",
-					    "pending-in" };
-	for (size_t i = 0; i < ARRAY_SIZE(keep); i++) {
-		struct str v = stored ? xml_attr_get(stored, keep[i]) : STR_NULL;
-		if (v.p != NULL)
-			xml_attr_set(a, it, keep[i], v);
-	}
-	if (xml_attr_get(it, "subscription").p == NULL)
-		xml_attr_set(a, it, "subscription", STR_LIT("none"));
+	struct sub_item s = roster_item_state(stored);
+	s.in_roster = true;
+	roster_item_set_state(a, it, s);
 	return it;
 }
 
@@ -167,40 +117,35 @@ static int set_locked(struct store *st, struct iq_ctx *ctx)
 	struct roster_req *r = ctx->ud;
 	struct arena *a = ctx->st->a;
 	const char *key = xml_attr_get(r->item, "jid").p;
-	struct buf b = { .max = ROSTER_ITEM_MAX };
-	int rc = store_map_get(st, "roster", r->host, r->user, key, &b);
-	struct xml_elem *stored = rc == 0 ? xml_parse_elem(a, buf_str(&b),
-							   STR_LIT(NS_ROSTER))
-					  : NULL;
-	buf_reset(&b);
+	struct xml_elem *stored;
+	int rc = roster_item_load(st, r->host, r->user, key, a, &stored);
 	if (rc < 0)
 		return -1;
 	if (r->remove) {
-		if (stored == NULL) {
+		if (stored == NULL || !roster_item_state(stored).in_roster) {
 			r->err = STANZA_ERR_ITEM_NOT_FOUND;
 			return 0;
 		}
+		r->removed_state = roster_item_state(stored);
 		r->pushed = xml_elem_new(a, STR_LIT(NS_ROSTER), STR_LIT("item"));
 		xml_attr_set(a, r->pushed, "jid", str_c(key));
 		xml_attr_set(a, r->pushed, "subscription", STR_LIT("remove"));
-		if (store_map_set(st, "roster", r->host, r->user, key, NULL,
-				  0) < 0)
+		if (roster_item_save(st, r->host, r->user, key, NULL) < 0)
 			return -1;
 	} else {
 		struct xml_elem *it = merge(a, stored, r->item);
 		struct buf out = { .max = ROSTER_ITEM_MAX };
-		if (xml_serialize(&out, it, STR_LIT(NS_ROSTER)) < 0) {
+		bool fits = xml_serialize(&out, it, STR_LIT(NS_ROSTER)) == 0;
+		buf_reset(&out);
+		if (!fits) {
 			r->err = STANZA_ERR_NOT_ACCEPTABLE;
 			return 0;
 		}
-		rc = store_map_set(st, "roster", r->host, r->user, key,
-				   out.data, out.len);
-		buf_reset(&out);
-		if (rc < 0)
+		if (roster_item_save(st, r->host, r->user, key, it) < 0)
 			return -1;
-		r->pushed = client_item(a, it);
+		r->pushed = roster_item_client(a, it);
 	}
-	return bump_version(st, r);
+	return roster_version_bump(st, r->host, r->user, &r->ver);
 }
 
 static int set_work(struct store *st, struct iq_ctx *ctx)
@@ -217,33 +162,6 @@ static int set_work(struct store *st, struct iq_ctx *ctx)
 }
 
 /* ---- on the shard ---- */
-
-static void push(const struct jid *user, struct xml_elem *item, uint64_t ver)
-{
-	struct arena *a = arena_new(0);
-	struct str bare = jid_to_str(a, user, true);
-	struct sess_ref refs[SESS_MAX_RESOURCES];
-	size_t n = sessions_find_all(bare, refs, ARRAY_SIZE(refs));
-	struct jid bare_jid = *user;
-	bare_jid.resource = STR_NULL;
-	char vs[24];
-	snprintf(vs, sizeof(vs), "%" PRIu64, ver);
-	for (size_t i = 0; i < n; i++) {
-		struct stanza *st = stanza_new(STANZA_IQ, &bare_jid, NULL,
-					       "set");
-		st->to_session = true;
-		xml_attr_set(st->a, st->x, "id",
-			     str_c(arena_printf(st->a, "push%" PRIu64 "-%zu",
-						ver, i)));
-		struct xml_elem *q = xml_add_child(st->a, st->x,
-						   STR_LIT(NS_ROSTER),
-						   STR_LIT("query"));
-		xml_attr_set(st->a, q, "ver", str_c(vs));
-		xml_append_elem(q, xml_copy(st->a, item));
-		route_deliver(&refs[i], st);
-	}
-	arena_destroy(&a);
-}
 
 static void get_done(struct iq_ctx *ctx, int status)
 {
@@ -274,8 +192,12 @@ static void set_done(struct iq_ctx *ctx, int status)
 	user.resource = STR_NULL;
 	struct xml_elem *item = xml_copy(a, r->pushed);
 	uint64_t ver = r->ver;
-	push(&user, item, ver);
+	struct sub_item gone = r->removed_state;
+	bool removed = r->remove; /* r goes with the reply's arena */
+	roster_push(&user, item, ver);
 	iq_reply_result(ctx, NULL);
+	if (removed)
+		roster_removed(&user, xml_attr_get(item, "jid"), gone);
 	arena_destroy(&a);
 }
 

@@ -1,0 +1,291 @@
+/*
+ * mod_private.c - XEP-0049: private XML storage. An account stores
+ * elements in <query xmlns='jabber:iq:private'/> and gets them back by
+ * namespace; only the account itself may (else <forbidden/>).
+ *
+ * Storage: the map table `private`, key the namespace, value a serialized
+ * <query xmlns='jabber:iq:private'/> holding every element of that
+ * namespace from the last set (a set MAY carry several, §2.3), so a get
+ * returns the stored value as its payload. Bounds: PRIVATE_MAX bytes per
+ * namespace, PRIVATE_MAX_KEYS namespaces per account, PRIVATE_MAX_CHILDREN
+ * elements per set. A set is one transaction, stored only if every value
+ * reads back with xml_parse_elem. Empty elements delete their namespace.
+ */
+#include "../core/conf.h"
+#include "../core/log.h"
+#include "../core/server.h"
+#include "../store/shapes.h"
+#include "../xml/parser.h"
+#include "../xmpp/ns.h"
+#include "module.h"
+
+#define NS_PRIVATE "jabber:iq:private"
+#define PRIVATE_TABLE "private"
+#define PRIVATE_MAX (64 * 1024)   /* bytes stored per namespace */
+#define PRIVATE_MAX_KEYS 64       /* namespaces per account */
+#define PRIVATE_MAX_CHILDREN 32   /* elements in one set */
+
+#define QUERY_OPEN "<query xmlns='" NS_PRIVATE "'>"
+#define QUERY_CLOSE "</query>"
+
+/* The per-request state across iq_defer, in the request's arena. */
+struct private_req {
+	const char *host, *user; /* the account, NUL-terminated */
+	struct xml_elem *query;  /* get: the reply payload */
+	enum stanza_err err;     /* set: refused (nothing stored) */
+};
+
+static const char *const private_migrations[] = {
+	"CREATE TABLE private (host TEXT NOT NULL, user TEXT NOT NULL, "
+	"key TEXT NOT NULL, value BLOB NOT NULL, "
+	"PRIMARY KEY (host, user, key)) WITHOUT ROWID",
+	NULL,
+};
+
+static const struct store_schema private_schema = {
+	.name = "private",
+	.migrations = private_migrations,
+	.user_tables = (const char *const[]){ PRIVATE_TABLE, NULL },
+};
+
+/* ---- storage (thread pool) ---- */
+
+/* A stored value is a <query/> of elements all in the key's namespace. */
+static bool value_ok(const struct xml_elem *q, struct str key)
+{
+	if (!str_eq_c(q->ns, NS_PRIVATE) || !str_eq_c(q->name, "query") ||
+	    xml_first_child_elem(q) == NULL)
+		return false;
+	xml_foreach_child(c, q)
+		if (!str_eq(c->ns, key))
+			return false;
+	return true;
+}
+
+static int get_work(struct store *st, struct iq_ctx *ctx)
+{
+	struct private_req *r = ctx->ud;
+	struct arena *a = ctx->st->a;
+	const struct xml_elem *asked = xml_first_child_elem(ctx->payload);
+	const char *key = arena_strdup(a, asked->ns).p;
+	if (key == NULL)
+		return -1;
+	struct buf value = { .max = PRIVATE_MAX };
+	int rc = store_map_get(st, PRIVATE_TABLE, r->host, r->user, key,
+			       &value);
+	if (rc == 0) {
+		r->query = xml_parse_elem(a, buf_str(&value), STR_LIT(""));
+		if (r->query == NULL || !value_ok(r->query, asked->ns)) {
+			log_errx("private: %s@%s: stored %s unreadable",
+				 r->user, r->host, key);
+			rc = -1;
+		}
+	} else if (rc == 1) {
+		/* Nothing stored: the requested element, empty. */
+		r->query = xml_elem_new(a, STR_LIT(NS_PRIVATE),
+					STR_LIT("query"));
+		if (r->query == NULL ||
+		    !xml_add_child(a, r->query, asked->ns, asked->name))
+			rc = -1;
+		else
+			rc = 0;
+	}
+	buf_reset(&value);
+	return rc;
+}
+
+/* No attributes, no child elements, only whitespace text. */
+static bool elem_is_empty(struct arena *a, const struct xml_elem *e)
+{
+	if (e->attrs != NULL || xml_first_child_elem(e) != NULL)
+		return false;
+	struct str t = xml_text(a, e);
+	for (size_t i = 0; i < t.len; i++)
+		if (t.p[i] != ' ' && t.p[i] != '\t' && t.p[i] != '\n' &&
+		    t.p[i] != '\r')
+			return false;
+	return true;
+}
+
+/* True if xml_parse_elem can read bytes back (its depth, attribute and
+ * memory limits are not the stream's): what cannot be read is not stored. */
+static bool readable(struct str bytes)
+{
+	struct arena *scratch = arena_new(0);
+	bool ok = xml_parse_elem(scratch, bytes, STR_LIT("")) != NULL;
+	arena_destroy(&scratch);
+	return ok;
+}
+
+/* Serializes the set's elements in namespace ns into value; sets *empty
+ * if none has content. -1 if value passes its max. */
+static int group_serialize(struct arena *a, const struct xml_elem *payload,
+			   struct str ns, struct buf *value, bool *empty)
+{
+	*empty = true;
+	if (buf_append_c(value, QUERY_OPEN) < 0)
+		return -1;
+	xml_foreach_child(c, payload) {
+		if (!str_eq(c->ns, ns))
+			continue;
+		if (!elem_is_empty(a, c))
+			*empty = false;
+		if (xml_serialize(value, c, STR_LIT(NS_PRIVATE)) < 0)
+			return -1;
+	}
+	return buf_append_c(value, QUERY_CLOSE);
+}
+
+/* Stores (or, all empty, deletes) the elements of namespace ns. */
+static int group_store(struct store *st, struct iq_ctx *ctx, struct str ns)
+{
+	struct private_req *r = ctx->ud;
+	const char *key = arena_strdup(ctx->st->a, ns).p;
+	if (key == NULL)
+		return -1;
+	struct buf value = { .max = PRIVATE_MAX };
+	bool empty;
+	int rc = 0;
+	if (group_serialize(ctx->st->a, ctx->payload, ns, &value, &empty) < 0
+	    || (!empty && !readable(buf_str(&value))))
+		r->err = STANZA_ERR_NOT_ACCEPTABLE;
+	else
+		rc = store_map_set(st, PRIVATE_TABLE, r->host, r->user, key,
+				   empty ? NULL : value.data, value.len);
+	buf_reset(&value);
+	return rc;
+}
+
+static int count_key(const char *key, const void *value, size_t len,
+		     void *ud)
+{
+	(void)key, (void)value, (void)len;
+	size_t *n = ud;
+	return ++*n > PRIVATE_MAX_KEYS;
+}
+
+/* True if c's namespace was already seen among its earlier siblings. */
+static bool ns_seen(const struct xml_elem *payload, const struct xml_elem *c)
+{
+	xml_foreach_child(p, payload) {
+		if (p == c)
+			return false;
+		if (str_eq(p->ns, c->ns))
+			return true;
+	}
+	return false;
+}
+
+static int set_locked(struct store *st, struct iq_ctx *ctx)
+{
+	struct private_req *r = ctx->ud;
+	xml_foreach_child(c, ctx->payload) {
+		if (ns_seen(ctx->payload, c))
+			continue;
+		if (group_store(st, ctx, c->ns) < 0)
+			return -1;
+		if (r->err != STANZA_ERR_NONE)
+			return 0;
+	}
+	size_t keys = 0;
+	if (store_map_all(st, PRIVATE_TABLE, r->host, r->user, count_key,
+			  &keys) < 0)
+		return -1;
+	if (keys > PRIVATE_MAX_KEYS)
+		r->err = STANZA_ERR_POLICY_VIOLATION;
+	return 0;
+}
+
+static int set_work(struct store *st, struct iq_ctx *ctx)
+{
+	struct private_req *r = ctx->ud;
+	if (store_begin(st) < 0)
+		return -1;
+	int rc = set_locked(st, ctx);
+	if (rc < 0 || r->err != STANZA_ERR_NONE) {
+		store_rollback(st);
+		return rc;
+	}
+	return store_commit(st);
+}
+
+/* ---- on the shard ---- */
+
+static void get_done(struct iq_ctx *ctx, int status)
+{
+	struct private_req *r = ctx->ud;
+	if (status < 0)
+		iq_reply_error(ctx, STANZA_ERR_INTERNAL_SERVER_ERROR);
+	else
+		iq_reply_result(ctx, r->query);
+}
+
+static void set_done(struct iq_ctx *ctx, int status)
+{
+	struct private_req *r = ctx->ud;
+	if (status < 0)
+		iq_reply_error(ctx, STANZA_ERR_INTERNAL_SERVER_ERROR);
+	else if (r->err != STANZA_ERR_NONE)
+		iq_reply_error(ctx, r->err);
+	else
+		iq_reply_result(ctx, NULL);
+}
+
+/* §2.3: elements need their own namespace; the stream's and this
+ * protocol's are refused (the XEP's other reserved ones are optional). */
+static bool ns_allowed(struct str ns)
+{
+	return ns.len > 0 && !str_eq_c(ns, NS_CLIENT) &&
+	       !str_eq_c(ns, NS_SERVER) && !str_eq_c(ns, NS_PRIVATE);
+}
+
+/* What is wrong with the request, before any storage work. */
+static enum stanza_err check(const struct iq_ctx *ctx)
+{
+	const struct stanza *st = ctx->st;
+	if (ctx->target != TO_BARE || !jid_bare_eq(&st->from, &st->to))
+		return STANZA_ERR_FORBIDDEN;
+	size_t n = xml_child_count(ctx->payload);
+	if (n == 0)
+		return STANZA_ERR_NOT_ACCEPTABLE; /* §2.3: at least one */
+	if (ctx->type == IQ_GET && n > 1)
+		return STANZA_ERR_BAD_REQUEST;    /* one namespace per get */
+	if (n > PRIVATE_MAX_CHILDREN)
+		return STANZA_ERR_NOT_ACCEPTABLE;
+	xml_foreach_child(c, ctx->payload)
+		if (!ns_allowed(c->ns))
+			return STANZA_ERR_NOT_ACCEPTABLE;
+	return STANZA_ERR_NONE;
+}
+
+static enum hook_ret private_handle(struct iq_ctx *ctx)
+{
+	enum stanza_err err = check(ctx);
+	if (err != STANZA_ERR_NONE)
+		return iq_reply_error(ctx, err);
+	struct stanza *st = ctx->st;
+	struct private_req *r = arena_zalloc(st->a, sizeof(*r));
+	if (r == NULL)
+		return iq_reply_error(ctx, STANZA_ERR_RESOURCE_CONSTRAINT);
+	r->host = server.conf->hosts[ctx->host_idx];
+	r->user = arena_strdup(st->a, st->to.node).p;
+	if (r->user == NULL)
+		return iq_reply_error(ctx, STANZA_ERR_RESOURCE_CONSTRAINT);
+	ctx->ud = r;
+	return iq_defer(ctx, ctx->type == IQ_GET ? get_work : set_work,
+			ctx->type == IQ_GET ? get_done : set_done);
+}
+
+static const struct iq_route private_iq[] = {
+	{ IQ_GET | IQ_SET, TO_HOST | TO_BARE, NS_PRIVATE, "query",
+	  private_handle },
+	{ 0 },
+};
+
+const struct module mod_private = {
+	.name = "private",
+	.spec = "XEP-0049",
+	.iq = private_iq,
+	.features = (const char *const[]){ NS_PRIVATE, NULL },
+	.store = &private_schema,
+};

@@ -1,0 +1,179 @@
+/*
+ * mod_vcard.c - XEP-0054: vcard-temp. An account stores its vCard (§3.2,
+ * replacing any previous one) and anyone may read it at the account's bare
+ * JID (§3.3); the server answers for the account, never a resource.
+ *
+ * Storage: the keyval table `vcard`, value the <vCard/> element serialized
+ * by xml_serialize (at most VCARD_MAX bytes of UTF-8). A set is stored only
+ * if xml_parse_elem reads it back, so every stored vCard can be served.
+ * A <vCard/> with no content deletes the stored one. With none stored, the
+ * owner gets an empty <vCard/> (§3.1 allows it or an error) and others
+ * <service-unavailable/>, the same as for a missing account (§3.3, v1.3:
+ * no directory harvesting).
+ */
+#include "../core/conf.h"
+#include "../core/log.h"
+#include "../core/server.h"
+#include "../store/shapes.h"
+#include "../xml/parser.h"
+#include "module.h"
+
+#define NS_VCARD "vcard-temp"
+#define VCARD_TABLE "vcard"
+/* Serialized bytes; avatars (XEP-0153) fit, unbounded storage does not. */
+#define VCARD_MAX (64 * 1024)
+
+/* The per-request state across iq_defer, in the request's arena. */
+struct vcard_req {
+	const char *host, *user; /* the vCard's account, NUL-terminated */
+	bool own;                /* the requester's own vCard */
+	struct xml_elem *vcard;  /* get: the stored vCard, or NULL */
+	enum stanza_err err;     /* set: refused */
+};
+
+static const char *const vcard_migrations[] = {
+	"CREATE TABLE vcard (host TEXT NOT NULL, user TEXT NOT NULL, "
+	"value BLOB NOT NULL, PRIMARY KEY (host, user)) WITHOUT ROWID",
+	NULL,
+};
+
+static const struct store_schema vcard_schema = {
+	.name = "vcard",
+	.migrations = vcard_migrations,
+	.user_tables = (const char *const[]){ VCARD_TABLE, NULL },
+};
+
+/* ---- storage (thread pool) ---- */
+
+static int get_work(struct store *st, struct iq_ctx *ctx)
+{
+	struct vcard_req *r = ctx->ud;
+	struct buf value = { .max = VCARD_MAX };
+	int rc = store_kv_get(st, VCARD_TABLE, r->host, r->user, &value);
+	if (rc == 0) {
+		r->vcard = xml_parse_elem(ctx->st->a, buf_str(&value),
+					  STR_LIT(""));
+		if (r->vcard == NULL ||
+		    !str_eq_c(r->vcard->ns, NS_VCARD) ||
+		    !str_eq_c(r->vcard->name, "vCard")) {
+			log_errx("vcard: %s@%s: stored vCard unreadable",
+				 r->user, r->host);
+			rc = -1;
+		}
+	}
+	buf_reset(&value);
+	return rc < 0 ? -1 : 0;
+}
+
+/* No attributes, no child elements, only whitespace text: nothing to keep
+ * (clients clear their vCard this way). */
+static bool vcard_is_empty(struct arena *a, const struct xml_elem *e)
+{
+	if (e->attrs != NULL || xml_first_child_elem(e) != NULL)
+		return false;
+	struct str t = xml_text(a, e);
+	for (size_t i = 0; i < t.len; i++)
+		if (t.p[i] != ' ' && t.p[i] != '\t' && t.p[i] != '\n' &&
+		    t.p[i] != '\r')
+			return false;
+	return true;
+}
+
+/* True if xml_parse_elem can read bytes back (its depth, attribute and
+ * memory limits are not the stream's): what cannot be read is not stored. */
+static bool readable(struct str bytes)
+{
+	struct arena *scratch = arena_new(0);
+	bool ok = xml_parse_elem(scratch, bytes, STR_LIT("")) != NULL;
+	arena_destroy(&scratch);
+	return ok;
+}
+
+static int set_work(struct store *st, struct iq_ctx *ctx)
+{
+	struct vcard_req *r = ctx->ud;
+	if (vcard_is_empty(ctx->st->a, ctx->payload))
+		return store_kv_set(st, VCARD_TABLE, r->host, r->user, NULL, 0);
+	struct buf value = { .max = VCARD_MAX };
+	int rc = 0;
+	if (xml_serialize(&value, ctx->payload, STR_LIT("")) < 0 ||
+	    !readable(buf_str(&value)))
+		r->err = STANZA_ERR_NOT_ACCEPTABLE;
+	else
+		rc = store_kv_set(st, VCARD_TABLE, r->host, r->user,
+				  value.data, value.len);
+	buf_reset(&value);
+	return rc;
+}
+
+/* ---- on the shard ---- */
+
+static void get_done(struct iq_ctx *ctx, int status)
+{
+	struct vcard_req *r = ctx->ud;
+	if (status < 0)
+		iq_reply_error(ctx, STANZA_ERR_INTERNAL_SERVER_ERROR);
+	else if (r->vcard != NULL)
+		iq_reply_result(ctx, r->vcard);
+	else if (r->own)
+		iq_reply_result(ctx, iq_payload_new(ctx, NS_VCARD, "vCard"));
+	else
+		iq_reply_error(ctx, STANZA_ERR_SERVICE_UNAVAILABLE);
+}
+
+static void set_done(struct iq_ctx *ctx, int status)
+{
+	struct vcard_req *r = ctx->ud;
+	if (status < 0)
+		iq_reply_error(ctx, STANZA_ERR_INTERNAL_SERVER_ERROR);
+	else if (r->err != STANZA_ERR_NONE)
+		iq_reply_error(ctx, r->err);
+	else
+		iq_reply_result(ctx, NULL);
+}
+
+static struct vcard_req *request(struct iq_ctx *ctx)
+{
+	struct stanza *st = ctx->st;
+	struct vcard_req *r = arena_zalloc(st->a, sizeof(*r));
+	if (r == NULL)
+		return NULL;
+	r->host = server.conf->hosts[ctx->host_idx];
+	r->user = arena_strdup(st->a, st->to.node).p;
+	r->own = jid_bare_eq(&st->from, &st->to);
+	ctx->ud = r;
+	return r->user != NULL ? r : NULL;
+}
+
+static enum hook_ret vcard_handle(struct iq_ctx *ctx)
+{
+	/* The server itself has no vCard (§3.3: as for anyone without
+	 * one), and nobody may set one for it (§3.2). */
+	if (ctx->target == TO_HOST && ctx->type == IQ_SET)
+		return iq_reply_error(ctx, STANZA_ERR_FORBIDDEN);
+	if (ctx->target == TO_HOST)
+		return iq_reply_error(ctx, STANZA_ERR_SERVICE_UNAVAILABLE);
+	struct vcard_req *r = request(ctx);
+	if (r == NULL)
+		return iq_reply_error(ctx, STANZA_ERR_RESOURCE_CONSTRAINT);
+	if (ctx->type == IQ_GET)
+		return iq_defer(ctx, get_work, get_done);
+	/* §3.2: only the account itself updates its vCard. */
+	if (!r->own)
+		return iq_reply_error(ctx, STANZA_ERR_FORBIDDEN);
+	return iq_defer(ctx, set_work, set_done);
+}
+
+static const struct iq_route vcard_iq[] = {
+	{ IQ_GET | IQ_SET, TO_HOST | TO_BARE, NS_VCARD, "vCard",
+	  vcard_handle },
+	{ 0 },
+};
+
+const struct module mod_vcard = {
+	.name = "vcard",
+	.spec = "XEP-0054",
+	.iq = vcard_iq,
+	.features = (const char *const[]){ NS_VCARD, NULL },
+	.store = &vcard_schema,
+};
