@@ -121,6 +121,7 @@ static int start(const char *path)
 	sessions_init();
 	c2s_init();
 	run();
+	store_keyed_fini();
 	sessions_fini();
 	conn_ip_fini();
 	rc = 0;

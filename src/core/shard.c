@@ -148,8 +148,21 @@ void shards_stop(struct shard *shards, unsigned n)
 		uv_thread_join(&shards[i].thread);
 	/* Posted after a shard's thread ended (by a shard that ended later):
 	 * the handlers see stopped_hook_ran and only free. */
+	/* Handlers may post again (a cancelled job starting the next one):
+	 * drain until every inbox stays empty. */
+	for (bool more = true; more;) {
+		more = false;
+		for (unsigned i = 0; i < n; i++) {
+			uv_mutex_lock(&shards[i].lock);
+			bool pending = shards[i].inbox_head != NULL;
+			uv_mutex_unlock(&shards[i].lock);
+			if (pending) {
+				drain_inbox(&shards[i]);
+				more = true;
+			}
+		}
+	}
 	for (unsigned i = 0; i < n; i++) {
-		drain_inbox(&shards[i]);
 		uv_mutex_destroy(&shards[i].lock);
 		hmap_clear(&shards[i].conns);
 	}

@@ -98,11 +98,18 @@ static void iq_job_done(struct store *store, void *ud, int status)
 	(void)store;
 	struct iq_job *job = ud;
 	struct iq_ctx ctx = job->ctx; /* the arena may go with the reply */
+	if (shard_self == NULL) {
+		/* Cancelled after its shard ended (shutdown): nobody to
+		 * answer. */
+		stanza_free(&ctx.st);
+		return;
+	}
 	job->done(&ctx, status);
 	BUG_ON(ctx.st != NULL); /* done must answer */
 }
 
-enum hook_ret iq_defer(struct iq_ctx *ctx, iq_work_fn *work, iq_done_fn *done)
+static enum hook_ret defer(struct iq_ctx *ctx, const struct str *key,
+			   iq_work_fn *work, iq_done_fn *done)
 {
 	struct iq_job *job = arena_alloc(ctx->st->a, sizeof(*job));
 	if (job == NULL)
@@ -110,9 +117,24 @@ enum hook_ret iq_defer(struct iq_ctx *ctx, iq_work_fn *work, iq_done_fn *done)
 	job->ctx = *ctx;
 	job->work = work;
 	job->done = done;
-	if (store_queue_work(&shard_self->loop, server.store, iq_job_work,
-			     iq_job_done, job) < 0)
+	if (key != NULL) {
+		store_queue_keyed(server.store, *key, iq_job_work, iq_job_done,
+				  job);
+	} else if (store_queue_work(&shard_self->loop, server.store,
+				    iq_job_work, iq_job_done, job) < 0) {
 		return iq_reply_error(ctx, STANZA_ERR_INTERNAL_SERVER_ERROR);
+	}
 	ctx->st = NULL;
 	return HOOK_STOP;
+}
+
+enum hook_ret iq_defer(struct iq_ctx *ctx, iq_work_fn *work, iq_done_fn *done)
+{
+	return defer(ctx, NULL, work, done);
+}
+
+enum hook_ret iq_defer_keyed(struct iq_ctx *ctx, struct str key,
+			     iq_work_fn *work, iq_done_fn *done)
+{
+	return defer(ctx, &key, work, done);
 }

@@ -59,6 +59,10 @@ struct store;
 typedef int iq_work_fn(struct store *store, struct iq_ctx *ctx);
 typedef void iq_done_fn(struct iq_ctx *ctx, int status);
 enum hook_ret iq_defer(struct iq_ctx *ctx, iq_work_fn *work, iq_done_fn *done);
+/* As iq_defer, ordered with every other job of the same key (an account's
+ * bare JID; see store_queue_keyed). */
+enum hook_ret iq_defer_keyed(struct iq_ctx *ctx, struct str key,
+			     iq_work_fn *work, iq_done_fn *done);
 
 /* A new payload element for a reply, allocated in the request's arena. */
 struct xml_elem *iq_payload_new(struct iq_ctx *ctx, const char *ns,

@@ -20,6 +20,8 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "../core/str.h"
+
 struct store;
 
 struct store_schema {
@@ -63,5 +65,19 @@ typedef int store_work_fn(struct store *st, void *ud);
 typedef void store_done_fn(struct store *st, void *ud, int status);
 int store_queue_work(uv_loop_t *loop, struct store *st, store_work_fn *work,
 		     store_done_fn *done, void *ud);
+
+/*
+ * As store_queue_work on the calling shard's loop, but jobs with the same
+ * key (an account's bare JID) run one at a time in submission order across
+ * all shards: the next starts after the previous one's done returned. work
+ * may be NULL: done then runs in its turn without a thread-pool hop. Call
+ * on a shard thread. Returns 0; done is always called exactly once, on the
+ * submitting shard, or with status UV_ECANCELED (possibly on the main
+ * thread, at shutdown) if that shard ended first: done must then only free.
+ */
+int store_queue_keyed(struct store *st, struct str key, store_work_fn *work,
+		      store_done_fn *done, void *ud);
+/* Frees the key table after the shards stopped. */
+void store_keyed_fini(void);
 
 #endif

@@ -2,8 +2,8 @@
 approved and seen in both rosters; presence exchanged once subscribed;
 probes at login; unavailable when a client goes; requests kept for an
 offline contact; removal cancelling both directions. Checks wait for each
-expected event on its own (stanzas from different roster transactions may
-arrive in any order)."""
+expected event on its own; the exact order is pinned by the scripts in
+tests/scripts/subscription-approve*.xmppt."""
 
 import asyncio
 
@@ -36,8 +36,7 @@ def matches(pres, sender, ptype):
 async def presence_of(client, sender, ptype=None, timeout=WAIT):
     """Waits for a presence from sender (a JID; bare matches any of its
     resources) of ptype (None: available), and takes it. Others received
-    meanwhile stay for later calls: stanzas from different roster jobs of
-    one account are not ordered yet (see ARCHITECTURE.md)."""
+    meanwhile stay for later calls."""
     seen = client.__dict__.setdefault('seen_presences', [])
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -196,7 +196,7 @@ static void sub_done(struct store *store, void *ud, int status)
 	struct pres_job *j = ud;
 	struct stanza *st = j->st;
 	unsigned act = status < 0 ? 0 : j->res.actions;
-	if (status < 0)
+	if (status < 0 && status != UV_ECANCELED)
 		log_warnx("presence: roster of %s@%s unavailable", j->node,
 			  j->host);
 	if (j->outbound) {
@@ -344,16 +344,26 @@ static int probe_work(struct store *store, void *ud)
 	return rc < 0 ? -1 : 0;
 }
 
+/* Queues the job behind every earlier one of the same account (see
+ * store_queue_keyed): what one job sends leaves before the next starts. */
 static enum hook_ret start(struct pres_job *j, store_work_fn *work,
 			   store_done_fn *done)
 {
-	if (j == NULL ||
-	    store_queue_work(&shard_self->loop, server.store, work, done, j) <
-		    0) {
-		struct stanza *st = j ? j->st : NULL;
-		stanza_free(&st);
-	}
+	if (j == NULL) /* no room left in the stanza's arena */
+		return HOOK_STOP;
+	struct str key = jid_to_str(j->st->a, &j->user, true);
+	store_queue_keyed(server.store, key, work, done, j);
 	return HOOK_STOP;
+}
+
+static void deliver_done(struct store *store, void *ud, int status)
+{
+	(void)store;
+	struct pres_job *j = ud;
+	struct stanza *st = j->st;
+	if (status >= 0)
+		to_available(&j->user, st);
+	stanza_free(&st);
 }
 
 /* ---- hooks ---- */
@@ -406,7 +416,8 @@ static enum hook_ret presence_in(struct hook_ctx *ctx)
 	if (st->to.resource.len > 0)
 		return HOOK_PASS; /* to a full JID: the resource, if any */
 	if (st->type.len == 0 || str_eq_c(st->type, "unavailable"))
-		to_available(&st->to, st);
+		return start(job_new(st, &st->to, &st->from), NULL,
+			     deliver_done);
 	stanza_free(&st);
 	return HOOK_STOP;
 }

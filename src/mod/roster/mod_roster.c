@@ -216,13 +216,20 @@ static struct roster_req *request(struct iq_ctx *ctx)
 	return r;
 }
 
+/* Roster jobs of one account run in order with its presence jobs
+ * (mod_presence.c), so pushes leave in version order. */
+static struct str account_key(struct iq_ctx *ctx)
+{
+	return jid_to_str(ctx->st->a, &ctx->st->to, true);
+}
+
 static enum hook_ret roster_get(struct iq_ctx *ctx)
 {
 	struct roster_req *r = request(ctx);
 	if (r == NULL)
 		return iq_reply_error(ctx, STANZA_ERR_FORBIDDEN);
 	r->client_ver = xml_attr_get(ctx->payload, "ver");
-	return iq_defer(ctx, get_work, get_done);
+	return iq_defer_keyed(ctx, account_key(ctx), get_work, get_done);
 }
 
 /* RFC 6121 §2.3.3: one item, a valid JID, no repeated group, sane sizes. */
@@ -275,7 +282,7 @@ static enum hook_ret roster_set(struct iq_ctx *ctx)
 	if (err != STANZA_ERR_NONE)
 		return iq_reply_error(ctx, err);
 	r->remove = str_eq_c(xml_attr_get(r->item, "subscription"), "remove");
-	return iq_defer(ctx, set_work, set_done);
+	return iq_defer_keyed(ctx, account_key(ctx), set_work, set_done);
 }
 
 static const struct iq_route roster_iq[] = {

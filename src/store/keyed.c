@@ -1,0 +1,170 @@
+/*
+ * keyed.c - storage jobs serialised per key (an account's bare JID).
+ *
+ * Jobs with the same key run one at a time, in the order they were
+ * submitted from any shard: the next one starts only after the previous
+ * one's done callback returned. So everything a job's done does (routing
+ * presence, pushing roster items) happens before the next job for that
+ * account even reads the database, and stanzas about one account leave in
+ * the order their causes arrived. Jobs of different keys run in parallel on
+ * the thread pool.
+ *
+ * The table of busy keys is shared by all shards behind one mutex; a key
+ * is in it only while a job of it is running or waiting. A job starts on
+ * the loop of the shard that submitted it (its done runs there): when the
+ * previous job finished elsewhere, the start is posted to that shard.
+ */
+#include <stdlib.h>
+
+#include "../core/bug.h"
+#include "../core/hmap.h"
+#include "../core/shard.h"
+#include "../core/xmalloc.h"
+#include "store.h"
+
+struct kjob {
+	struct shard_msg m; /* first: posted to the origin shard to start */
+	struct kjob *next;
+	struct store *st;
+	struct shard *origin;
+	store_work_fn *work;
+	store_done_fn *done;
+	void *ud;
+	char *key;
+	size_t klen;
+};
+
+struct kqueue {
+	struct kjob *head, *tail; /* waiting jobs (not the running one) */
+};
+
+static uv_mutex_t klock;
+static uv_once_t kinit = UV_ONCE_INIT;
+static struct hmap busy; /* key -> struct kqueue */
+
+static void init_lock(void)
+{
+	BUG_ON(uv_mutex_init(&klock) != 0);
+}
+
+static void run(struct kjob *j);
+
+/* The job for j's key after j, or NULL (the key is free again). */
+static struct kjob *next_of(struct kjob *j)
+{
+	uv_mutex_lock(&klock);
+	struct kqueue *q = hmap_get(&busy, STR(j->key, j->klen));
+	BUG_ON(q == NULL);
+	struct kjob *n = q->head;
+	if (n != NULL) {
+		q->head = n->next;
+		if (q->head == NULL)
+			q->tail = NULL;
+	} else {
+		hmap_del(&busy, STR(j->key, j->klen));
+		free(q);
+	}
+	uv_mutex_unlock(&klock);
+	return n;
+}
+
+static int kwork(struct store *st, void *ud);
+static void kdone(struct store *st, void *ud, int status);
+
+/* Calls j's done, then starts the jobs after it that can start here and
+ * now: a loop rather than recursion, so long chains of jobs without work
+ * need no stack. */
+static void finish(struct kjob *j, int status)
+{
+	for (;;) {
+		j->done(j->st, j->ud, status);
+		struct kjob *n = next_of(j);
+		free(j->key);
+		free(j);
+		if (n == NULL)
+			return;
+		if (n->origin != shard_self || shard_self == NULL) {
+			shard_post(n->origin, &n->m);
+			return;
+		}
+		if (n->work != NULL &&
+		    store_queue_work(&n->origin->loop, n->st, kwork, kdone,
+				     n) == 0)
+			return;
+		j = n;
+		status = n->work != NULL ? UV_ECANCELED : 0;
+	}
+}
+
+static int kwork(struct store *st, void *ud)
+{
+	struct kjob *j = ud;
+	return j->work(st, j->ud);
+}
+
+static void kdone(struct store *st, void *ud, int status)
+{
+	(void)st;
+	finish(ud, status);
+}
+
+/* Starts j on its origin shard (the calling thread). */
+static void run(struct kjob *j)
+{
+	if (j->work == NULL) {
+		finish(j, 0);
+		return;
+	}
+	if (store_queue_work(&j->origin->loop, j->st, kwork, kdone, j) < 0)
+		finish(j, UV_ECANCELED);
+}
+
+/* A start posted from another shard. After the shard's end (shutdown)
+ * the job is cancelled: done gets UV_ECANCELED, maybe on the main thread. */
+static void on_start(struct shard *s, struct shard_msg *m)
+{
+	struct kjob *j = (struct kjob *)m;
+	if (s->stopped_hook_ran && s->dead)
+		finish(j, UV_ECANCELED);
+	else
+		run(j);
+}
+
+int store_queue_keyed(struct store *st, struct str key, store_work_fn *work,
+		      store_done_fn *done, void *ud)
+{
+	BUG_ON(shard_self == NULL || done == NULL);
+	uv_once(&kinit, init_lock);
+	struct kjob *j = xcalloc(1, sizeof(*j));
+	*j = (struct kjob){
+		.m.fn = on_start,
+		.st = st,
+		.origin = shard_self,
+		.work = work,
+		.done = done,
+		.ud = ud,
+		.key = str_xdup(key),
+		.klen = key.len,
+	};
+	uv_mutex_lock(&klock);
+	struct kqueue *q = hmap_get(&busy, key);
+	if (q != NULL) {
+		if (q->tail)
+			q->tail->next = j;
+		else
+			q->head = j;
+		q->tail = j;
+		uv_mutex_unlock(&klock);
+		return 0;
+	}
+	hmap_put(&busy, key, xcalloc(1, sizeof(*q)));
+	uv_mutex_unlock(&klock);
+	run(j);
+	return 0;
+}
+
+void store_keyed_fini(void)
+{
+	/* Every job has finished or been cancelled by now. */
+	hmap_clear(&busy);
+}
