@@ -142,6 +142,11 @@ static const struct opt opts[] = {
 	{ "limits", "max_connections", OPT_UINT,
 	  CONF(limits.max_connections), .def = "10000", .min = 1,
 	  .max = 1000000, .doc = "Concurrent connections in total." },
+	{ "limits", "max_offline_messages", OPT_UINT,
+	  CONF(limits.max_offline_messages), .def = "1000", .min = 0,
+	  .max = 1000000,
+	  .doc = "Messages kept for an offline account (XEP-0160); beyond it "
+		 "senders get `<service-unavailable/>`. 0 turns storage off." },
 	{ "hosts[]", "name", OPT_STRING, HOST(name), .required = true,
 	  .check = check_host_name,
 	  .doc = "The domain; case-folded (nameprep), must be unique." },

@@ -46,6 +46,7 @@ struct limits_conf {
 	unsigned max_sasl_attempts;   /* failures before the stream ends; 3 */
 	size_t max_output;            /* pending output per session; 1 MiB */
 	unsigned max_connections;     /* per process; default 10000 */
+	unsigned max_offline_messages; /* per account (XEP-0160); 1000 */
 };
 
 struct config {

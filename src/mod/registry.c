@@ -95,6 +95,7 @@ const char *hook_event_name(enum hook_event ev)
 		[EV_MESSAGE_OUT] = "message-out",
 		[EV_PRESENCE_IN] = "presence-in",
 		[EV_MESSAGE_IN] = "message-in",
+		[EV_MESSAGE_OFFLINE] = "message-offline",
 		[EV_SESSION_BOUND] = "session-bound",
 		[EV_SESSION_END] = "session-end",
 	};

@@ -21,6 +21,10 @@ enum hook_event {
 	/* route() found a stanza for a local account (bare or full JID). */
 	EV_PRESENCE_IN,
 	EV_MESSAGE_IN,
+	/* A chat or normal message for a local account that has no
+	 * available resource (RFC 6121 §8.5.2.2): offline storage may take
+	 * it; if no hook does, the sender gets <service-unavailable/>. */
+	EV_MESSAGE_OFFLINE,
 	/* A session was bound; st is NULL. */
 	EV_SESSION_BOUND,
 	/* A bound session ended (stream closed or connection lost); st is

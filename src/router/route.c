@@ -265,7 +265,8 @@ static size_t pick_resources(struct sess_ref *refs, size_t n, bool all)
 	return k;
 }
 
-static void message_to_bare(struct stanza *st, struct str bare)
+static void message_to_bare(struct stanza *st, struct str bare,
+			    size_t host_idx)
 {
 	if (str_eq_c(st->type, "error")) {
 		stanza_free(&st); /* §8.5.2.1.1: silently ignored */
@@ -280,12 +281,21 @@ static void message_to_bare(struct stanza *st, struct str bare)
 	size_t n = sessions_find_all(bare, refs, ARRAY_SIZE(refs));
 	n = pick_resources(refs, n, headline);
 	if (n == 0) {
-		/* §8.5.2.2: no available resource. Offline storage is not
-		 * there yet: chat and normal bounce, headlines are dropped. */
-		if (headline)
+		/* §8.5.2.2: no available resource: chat and normal may be
+		 * stored, headlines are dropped, the rest bounces. */
+		if (headline) {
 			stanza_free(&st);
-		else
-			route_bounce(st, STANZA_ERR_SERVICE_UNAVAILABLE, NULL);
+			return;
+		}
+		struct hook_ctx h = {
+			.ev = EV_MESSAGE_OFFLINE,
+			.st = st,
+			.shard = shard_self->id,
+			.host_idx = host_idx,
+		};
+		if (hooks_run(&h) == HOOK_STOP)
+			return;
+		route_bounce(st, STANZA_ERR_SERVICE_UNAVAILABLE, NULL);
 		return;
 	}
 	for (size_t i = 1; i < n; i++)
@@ -318,7 +328,7 @@ static void to_account(struct stanza *st, size_t host_idx)
 		case STANZA_MESSAGE:
 			/* §8.5.3.2.1: as if sent to the bare JID (which
 			 * bounces groupchat and ignores errors). */
-			message_to_bare(st, bare);
+			message_to_bare(st, bare, host_idx);
 			return;
 		case STANZA_IQ:
 			route_bounce(st, STANZA_ERR_SERVICE_UNAVAILABLE, NULL);
@@ -330,7 +340,7 @@ static void to_account(struct stanza *st, size_t host_idx)
 	}
 	switch (st->kind) {
 	case STANZA_MESSAGE:
-		message_to_bare(st, bare);
+		message_to_bare(st, bare, host_idx);
 		return;
 	case STANZA_IQ:
 		iq_dispatch(st, host_idx, TO_BARE);

@@ -90,6 +90,7 @@ static void check_defaults(const struct config *c)
 	assert_int_equal(c->limits.max_sasl_attempts, 3);
 	assert_int_equal(c->limits.max_output, 1024 * 1024);
 	assert_int_equal(c->limits.max_connections, 10000);
+	assert_int_equal(c->limits.max_offline_messages, 1000);
 }
 
 static void test_defaults(void **state)
