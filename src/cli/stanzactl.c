@@ -13,6 +13,7 @@
  * on success, 1 on any error.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../auth/scram_creds.h"
@@ -32,6 +34,7 @@
 #include "../store/accounts.h"
 #include "../store/shapes.h"
 #include "../store/store.h"
+#include "../xml/parser.h"
 #include "../xmpp/jid.h"
 
 #define CTL_DEFAULT_CONF "stanzad.yaml"
@@ -336,6 +339,65 @@ static int ctl_user_list(struct ctl *ctl, int argc, char **argv)
 	return 0;
 }
 
+/* roster list: one contact per line, "jid subscription [ask] name". The
+ * stored items are XML (mod_roster); this reads their attributes. */
+static int ctl_print_roster_item(const char *key, const void *value,
+				 size_t len, void *ud)
+{
+	struct ctl *ctl = ud;
+	struct xml_elem *it = xml_parse_elem(ctl->arena, STR(value, len),
+					     STR_LIT("jabber:iq:roster"));
+	if (it == NULL || str_eq_c(xml_attr_get(it, "in-roster"), "false"))
+		return 0;
+	struct str sub = xml_attr_get(it, "subscription");
+	struct str ask = xml_attr_get(it, "ask");
+	struct str name = xml_attr_get(it, "name");
+	printf("%s\t%.*s%s%.*s\t%.*s\n", key, STR_FMT(sub),
+	       ask.p ? "+ask-" : "", STR_FMT(ask),
+	       name.p ? (int)name.len : 0, name.p ? name.p : "");
+	return 0;
+}
+
+static int ctl_roster_list(struct ctl *ctl, int argc, char **argv)
+{
+	struct ctl_account acc;
+	if (ctl_account(ctl, argv[0], &acc) < 0)
+		return -1;
+	if (store_map_all(ctl->st, "roster", acc.host, acc.user,
+			  ctl_print_roster_item, ctl) < 0) {
+		ctl_err("cannot read the roster");
+		return -1;
+	}
+	return 0;
+}
+
+/* offline list: one stored message per line: "id time from bytes". */
+static int ctl_print_offline(const struct store_item *it, void *ud)
+{
+	(void)ud;
+	time_t t = (time_t)(it->ts_ms / 1000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	char when[32];
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	printf("%" PRId64 "\t%s\t%s\t%zu bytes\n", it->id, when, it->with,
+	       it->len);
+	return 0;
+}
+
+static int ctl_offline_list(struct ctl *ctl, int argc, char **argv)
+{
+	struct ctl_account acc;
+	if (ctl_account(ctl, argv[0], &acc) < 0)
+		return -1;
+	if (store_archive_list(ctl->st, "offline", acc.host, acc.user, 0,
+			       SIZE_MAX, ctl_print_offline, NULL) < 0) {
+		ctl_err("cannot read the offline messages");
+		return -1;
+	}
+	return 0;
+}
+
 static void ctl_usage(FILE *out)
 {
 	fprintf(out,
@@ -377,6 +439,12 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "delete an account and all its data", ctl_user_del },
 	{ { "user", "list" }, "HOST", 1, 1,
 	  "list the accounts of a host", ctl_user_list },
+	{ { "roster", "list" }, "JID", 1, 1,
+	  "list an account's contacts: jid, subscription, name",
+	  ctl_roster_list },
+	{ { "offline", "list" }, "JID", 1, 1,
+	  "list an account's offline messages: id, time, sender, size",
+	  ctl_offline_list },
 	{ { "help" }, "", 0, 0, "show this help", ctl_help },
 	{ { NULL }, NULL, 0, 0, NULL, NULL },
 };

@@ -66,12 +66,26 @@ async def test_stored_and_delivered_in_order(server):
     bodies = [f'offline {i}' for i in range(5)]
     await send_offline(server, bodies)
     await wait_stored(server, 5)
+    listed = server.ctl('offline', 'list', 'bob@localhost').stdout
+    rows = [line.split('\t') for line in listed.splitlines()]
+    assert len(rows) == 5 and all(r[2] == 'alice@localhost' for r in rows)
+    assert [int(r[0]) for r in rows] == sorted(int(r[0]) for r in rows)
     got = await receive_all(server, bodies)
     assert [m['body'] for m in got] == bodies
     for m in got:
         check_delay(m)
         assert m['from'].bare == 'alice@localhost'
-    assert stored_count(server) == 0
+    await wait_stored_at_most(server, 0)
+    assert server.ctl('offline', 'list', 'bob@localhost').stdout == ''
+
+
+async def wait_stored_at_most(server, n, timeout=5):
+    """Delivered messages are deleted by a job after delivery."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while stored_count(server) > n:
+        assert loop.time() < deadline, f'{stored_count(server)} still stored'
+        await asyncio.sleep(0.05)
 
 
 async def test_survives_restart(server):

@@ -95,6 +95,8 @@ async def test_subscription_approved_both_see_presence(server):
         await presence_of(b, a.boundjid)
         await until_state(a, 'bob@localhost', 'both')
         await until_state(b, 'alice@localhost', 'both')
+        listed = server.ctl('roster', 'list', 'alice@localhost').stdout
+        assert listed.splitlines() == ['bob@localhost\tboth\t']
         # Presence changes now reach the contact.
         a.send_presence(pstatus='busy')
         pres = await presence_of(b, a.boundjid)
