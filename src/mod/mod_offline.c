@@ -27,6 +27,7 @@
 #include "../store/accounts.h"
 #include "../store/shapes.h"
 #include "../xml/parser.h"
+#include "../xmpp/datetime.h"
 #include "../xmpp/ns.h"
 #include "module.h"
 
@@ -82,14 +83,8 @@ static struct offline_job *job_new(struct stanza *st, const struct jid *user)
 /* XEP-0203: when and by whom the message was delayed. */
 static void stamp(struct stanza *st, const char *host)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	struct tm tm;
-	gmtime_r(&ts.tv_sec, &tm);
-	char when[64];
-	snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
-		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-		 tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+	char when[XEP82_DATETIME_LEN];
+	xep82_now(when);
 	struct xml_elem *d = xml_add_child(st->a, st->x, STR_LIT(NS_DELAY),
 					   STR_LIT("delay"));
 	xml_attr_set(st->a, d, "from", str_c(host));

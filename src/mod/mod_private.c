@@ -94,29 +94,6 @@ static int get_work(struct store *st, struct iq_ctx *ctx)
 	return rc;
 }
 
-/* No attributes, no child elements, only whitespace text. */
-static bool elem_is_empty(struct arena *a, const struct xml_elem *e)
-{
-	if (e->attrs != NULL || xml_first_child_elem(e) != NULL)
-		return false;
-	struct str t = xml_text(a, e);
-	for (size_t i = 0; i < t.len; i++)
-		if (t.p[i] != ' ' && t.p[i] != '\t' && t.p[i] != '\n' &&
-		    t.p[i] != '\r')
-			return false;
-	return true;
-}
-
-/* True if xml_parse_elem can read bytes back (its depth, attribute and
- * memory limits are not the stream's): what cannot be read is not stored. */
-static bool readable(struct str bytes)
-{
-	struct arena *scratch = arena_new(0);
-	bool ok = xml_parse_elem(scratch, bytes, STR_LIT("")) != NULL;
-	arena_destroy(&scratch);
-	return ok;
-}
-
 /* Serializes the set's elements in namespace ns into value; sets *empty
  * if none has content. -1 if value passes its max. */
 static int group_serialize(struct arena *a, const struct xml_elem *payload,
@@ -128,7 +105,7 @@ static int group_serialize(struct arena *a, const struct xml_elem *payload,
 	xml_foreach_child(c, payload) {
 		if (!str_eq(c->ns, ns))
 			continue;
-		if (!elem_is_empty(a, c))
+		if (!xml_elem_is_blank(a, c))
 			*empty = false;
 		if (xml_serialize(value, c, STR_LIT(NS_PRIVATE)) < 0)
 			return -1;
@@ -147,7 +124,7 @@ static int group_store(struct store *st, struct iq_ctx *ctx, struct str ns)
 	bool empty;
 	int rc = 0;
 	if (group_serialize(ctx->st->a, ctx->payload, ns, &value, &empty) < 0
-	    || (!empty && !readable(buf_str(&value))))
+	    || (!empty && !xml_elem_readable(buf_str(&value))))
 		r->err = STANZA_ERR_NOT_ACCEPTABLE;
 	else
 		rc = store_map_set(st, PRIVATE_TABLE, r->host, r->user, key,

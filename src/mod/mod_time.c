@@ -2,22 +2,14 @@
  * mod_time.c - XEP-0202: Entity Time. The server answers in UTC: tzo
  * +00:00 and a XEP-0082 date-time with milliseconds.
  */
-#include <stdio.h>
-#include <time.h>
-
+#include "../xmpp/datetime.h"
 #include "../xmpp/ns.h"
 #include "module.h"
 
 static enum hook_ret time_handle(struct iq_ctx *ctx)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	struct tm tm;
-	gmtime_r(&ts.tv_sec, &tm);
-	char utc[96];
-	snprintf(utc, sizeof(utc), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
-		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-		 tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+	char utc[XEP82_DATETIME_LEN];
+	xep82_now(utc);
 	struct arena *a = ctx->st->a;
 	struct xml_elem *t = iq_payload_new(ctx, NS_TIME, "time");
 	xml_add_text(a, xml_add_child(a, t, STR_LIT(NS_TIME), STR_LIT("tzo")),

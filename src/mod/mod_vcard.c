@@ -65,39 +65,15 @@ static int get_work(struct store *st, struct iq_ctx *ctx)
 	return rc < 0 ? -1 : 0;
 }
 
-/* No attributes, no child elements, only whitespace text: nothing to keep
- * (clients clear their vCard this way). */
-static bool vcard_is_empty(struct arena *a, const struct xml_elem *e)
-{
-	if (e->attrs != NULL || xml_first_child_elem(e) != NULL)
-		return false;
-	struct str t = xml_text(a, e);
-	for (size_t i = 0; i < t.len; i++)
-		if (t.p[i] != ' ' && t.p[i] != '\t' && t.p[i] != '\n' &&
-		    t.p[i] != '\r')
-			return false;
-	return true;
-}
-
-/* True if xml_parse_elem can read bytes back (its depth, attribute and
- * memory limits are not the stream's): what cannot be read is not stored. */
-static bool readable(struct str bytes)
-{
-	struct arena *scratch = arena_new(0);
-	bool ok = xml_parse_elem(scratch, bytes, STR_LIT("")) != NULL;
-	arena_destroy(&scratch);
-	return ok;
-}
-
 static int set_work(struct store *st, struct iq_ctx *ctx)
 {
 	struct vcard_req *r = ctx->ud;
-	if (vcard_is_empty(ctx->st->a, ctx->payload))
+	if (xml_elem_is_blank(ctx->st->a, ctx->payload))
 		return store_kv_set(st, VCARD_TABLE, r->host, r->user, NULL, 0);
 	struct buf value = { .max = VCARD_MAX };
 	int rc = 0;
 	if (xml_serialize(&value, ctx->payload, STR_LIT("")) < 0 ||
-	    !readable(buf_str(&value)))
+	    !xml_elem_readable(buf_str(&value)))
 		r->err = STANZA_ERR_NOT_ACCEPTABLE;
 	else
 		rc = store_kv_set(st, VCARD_TABLE, r->host, r->user,

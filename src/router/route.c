@@ -323,18 +323,10 @@ static void to_account(struct stanza *st, size_t host_idx)
 			route_deliver(&ref, st);
 			return;
 		}
-		/* RFC 6121 §8.5.3.2: no such resource. */
-		switch (st->kind) {
-		case STANZA_MESSAGE:
-			/* §8.5.3.2.1: as if sent to the bare JID (which
-			 * bounces groupchat and ignores errors). */
-			message_to_bare(st, bare, host_idx);
-			return;
-		case STANZA_IQ:
+		/* RFC 6121 §8.5.3.2: no such resource. A message goes as if
+		 * to the bare JID (§8.5.3.2.1), presence is dropped below. */
+		if (st->kind == STANZA_IQ) {
 			route_bounce(st, STANZA_ERR_SERVICE_UNAVAILABLE, NULL);
-			return;
-		case STANZA_PRESENCE:
-			stanza_free(&st);
 			return;
 		}
 	}
@@ -346,7 +338,7 @@ static void to_account(struct stanza *st, size_t host_idx)
 		iq_dispatch(st, host_idx, TO_BARE);
 		return;
 	case STANZA_PRESENCE:
-		/* Presence handling (RFC 6121 §4) is not implemented yet. */
+		/* What no hook took (mod_presence, RFC 6121 §4) is dropped. */
 		stanza_free(&st);
 		return;
 	}

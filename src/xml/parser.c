@@ -915,3 +915,11 @@ struct xml_elem *xml_parse_elem(struct arena *a, struct str bytes,
 	xml_stream_free(xs);
 	return ok ? p.result : NULL;
 }
+
+bool xml_elem_readable(struct str bytes)
+{
+	struct arena *scratch = arena_new(0);
+	bool ok = xml_parse_elem(scratch, bytes, STR_LIT("")) != NULL;
+	arena_destroy(&scratch);
+	return ok;
+}

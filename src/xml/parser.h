@@ -88,6 +88,11 @@ void xml_stream_reset(struct xml_stream *p);
 struct xml_elem *xml_parse_elem(struct arena *a, struct str bytes,
 				struct str default_ns);
 
+/* True if xml_parse_elem can read bytes back (its depth, attribute and
+ * memory limits are not a stream's): modules store only what they can
+ * read again. */
+bool xml_elem_readable(struct str bytes);
+
 /* True when no partial stanza or unparsed bytes are held: the stream is at a
  * stanza boundary. */
 bool xml_stream_idle(const struct xml_stream *p);

@@ -347,3 +347,15 @@ struct xml_elem *xml_copy(struct arena *a, const struct xml_elem *e)
 {
 	return copy_elem(a, NULL, e);
 }
+
+bool xml_elem_is_blank(struct arena *a, const struct xml_elem *e)
+{
+	if (e->attrs != NULL || xml_first_child_elem(e) != NULL)
+		return false;
+	struct str t = xml_text(a, e);
+	for (size_t i = 0; i < t.len; i++)
+		if (t.p[i] != ' ' && t.p[i] != '\t' && t.p[i] != '\n' &&
+		    t.p[i] != '\r')
+			return false;
+	return true;
+}

@@ -101,6 +101,10 @@ struct str xml_text(struct arena *a, const struct xml_elem *e);
 /* Counts child elements. */
 size_t xml_child_count(const struct xml_elem *e);
 
+/* True if e has no attributes, no child elements and only whitespace
+ * text (clients clear stored data by sending such an element). */
+bool xml_elem_is_blank(struct arena *a, const struct xml_elem *e);
+
 /* Deep-copies e (and its subtree) into arena a; the copy has no parent. */
 struct xml_elem *xml_copy(struct arena *a, const struct xml_elem *e);
 
