@@ -104,6 +104,15 @@ bool sessions_set_presence(struct str bare, struct str resource,
 	return was;
 }
 
+void sessions_set_interested(struct str bare, struct str resource)
+{
+	uv_rwlock_wrlock(&lock);
+	struct sess_res *r = find_res(hmap_get(&users, bare), resource);
+	if (r != NULL)
+		r->ref.interested = true;
+	uv_rwlock_wrunlock(&lock);
+}
+
 void sessions_unbind(struct str bare, struct str resource, uint64_t conn_id)
 {
 	uv_rwlock_wrlock(&lock);

@@ -20,6 +20,7 @@ struct sess_ref {
 	uint64_t conn_id;
 	int priority;   /* of the last broadcast presence, -128..127 */
 	bool available; /* sent available broadcast presence, not unavailable */
+	bool interested; /* requested the roster (RFC 6121 §2.1.6) */
 };
 
 #define SESS_MAX_RESOURCES 64
@@ -38,6 +39,9 @@ int sessions_bind(struct str bare, struct str resource, struct sess_ref ref,
  * Returns whether it was available before. */
 bool sessions_set_presence(struct str bare, struct str resource,
 			   uint64_t conn_id, bool available, int priority);
+/* Marks bare/resource as an interested resource: it requested the roster,
+ * so it gets roster pushes from now on (RFC 6121 §2.1.6). */
+void sessions_set_interested(struct str bare, struct str resource);
 /* Removes the binding if it still belongs to conn_id. */
 void sessions_unbind(struct str bare, struct str resource, uint64_t conn_id);
 /* True if bare/resource is bound (and fills *ref_r). */

@@ -13,8 +13,8 @@
  * on these items through subscription.h; this file gives clients their
  * roster. Versioning: a request whose ver is the current one gets an empty
  * result (§2.6.3); any other gets the whole roster with the current ver.
- * Pushes go to every bound resource of the account (the RFC's "interested
- * resources" are a subset; clients ignore pushes they did not ask for).
+ * Pushes go to the account's interested resources: those that requested
+ * the roster (§2.1.6).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -166,10 +166,16 @@ static int set_work(struct store *st, struct iq_ctx *ctx)
 static void get_done(struct iq_ctx *ctx, int status)
 {
 	struct roster_req *r = ctx->ud;
-	if (status < 0)
+	if (status < 0) {
 		iq_reply_error(ctx, STANZA_ERR_INTERNAL_SERVER_ERROR);
-	else
-		iq_reply_result(ctx, r->unchanged ? NULL : r->query);
+		return;
+	}
+	/* From now on this resource gets pushes (§2.1.6): marked before the
+	 * result so no change falls between the two. */
+	struct stanza *st = ctx->st;
+	sessions_set_interested(jid_to_str(st->a, &st->from, true),
+				st->from.resource);
+	iq_reply_result(ctx, r->unchanged ? NULL : r->query);
 }
 
 static void set_done(struct iq_ctx *ctx, int status)

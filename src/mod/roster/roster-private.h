@@ -51,8 +51,9 @@ typedef int roster_each_fn(struct xml_elem *it, void *ud);
 int roster_each(struct store *st, const char *host, const char *user,
 		struct arena *a, roster_each_fn *fn, void *ud);
 
-/* Pushes item (client form) with version ver to every bound resource of
- * user (RFC 6121 §2.1.6). On a shard. */
+/* Pushes item (client form) with version ver to every interested resource
+ * of user, those that requested the roster (RFC 6121 §2.1.6). On a
+ * shard. */
 void roster_push(const struct jid *user, const struct xml_elem *item,
 		 uint64_t ver);
 

@@ -150,6 +150,8 @@ void roster_push(const struct jid *user, const struct xml_elem *item,
 	struct jid bare_jid = *user;
 	bare_jid.resource = STR_NULL;
 	for (size_t i = 0; i < n; i++) {
+		if (!refs[i].interested)
+			continue; /* §2.1.6: only resources that asked */
 		struct stanza *st = stanza_new(STANZA_IQ, &bare_jid, NULL,
 					       "set");
 		st->to_session = true;
