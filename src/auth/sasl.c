@@ -90,10 +90,15 @@ static void fake_creds(const char *host, const char *user,
 {
 	unsigned char mac[EVP_MAX_MD_SIZE];
 	unsigned len = 0;
-	char msg[2200];
-	int n = snprintf(msg, sizeof(msg), "%s%c%s", host, 0, user);
-	HMAC(EVP_sha256(), fake_secret, sizeof(fake_secret),
-	     (const unsigned char *)msg, (size_t)n, mac, &len);
+	/* host NUL user; the user is the peer's and may be long. */
+	size_t hl = strlen(host), ul = strlen(user);
+	unsigned char *msg = xmalloc(hl + 1 + ul);
+	memcpy(msg, host, hl);
+	msg[hl] = '\0';
+	memcpy(msg + hl + 1, user, ul);
+	HMAC(EVP_sha256(), fake_secret, sizeof(fake_secret), msg, hl + 1 + ul,
+	     mac, &len);
+	free(msg);
 	memset(c, 0, sizeof(*c));
 	c->iterations = iterations;
 	memcpy(c->salt, mac, sizeof(c->salt));

@@ -583,14 +583,8 @@ static void presence_to(const struct jid *user, const struct jidvec *v,
 static void set_done(struct iq_ctx *ctx, int status)
 {
 	struct block_req *r = ctx->ud;
-	if (status < 0) {
-		iq_reply_error(ctx, STANZA_ERR_INTERNAL_SERVER_ERROR);
+	if (iq_done_error(ctx, status, r->err))
 		return;
-	}
-	if (r->err != STANZA_ERR_NONE) {
-		iq_reply_error(ctx, r->err);
-		return;
-	}
 	/* The cache first, so nothing slips past once the result is out;
 	 * then pushes, the result, and presence (copied: the reply frees
 	 * the request's arena). */

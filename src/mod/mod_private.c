@@ -200,11 +200,7 @@ static void get_done(struct iq_ctx *ctx, int status)
 static void set_done(struct iq_ctx *ctx, int status)
 {
 	struct private_req *r = ctx->ud;
-	if (status < 0)
-		iq_reply_error(ctx, STANZA_ERR_INTERNAL_SERVER_ERROR);
-	else if (r->err != STANZA_ERR_NONE)
-		iq_reply_error(ctx, r->err);
-	else
+	if (!iq_done_error(ctx, status, r->err))
 		iq_reply_result(ctx, NULL);
 }
 

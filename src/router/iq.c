@@ -74,6 +74,17 @@ enum hook_ret iq_reply_error(struct iq_ctx *ctx, enum stanza_err err)
 	return HOOK_STOP;
 }
 
+bool iq_done_error(struct iq_ctx *ctx, int status, enum stanza_err err)
+{
+	if (status < 0)
+		iq_reply_error(ctx, STANZA_ERR_INTERNAL_SERVER_ERROR);
+	else if (err != STANZA_ERR_NONE)
+		iq_reply_error(ctx, err);
+	else
+		return false;
+	return true;
+}
+
 struct xml_elem *iq_payload_new(struct iq_ctx *ctx, const char *ns,
 				const char *name)
 {

@@ -8,6 +8,7 @@
 #ifndef STANZAD_ROUTER_IQ_H
 #define STANZAD_ROUTER_IQ_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "route.h"
@@ -63,6 +64,12 @@ enum hook_ret iq_defer(struct iq_ctx *ctx, iq_work_fn *work, iq_done_fn *done);
  * bare JID; see store_queue_keyed). */
 enum hook_ret iq_defer_keyed(struct iq_ctx *ctx, struct str key,
 			     iq_work_fn *work, iq_done_fn *done);
+
+/* For the done callback of a deferred request: answers
+ * <internal-server-error/> when the job failed (status < 0), or err when
+ * the job refused the request (err != STANZA_ERR_NONE), and returns true;
+ * returns false when the caller has to answer. */
+bool iq_done_error(struct iq_ctx *ctx, int status, enum stanza_err err);
 
 /* A new payload element for a reply, allocated in the request's arena. */
 struct xml_elem *iq_payload_new(struct iq_ctx *ctx, const char *ns,

@@ -181,14 +181,8 @@ static void get_done(struct iq_ctx *ctx, int status)
 static void set_done(struct iq_ctx *ctx, int status)
 {
 	struct roster_req *r = ctx->ud;
-	if (status < 0) {
-		iq_reply_error(ctx, STANZA_ERR_INTERNAL_SERVER_ERROR);
+	if (iq_done_error(ctx, status, r->err))
 		return;
-	}
-	if (r->err != STANZA_ERR_NONE) {
-		iq_reply_error(ctx, r->err);
-		return;
-	}
 	/* The pushes go out before the result (RFC 6121 §2.3.2 example);
 	 * copy what they need out of the request's arena first. */
 	struct jid user = ctx->st->from;
