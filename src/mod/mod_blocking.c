@@ -245,15 +245,20 @@ static void load_start(struct str bare, const struct jid *user, uint64_t gen)
 	store_queue_keyed(server.store, bare, load_work, load_done, j);
 }
 
+/* The cache key of user: its bare JID, formatted into buf. */
+static struct str cache_key(const struct jid *user, char buf[JID_TEXT_MAX])
+{
+	int n = snprintf(buf, JID_TEXT_MAX, "%.*s@%.*s", (int)user->node.len,
+			 user->node.p, (int)user->domain.len, user->domain.p);
+	BUG_ON(n <= 0 || n >= JID_TEXT_MAX);
+	return STR(buf, (size_t)n);
+}
+
 static enum hook_ret session_bound(struct hook_ctx *ctx)
 {
 	uv_once(&bl_once, bl_init);
 	char bare[JID_TEXT_MAX];
-	int n = snprintf(bare, sizeof(bare), "%.*s@%.*s",
-			 (int)ctx->user->node.len, ctx->user->node.p,
-			 (int)ctx->user->domain.len, ctx->user->domain.p);
-	BUG_ON(n <= 0 || (size_t)n >= sizeof(bare));
-	struct str key = STR(bare, (size_t)n);
+	struct str key = cache_key(ctx->user, bare);
 	uv_rwlock_wrlock(&bl_lock);
 	struct bl_entry *e = hmap_get(&bl_cache, key);
 	bool fresh = e == NULL;
@@ -275,11 +280,7 @@ static enum hook_ret session_end(struct hook_ctx *ctx)
 {
 	uv_once(&bl_once, bl_init);
 	char bare[JID_TEXT_MAX];
-	int n = snprintf(bare, sizeof(bare), "%.*s@%.*s",
-			 (int)ctx->user->node.len, ctx->user->node.p,
-			 (int)ctx->user->domain.len, ctx->user->domain.p);
-	BUG_ON(n <= 0 || (size_t)n >= sizeof(bare));
-	struct str key = STR(bare, (size_t)n);
+	struct str key = cache_key(ctx->user, bare);
 	uv_rwlock_wrlock(&bl_lock);
 	struct bl_entry *e = hmap_get(&bl_cache, key);
 	if (e != NULL && --e->sessions == 0) {
