@@ -96,6 +96,7 @@ const char *hook_event_name(enum hook_event ev)
 		[EV_PRESENCE_IN] = "presence-in",
 		[EV_MESSAGE_IN] = "message-in",
 		[EV_MESSAGE_OFFLINE] = "message-offline",
+		[EV_MESSAGE_DELIVER] = "message-deliver",
 		[EV_SESSION_BOUND] = "session-bound",
 		[EV_SESSION_END] = "session-end",
 	};

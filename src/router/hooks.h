@@ -10,9 +10,12 @@
 #define STANZAD_ROUTER_HOOKS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "iq.h"
+
+struct sess_ref;
 
 enum hook_event {
 	/* A stanza sent by a local client, 'from' stamped, before route(). */
@@ -25,6 +28,10 @@ enum hook_event {
 	 * available resource (RFC 6121 §8.5.2.2): offline storage may take
 	 * it; if no hook does, the sender gets <service-unavailable/>. */
 	EV_MESSAGE_OFFLINE,
+	/* route() chose the resources a message for a local account goes to
+	 * (refs, nrefs; none when it is about to be stored or dropped). st
+	 * is only lent: hooks must not keep it and must return HOOK_PASS. */
+	EV_MESSAGE_DELIVER,
 	/* A session was bound; st is NULL. */
 	EV_SESSION_BOUND,
 	/* A bound session ended (stream closed or connection lost); st is
@@ -45,6 +52,8 @@ struct hook_ctx {
 	size_t host_idx;
 	bool initial;           /* EV_PRESENCE_OUT: the session's first
 				   available presence (RFC 6121 §4.2) */
+	const struct sess_ref *refs; /* EV_MESSAGE_DELIVER: the recipients */
+	size_t nrefs;
 };
 
 typedef enum hook_ret hook_fn(struct hook_ctx *ctx);

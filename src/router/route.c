@@ -265,6 +265,22 @@ static size_t pick_resources(struct sess_ref *refs, size_t n, bool all)
 	return k;
 }
 
+/* Tells the hooks where a message for a local account goes (carbons). */
+static void message_delivering(const struct stanza *st,
+			       const struct sess_ref *refs, size_t n,
+			       size_t host_idx)
+{
+	struct hook_ctx h = {
+		.ev = EV_MESSAGE_DELIVER,
+		.st = (struct stanza *)st,
+		.shard = shard_self->id,
+		.host_idx = host_idx,
+		.refs = refs,
+		.nrefs = n,
+	};
+	BUG_ON(hooks_run(&h) != HOOK_PASS);
+}
+
 static void message_to_bare(struct stanza *st, struct str bare,
 			    size_t host_idx)
 {
@@ -280,6 +296,7 @@ static void message_to_bare(struct stanza *st, struct str bare,
 	struct sess_ref refs[SESS_MAX_RESOURCES];
 	size_t n = sessions_find_all(bare, refs, ARRAY_SIZE(refs));
 	n = pick_resources(refs, n, headline);
+	message_delivering(st, refs, n, host_idx);
 	if (n == 0) {
 		/* §8.5.2.2: no available resource: chat and normal may be
 		 * stored, headlines are dropped, the rest bounces. */
@@ -320,6 +337,8 @@ static void to_account(struct stanza *st, size_t host_idx)
 	if (st->to.resource.len > 0) {
 		struct sess_ref ref;
 		if (sessions_find(bare, st->to.resource, &ref)) {
+			if (st->kind == STANZA_MESSAGE)
+				message_delivering(st, &ref, 1, host_idx);
 			route_deliver(&ref, st);
 			return;
 		}

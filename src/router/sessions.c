@@ -5,6 +5,7 @@
  * of resources. Accounts have few resources, so a linear scan beats a
  * second map.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,13 +105,27 @@ bool sessions_set_presence(struct str bare, struct str resource,
 	return was;
 }
 
-void sessions_set_interested(struct str bare, struct str resource)
+/* Sets one bool of bare/resource's entry; false if it is not bound. */
+static bool set_flag(struct str bare, struct str resource, size_t off,
+		     bool on)
 {
 	uv_rwlock_wrlock(&lock);
 	struct sess_res *r = find_res(hmap_get(&users, bare), resource);
 	if (r != NULL)
-		r->ref.interested = true;
+		*(bool *)((char *)&r->ref + off) = on;
 	uv_rwlock_wrunlock(&lock);
+	return r != NULL;
+}
+
+void sessions_set_interested(struct str bare, struct str resource)
+{
+	set_flag(bare, resource, offsetof(struct sess_ref, interested), true);
+}
+
+bool sessions_set_carbons(struct str bare, struct str resource, bool on)
+{
+	return set_flag(bare, resource, offsetof(struct sess_ref, carbons),
+			on);
 }
 
 void sessions_unbind(struct str bare, struct str resource, uint64_t conn_id)

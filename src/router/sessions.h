@@ -21,6 +21,7 @@ struct sess_ref {
 	int priority;   /* of the last broadcast presence, -128..127 */
 	bool available; /* sent available broadcast presence, not unavailable */
 	bool interested; /* requested the roster (RFC 6121 §2.1.6) */
+	bool carbons;    /* enabled message carbons (XEP-0280) */
 };
 
 #define SESS_MAX_RESOURCES 64
@@ -42,6 +43,9 @@ bool sessions_set_presence(struct str bare, struct str resource,
 /* Marks bare/resource as an interested resource: it requested the roster,
  * so it gets roster pushes from now on (RFC 6121 §2.1.6). */
 void sessions_set_interested(struct str bare, struct str resource);
+/* Switches message carbons (XEP-0280) on or off for bare/resource. Returns
+ * false if it is not bound. */
+bool sessions_set_carbons(struct str bare, struct str resource, bool on);
 /* Removes the binding if it still belongs to conn_id. */
 void sessions_unbind(struct str bare, struct str resource, uint64_t conn_id);
 /* True if bare/resource is bound (and fills *ref_r). */
