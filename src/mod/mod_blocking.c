@@ -1,8 +1,8 @@
 /*
  * mod_blocking.c - XEP-0191: Blocking Command. The list (get, block,
  * unblock, unblock-all, pushes to every bound resource) and its
- * enforcement on messages and presence (§3.3-§3.5, matching per §3.4 and
- * XEP-0016 §2.1: full JID, bare JID, domain/resource, domain).
+ * enforcement on messages, presence and iq (§3.3-§3.5, matching per §3.4
+ * and XEP-0016 §2.1: full JID, bare JID, domain/resource, domain).
  *
  * Storage: the map table `blocklist`, key the normalised JID as given
  * (bare, full or domain), value empty. Hooks need the list synchronously,
@@ -17,10 +17,11 @@
  * again once the list is known, so nothing passes unchecked and nothing is
  * dropped on a guess. If the load fails the list is taken as empty (logged).
  *
- * Limitations: an account with no bound session has no cache, so stanzas
- * to it are not checked here (offline storage is to check them in its own
- * job). iq stanzas do not run hooks in the core (route.c), so they are not
- * enforced yet. A user's own resources are never blocked from each other.
+ * An account with no bound session has no cache. A stanza for it that
+ * matters (needs_check()) pins the list: it is loaded as at bind, the
+ * stanza held behind the load and checked, then the list is dropped again.
+ * A user's own resources are never blocked from each other, nor is the
+ * user's own server.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@
 #include <uv.h>
 
 #include "../core/bug.h"
+#include "../core/conf.h"
 #include "../core/hmap.h"
 #include "../core/log.h"
 #include "../core/server.h"
@@ -50,13 +52,13 @@
 /* ---- the cache ---- */
 
 struct bl_entry {
-	unsigned sessions; /* bound sessions of the account */
+	unsigned pins;     /* bound sessions, plus stanzas held for a check */
 	bool loaded;       /* false: the load job has not finished */
 	uint64_t gen;      /* which load job fills it */
 	struct hmap items; /* normalised JID -> (void *)1 */
 };
 
-enum bl_state { BL_PASS, BL_LOADING, BL_BLOCKED };
+enum bl_state { BL_PASS, BL_LOADING, BL_BLOCKED, BL_UNKNOWN };
 
 static uv_rwlock_t bl_lock;
 static uv_once_t bl_once = UV_ONCE_INIT;
@@ -102,14 +104,17 @@ static bool set_matches(const struct hmap *set, const struct jid *j)
 	return hmap_get(set, j->domain) != NULL;
 }
 
-/* Whether the cached list of owner (a bare JID string) blocks other. */
+/* Whether the cached list of owner (a bare JID string) blocks other;
+ * BL_UNKNOWN when owner's list is not cached. */
 static enum bl_state bl_check(struct str owner, const struct jid *other)
 {
 	uv_once(&bl_once, bl_init);
 	enum bl_state r = BL_PASS;
 	uv_rwlock_rdlock(&bl_lock);
 	struct bl_entry *e = hmap_get(&bl_cache, owner);
-	if (e != NULL && !e->loaded)
+	if (e == NULL)
+		r = BL_UNKNOWN;
+	else if (!e->loaded)
 		r = BL_LOADING;
 	else if (e != NULL && set_matches(&e->items, other))
 		r = BL_BLOCKED;
@@ -254,42 +259,51 @@ static struct str cache_key(const struct jid *user, char buf[JID_TEXT_MAX])
 	return STR(buf, (size_t)n);
 }
 
-static enum hook_ret session_bound(struct hook_ctx *ctx)
+/* Keeps owner's list cached (loading it first if needed) until unpin(). */
+static void pin(struct str owner, const struct jid *user)
 {
 	uv_once(&bl_once, bl_init);
-	char bare[JID_TEXT_MAX];
-	struct str key = cache_key(ctx->user, bare);
 	uv_rwlock_wrlock(&bl_lock);
-	struct bl_entry *e = hmap_get(&bl_cache, key);
+	struct bl_entry *e = hmap_get(&bl_cache, owner);
 	bool fresh = e == NULL;
 	if (fresh) {
 		e = xcalloc(1, sizeof(*e));
 		e->gen = ++bl_gen;
-		hmap_put(&bl_cache, key, e);
+		hmap_put(&bl_cache, owner, e);
 	}
-	e->sessions++;
+	e->pins++;
 	uint64_t gen = e->gen;
 	uv_rwlock_wrunlock(&bl_lock);
 	/* Queued after the lock: a keyed job may run (and lock) at once. */
 	if (fresh)
-		load_start(key, ctx->user, gen);
-	return HOOK_PASS;
+		load_start(owner, user, gen);
 }
 
-static enum hook_ret session_end(struct hook_ctx *ctx)
+static void unpin(struct str owner)
 {
 	uv_once(&bl_once, bl_init);
-	char bare[JID_TEXT_MAX];
-	struct str key = cache_key(ctx->user, bare);
 	uv_rwlock_wrlock(&bl_lock);
-	struct bl_entry *e = hmap_get(&bl_cache, key);
-	if (e != NULL && --e->sessions == 0) {
-		hmap_del(&bl_cache, key);
+	struct bl_entry *e = hmap_get(&bl_cache, owner);
+	if (e != NULL && --e->pins == 0) {
+		hmap_del(&bl_cache, owner);
 		entry_free(e);
 		if (bl_cache.count == 0)
 			hmap_clear(&bl_cache); /* nothing left at shutdown */
 	}
 	uv_rwlock_wrunlock(&bl_lock);
+}
+
+static enum hook_ret session_bound(struct hook_ctx *ctx)
+{
+	char bare[JID_TEXT_MAX];
+	pin(cache_key(ctx->user, bare), ctx->user);
+	return HOOK_PASS;
+}
+
+static enum hook_ret session_end(struct hook_ctx *ctx)
+{
+	char bare[JID_TEXT_MAX];
+	unpin(cache_key(ctx->user, bare));
 	return HOOK_PASS;
 }
 
@@ -302,18 +316,18 @@ struct held {
 	unsigned shard;
 	size_t host_idx;
 	bool initial;
+	char *pinned; /* the owner pinned for this stanza, or NULL */
 };
 
-static void held_done(struct store *store, void *ud, int status)
+static void held_route(struct held *h, int status)
 {
-	(void)store;
-	struct held *h = ud;
 	struct stanza *st = h->st;
 	if (status == UV_ECANCELED) {
 		stanza_free(&st);
 		return;
 	}
-	if (h->ev == EV_MESSAGE_OUT || h->ev == EV_PRESENCE_OUT) {
+	if (h->ev == EV_MESSAGE_OUT || h->ev == EV_PRESENCE_OUT ||
+	    h->ev == EV_IQ_OUT) {
 		/* The sender's full JID, stamped before the hooks ran. */
 		struct hook_ctx c = {
 			.ev = h->ev, .st = st, .user = &st->from,
@@ -326,8 +340,23 @@ static void held_done(struct store *store, void *ud, int status)
 	route(st); /* inbound: the hooks run again, the list now known */
 }
 
-/* Queues st behind the load of owner's list (same key, so after it). */
-static enum hook_ret hold(struct hook_ctx *ctx, struct str owner)
+static void held_done(struct store *store, void *ud, int status)
+{
+	(void)store;
+	struct held *h = ud;
+	char *pinned = h->pinned; /* h lives in the stanza's arena */
+	held_route(h, status);
+	if (pinned != NULL) {
+		unpin(str_c(pinned));
+		free(pinned);
+	}
+}
+
+/* Queues st behind the load of owner's list (same key, so after it).
+ * With pin_user (owner as a JID), the list is first pinned: loaded if it
+ * is not cached, and kept until st has been routed again. */
+static enum hook_ret hold(struct hook_ctx *ctx, struct str owner,
+			  const struct jid *pin_user)
 {
 	struct stanza *st = ctx->st;
 	struct held *h = arena_zalloc(st->a, sizeof(*h));
@@ -337,7 +366,10 @@ static enum hook_ret hold(struct hook_ctx *ctx, struct str owner)
 	}
 	*h = (struct held){ .st = st, .ev = ctx->ev, .conn_id = ctx->conn_id,
 			    .shard = ctx->shard, .host_idx = ctx->host_idx,
-			    .initial = ctx->initial };
+			    .initial = ctx->initial,
+			    .pinned = pin_user ? str_xdup(owner) : NULL };
+	if (pin_user != NULL)
+		pin(owner, pin_user);
 	store_queue_keyed(server.store, owner, NULL, held_done, h);
 	return HOOK_STOP;
 }
@@ -349,6 +381,44 @@ static struct str bare_str(struct arena *a, const struct jid *j)
 	return jid_to_str(a, j, true);
 }
 
+/* One's own server is never blocked (its replies, pushes and the
+ * answers it gives for accounts come from it). */
+static bool is_local_host(const struct jid *j)
+{
+	return j->node.len == 0 &&
+	       conf_find_host(server.conf, j->domain.p, j->domain.len) >= 0;
+}
+
+/* A stanza for an account whose list is not cached (no bound session)
+ * that has an effect even so: a message (offline storage), an iq request
+ * (answered on the account's behalf), a subscription state change or a
+ * probe. Other presence to such an account is dropped anyway, so it costs
+ * no list load. */
+static bool needs_check(const struct stanza *st)
+{
+	switch (st->kind) {
+	case STANZA_MESSAGE:
+		return !str_eq_c(st->type, "error");
+	case STANZA_IQ:
+		return str_eq_c(st->type, "get") || str_eq_c(st->type, "set");
+	case STANZA_PRESENCE:
+		break;
+	}
+	return st->type.len > 0 && !str_eq_c(st->type, "unavailable") &&
+	       !str_eq_c(st->type, "error");
+}
+
+/* §3.5: what a blocked sender gets; the recipient seems offline. */
+static void refuse_in(struct stanza *st)
+{
+	bool request = st->kind == STANZA_MESSAGE ||
+		       (st->kind == STANZA_IQ && needs_check(st));
+	if (request)
+		route_bounce(st, STANZA_ERR_SERVICE_UNAVAILABLE, NULL);
+	else
+		stanza_free(&st); /* presence, iq result/error: no answer */
+}
+
 /* Inbound: from a JID the recipient blocked. Also presence from a local
  * user to a JID that user blocked (broadcasts and probe answers come this
  * way, not through the sender's outbound hook); unavailable presence may
@@ -356,17 +426,17 @@ static struct str bare_str(struct arena *a, const struct jid *j)
 static enum hook_ret stanza_in(struct hook_ctx *ctx)
 {
 	struct stanza *st = ctx->st;
-	if (st->from.domain.len == 0 || jid_bare_eq(&st->from, &st->to))
+	if (st->from.domain.len == 0 || jid_bare_eq(&st->from, &st->to) ||
+	    is_local_host(&st->from))
 		return HOOK_PASS;
 	struct str owner = bare_str(st->a, &st->to);
 	enum bl_state s = bl_check(owner, &st->from);
+	if (s == BL_UNKNOWN && needs_check(st))
+		return hold(ctx, owner, &st->to);
 	if (s == BL_LOADING)
-		return hold(ctx, owner);
+		return hold(ctx, owner, NULL);
 	if (s == BL_BLOCKED) {
-		if (st->kind == STANZA_MESSAGE)
-			route_bounce(st, STANZA_ERR_SERVICE_UNAVAILABLE, NULL);
-		else
-			stanza_free(&st); /* presence: no answer at all */
+		refuse_in(st);
 		return HOOK_STOP;
 	}
 	if (st->kind == STANZA_PRESENCE && st->from.node.len > 0 &&
@@ -404,11 +474,13 @@ static enum hook_ret stanza_out(struct hook_ctx *ctx)
 	struct stanza *st = ctx->st;
 	if (st->to.domain.len == 0 || jid_bare_eq(&st->to, ctx->user))
 		return HOOK_PASS;
+	if (is_local_host(&st->to))
+		return HOOK_PASS;
 	struct str owner = bare_str(st->a, ctx->user);
 	enum bl_state s = bl_check(owner, &st->to);
 	if (s == BL_LOADING)
-		return hold(ctx, owner);
-	if (s == BL_PASS)
+		return hold(ctx, owner, NULL);
+	if (s == BL_PASS || s == BL_UNKNOWN)
 		return HOOK_PASS;
 	if (str_eq_c(st->type, "error"))
 		stanza_free(&st); /* never an error for an error */
@@ -692,8 +764,10 @@ static const struct hook blocking_hooks[] = {
 	{ EV_SESSION_END, 5, session_end },
 	{ EV_MESSAGE_IN, 5, stanza_in },
 	{ EV_PRESENCE_IN, 5, stanza_in },
+	{ EV_IQ_IN, 5, stanza_in },
 	{ EV_MESSAGE_OUT, 5, stanza_out },
 	{ EV_PRESENCE_OUT, 5, stanza_out },
+	{ EV_IQ_OUT, 5, stanza_out },
 	{ 0 },
 };
 

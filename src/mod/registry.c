@@ -93,8 +93,10 @@ const char *hook_event_name(enum hook_event ev)
 	static const char *const names[] = {
 		[EV_PRESENCE_OUT] = "presence-out",
 		[EV_MESSAGE_OUT] = "message-out",
+		[EV_IQ_OUT] = "iq-out",
 		[EV_PRESENCE_IN] = "presence-in",
 		[EV_MESSAGE_IN] = "message-in",
+		[EV_IQ_IN] = "iq-in",
 		[EV_MESSAGE_OFFLINE] = "message-offline",
 		[EV_MESSAGE_DELIVER] = "message-deliver",
 		[EV_SESSION_BOUND] = "session-bound",

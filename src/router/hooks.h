@@ -21,9 +21,12 @@ enum hook_event {
 	/* A stanza sent by a local client, 'from' stamped, before route(). */
 	EV_PRESENCE_OUT,
 	EV_MESSAGE_OUT,
-	/* route() found a stanza for a local account (bare or full JID). */
+	EV_IQ_OUT,
+	/* route() found a stanza for a local account (bare or full JID). An
+	 * iq with no 'to' (for the sender's own account) does not run these. */
 	EV_PRESENCE_IN,
 	EV_MESSAGE_IN,
+	EV_IQ_IN,
 	/* A chat or normal message for a local account that has no
 	 * available resource (RFC 6121 §8.5.2.2): offline storage may take
 	 * it; if no hook does, the sender gets <service-unavailable/>. */
@@ -41,6 +44,8 @@ enum hook_event {
 };
 
 const char *hook_event_name(enum hook_event ev);
+/* EV_<KIND>_OUT or EV_<KIND>_IN for a stanza of this kind. */
+enum hook_event hook_event_of(enum stanza_kind kind, bool out);
 
 struct hook_ctx {
 	enum hook_event ev;

@@ -320,19 +320,29 @@ static void message_to_bare(struct stanza *st, struct str bare,
 	route_deliver(&refs[0], st);
 }
 
+enum hook_event hook_event_of(enum stanza_kind kind, bool out)
+{
+	switch (kind) {
+	case STANZA_MESSAGE:
+		return out ? EV_MESSAGE_OUT : EV_MESSAGE_IN;
+	case STANZA_PRESENCE:
+		return out ? EV_PRESENCE_OUT : EV_PRESENCE_IN;
+	case STANZA_IQ:
+		break;
+	}
+	return out ? EV_IQ_OUT : EV_IQ_IN;
+}
+
 static void to_account(struct stanza *st, size_t host_idx)
 {
-	if (st->kind != STANZA_IQ) {
-		struct hook_ctx h = {
-			.ev = st->kind == STANZA_PRESENCE ? EV_PRESENCE_IN
-							  : EV_MESSAGE_IN,
-			.st = st,
-			.shard = shard_self->id,
-			.host_idx = host_idx,
-		};
-		if (hooks_run(&h) == HOOK_STOP)
-			return;
-	}
+	struct hook_ctx h = {
+		.ev = hook_event_of(st->kind, false),
+		.st = st,
+		.shard = shard_self->id,
+		.host_idx = host_idx,
+	};
+	if (hooks_run(&h) == HOOK_STOP)
+		return;
 	struct str bare = jid_to_str(st->a, &st->to, true);
 	if (st->to.resource.len > 0) {
 		struct sess_ref ref;

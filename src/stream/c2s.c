@@ -738,20 +738,17 @@ static void on_stanza(struct c2s *c, struct xml_elem *x, struct arena *a)
 		return;
 	}
 	bool initial = st->kind == STANZA_PRESENCE && track_presence(c, x, a);
-	if (st->kind != STANZA_IQ) {
-		struct hook_ctx h = {
-			.initial = initial,
-			.ev = st->kind == STANZA_PRESENCE ? EV_PRESENCE_OUT
-							  : EV_MESSAGE_OUT,
-			.st = st,
-			.user = &c->jid,
-			.conn_id = c->conn.id,
-			.shard = c->conn.shard->id,
-			.host_idx = c->host_idx,
-		};
-		if (hooks_run(&h) == HOOK_STOP)
-			return;
-	}
+	struct hook_ctx h = {
+		.initial = initial,
+		.ev = hook_event_of(st->kind, true),
+		.st = st,
+		.user = &c->jid,
+		.conn_id = c->conn.id,
+		.shard = c->conn.shard->id,
+		.host_idx = c->host_idx,
+	};
+	if (hooks_run(&h) == HOOK_STOP)
+		return;
 	route(st);
 }
 

@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 
 import rawstream
 from rawstream import NS_CLIENT, q, stanza_error
+from test_offline import stored_count
 
 NS_BLOCKING = 'urn:xmpp:blocking'
 NS_BLOCKING_ERRORS = 'urn:xmpp:blocking:errors'
@@ -349,3 +350,84 @@ def test_contact_sees_user_go_unavailable(server):
         back = take(b, lambda e: is_presence(e, 'alice@localhost'))
         assert back.find(q(NS_CLIENT, 'status')).text == 'hidden', \
             ET.tostring(back)
+
+
+def is_iq_reply(e, iq_id):
+    return e.tag == q(NS_CLIENT, 'iq') and e.get('id') == iq_id
+
+
+def test_iq_blocked_both_ways(server):
+    """§3.5 for iq: a blocked sender's get/set gets <service-unavailable/>
+    (to the full or bare JID, so the server's answers on the account's
+    behalf too), its result/error is dropped; the user's own iq to the
+    blocked JID gets <not-acceptable/> + <blocked/>; the user's own server
+    is never blocked, even with the domain on the list."""
+    with login(server, 'alice/a') as a, login(server, 'bob/b') as b, \
+            login(server, 'carol/c') as c:
+        available(a, b, c)
+        expect_result(b.iq('get', "<ping xmlns='urn:xmpp:ping'/>",
+                           to='alice@localhost'))
+        expect_result(block(a, 'bob@localhost'))
+        expect_error(b.iq('get', "<query xmlns='jabber:iq:version'/>",
+                          to=a.jid), 'service-unavailable')
+        expect_error(b.iq('get', "<vCard xmlns='vcard-temp'/>",
+                          to='alice@localhost'), 'service-unavailable')
+        expect_error(b.iq('set', "<query xmlns='jabber:iq:private'>"
+                          "<x xmlns='y'/></query>", to='alice@localhost'),
+                     'service-unavailable')
+        # A result from bob never reaches alice.
+        b.send(f"<iq type='result' id='stray-1' to='{a.jid}'/>")
+        a.skipped.clear()
+        delivered(c, a)
+        assert not [e for e in a.skipped if is_iq_reply(e, 'stray-1')]
+        # alice's own iq to bob is refused with <blocked/>.
+        reply = a.iq('get', "<ping xmlns='urn:xmpp:ping'/>", to=b.jid)
+        expect_error(reply, 'not-acceptable')
+        assert reply.find(f"{q(NS_CLIENT, 'error')}/"
+                          f"{q(NS_BLOCKING_ERRORS, 'blocked')}") is not None
+        # carol is not blocked; a domain block spares alice's own server.
+        expect_result(c.iq('get', "<ping xmlns='urn:xmpp:ping'/>",
+                           to='alice@localhost'))
+        expect_result(block(a, 'localhost'))
+        expect_result(a.iq('get', "<ping xmlns='urn:xmpp:ping'/>",
+                           to='localhost'))
+        assert sorted(blocklist(a)) == ['bob@localhost', 'localhost']
+
+
+def test_enforced_for_an_account_with_no_session(server):
+    """With alice offline her list is not cached: what bob sends that
+    would have an effect (offline storage, a subscription request kept
+    for her, the server answering for her) is checked against the stored
+    list all the same."""
+    with login(server, 'alice/a') as a:
+        expect_result(block(a, 'bob@localhost'))
+    with login(server, 'bob/b') as b, login(server, 'carol/c') as c:
+        body = send_message(b, 'alice@localhost')
+        err = b.wait_for(lambda e: e.tag == q(NS_CLIENT, 'message') and
+                         e.get('type') == 'error', WAIT)
+        assert stanza_error(err)[1] == ['service-unavailable'], \
+            ET.tostring(err)
+        assert err.find(q(NS_CLIENT, 'body')).text == body
+        # The server answers pings for the account (RFC 6121 §8.5.1).
+        expect_error(b.iq('get', "<ping xmlns='urn:xmpp:ping'/>",
+                          to='alice@localhost'), 'service-unavailable')
+        b.send("<presence type='subscribe' to='alice@localhost'/>")
+        # carol is not blocked: her iq is answered, her message stored.
+        expect_result(c.iq('get', "<ping xmlns='urn:xmpp:ping'/>",
+                           to='alice@localhost'))
+        carol_body = send_message(c, 'alice@localhost')
+        expect_result(c.iq('get', "<ping xmlns='urn:xmpp:ping'/>",
+                           to='localhost'))
+        assert stored_count(server, 'alice') == 1
+    with login(server, 'alice/a') as a:
+        a.send('<presence/>')
+        msg = a.wait_for(lambda e: is_message(e), WAIT)
+        assert msg.find(q(NS_CLIENT, 'body')).text == carol_body
+        # No subscription request from bob was kept for her.
+        roster = a.iq('get', "<query xmlns='jabber:iq:roster'/>")
+        expect_result(roster)
+        with login(server, 'carol/c2') as c2:
+            delivered(c2, a)
+        assert not [e for e in a.skipped
+                    if e.tag == q(NS_CLIENT, 'presence') and
+                    e.get('type') == 'subscribe'], a.skipped
