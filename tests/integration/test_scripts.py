@@ -290,6 +290,13 @@ def test_parse_errors(change, error):
     assert re.search(error, str(info.value)), str(info.value)
 
 
+def test_parse_re_registers():
+    s = xmppt.parse(GOOD.replace('Juliet disconnects',
+                                 'Juliet disconnects\nJuliet re-registers'))
+    assert [(a.client, a.verb) for a in s.actions[-2:]] == [
+        ('Juliet', 'disconnects'), ('Juliet', 're-registers')]
+
+
 def test_parse_header_only():
     with pytest.raises(xmppt.ScriptError, match=r'^h.xmppt: no line of '):
         xmppt.parse(GOOD.partition('---------')[0], 'h.xmppt')

@@ -3,7 +3,7 @@
 The format follows Prosody's scansion .scs files: a header with a title,
 settings and [Client] blocks, a line of dashes, then actions
 (`X connects`, `X sends:`, `X receives:`, `X receives: nothing`,
-`X disconnects`) with indented XML. tests/scripts/README.md describes it.
+`X disconnects`, `X re-registers`) with indented XML. tests/scripts/README.md describes it.
 
 The runner drives one rawstream.RawStream per client, in script order, in
 one thread; every wait is bounded. Everything each client sends and
@@ -37,7 +37,7 @@ DRAIN_WAIT = 0.2  # on failure: collecting what is still on the wire
 SETTINGS = ('config', 'accounts', 'timeout', 'expect-failure')
 CLIENT_KEYS = ('jid', 'password', 'resource')
 VERBS = ('connects', 'disconnects', 'sends:', 'receives:',
-         'receives: nothing')
+         'receives: nothing', 're-registers')
 
 # The XML of a block is parsed inside a wrapper with the namespaces of a
 # client stream (and, for expectations, the scansion prefix) declared.
@@ -507,7 +507,8 @@ class _Client:
 
 class Runner:
     """Runs one Script against `server` (anything with .c2s_port and
-    .passwords, a dict of user -> password, like conftest.Server)."""
+    .passwords, a dict of user -> password, like conftest.Server; for
+    `re-registers` also .ctl(*args, stdin=...), running stanzactl)."""
 
     def __init__(self, script, server):
         self.script = script
@@ -520,7 +521,7 @@ class Runner:
         try:
             for action in self.script.actions:
                 self.action = action
-                getattr(self, '_' + action.verb.replace(' ', '_'))(action)
+                getattr(self, '_' + re.sub(r'[ -]', '_', action.verb))(action)
             self.action = None
         except ScriptFailure:
             raise
@@ -602,6 +603,28 @@ class Runner:
                       '</stream:stream>')
         client.stream.close()
         client.stream = None
+
+    def _re_registers(self, action):
+        """The account is deleted with all its data and created again
+        with the same password (what `# accounts:` does before a script).
+        Other accounts keep what they stored about it: their roster items
+        still name it, so a script can give two contacts subscription
+        states that disagree, as after an account was lost and registered
+        again, or with a server that lost or never kept its rosters."""
+        spec = self.clients[action.client].spec
+        online = [c.spec.name for c in self.clients.values()
+                  if c.stream is not None and c.spec.jid == spec.jid]
+        if online:
+            self.fail(f'{", ".join(online)} must disconnect first (the '
+                      'account goes away)')
+        password = self.server.passwords.get(spec.user)
+        if password is None:
+            self.fail(f'no account {spec.user!r} on the test server')
+        self.server.ctl('user', 'del', spec.jid)
+        self.server.ctl('user', 'add', spec.jid, stdin=password + '\n')
+        self.transcript.add(spec.name, '--', f're-registered {spec.jid}: '
+                            'the account and all its data deleted, then '
+                            'created again')
 
     def _sends(self, action):
         client = self._connected(action)

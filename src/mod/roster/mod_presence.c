@@ -131,6 +131,28 @@ static void to_available(const struct jid *user, const struct stanza *st)
 	arena_destroy(&a);
 }
 
+/* Delivers an inbound subscription stanza of type t: a request to every
+ * available resource (RFC 6121 §3.1.3 rule 3), the other types to every
+ * interested resource too (§3.1.6, §3.2.3, §3.3.3 step 1): one that sent
+ * no presence still shows the roster and must learn why it changed, and
+ * an available one that never asked for the roster still sees the
+ * contact's presence start or stop. */
+static void deliver_sub(const struct jid *user, const struct stanza *st,
+			enum sub_type t)
+{
+	struct arena *a = arena_new(0);
+	struct str bare = jid_to_str(a, user, true);
+	struct sess_ref refs[SESS_MAX_RESOURCES];
+	size_t n = sessions_find_all(bare, refs, ARRAY_SIZE(refs));
+	for (size_t i = 0; i < n; i++) {
+		bool want = refs[i].available ||
+			    (t != SUB_SUBSCRIBE && refs[i].interested);
+		if (want)
+			route_deliver(&refs[i], stanza_copy(st));
+	}
+	arena_destroy(&a);
+}
+
 /* ---- jobs ---- */
 
 /* A bare copy of j in arena a: the job outlives the session whose JID it
@@ -228,7 +250,7 @@ static void sub_done(struct store *store, void *ud, int status)
 		return;
 	} else {
 		if (act & SUB_ACT_DELIVER)
-			to_available(&j->user, st);
+			deliver_sub(&j->user, st, j->type);
 		if (act & SUB_ACT_PUSH)
 			roster_push(&j->user, j->pushed, j->ver);
 		if (act & SUB_ACT_SEND_UNAVAILABLE)
