@@ -113,6 +113,7 @@ static int start(const char *path)
 	store_register_schemas(module_schemas());
 	if (store_open(conf->data_dir, &server.store, &err) < 0)
 		goto out_sasl;
+	store_set_busy_timeout(server.store, conf->store.busy_timeout_ms);
 	if (tls_init(conf, &err) < 0)
 		goto out_store;
 	if (listeners_bind(conf, server.nshards, &err) < 0)
@@ -177,5 +178,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* Past RLIMIT_FSIZE the kernel would kill us with SIGXFSZ; ignored,
+	 * the write fails with EFBIG instead and the store reports a full
+	 * disk (the client gets an error) while the server goes on. */
+	signal(SIGXFSZ, SIG_IGN);
 	return start(path);
 }

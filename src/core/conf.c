@@ -147,6 +147,15 @@ static const struct opt opts[] = {
 	  .max = 1000000,
 	  .doc = "Messages kept for an offline account (XEP-0160); beyond it "
 		 "senders get `<service-unavailable/>`. 0 turns storage off." },
+	{ "", "store", OPT_SECTION,
+	  .doc = "The database; see below." },
+	{ "store", "busy_timeout", OPT_DURATION,
+	  CONF(store.busy_timeout_ms), .def = "5s", .min = 0,
+	  .max = MIN,
+	  .doc = "How long a write waits for another program (stanzactl, a "
+		 "backup) holding the database's write lock before the client "
+		 "gets `<resource-constraint/>`; the server's other storage "
+		 "work waits meanwhile. 0: fail at once." },
 	{ "hosts[]", "name", OPT_STRING, HOST(name), .required = true,
 	  .check = check_host_name,
 	  .doc = "The domain; case-folded (nameprep), must be unique." },
@@ -176,6 +185,7 @@ static const struct {
 	{ "", "Top level", NULL },
 	{ "limits", "`limits`",
 	  "Bounds on what one peer can make the server hold or do." },
+	{ "store", "`store`", NULL },
 	{ "hosts[]", "`hosts` entries",
 	  "Each entry is a domain (`- example.org`) or a mapping with these "
 	  "keys." },

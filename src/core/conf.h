@@ -49,6 +49,10 @@ struct limits_conf {
 	unsigned max_offline_messages; /* per account (XEP-0160); 1000 */
 };
 
+struct store_conf {
+	unsigned busy_timeout_ms;     /* wait for another writer; 5 s */
+};
+
 struct config {
 	char *path;     /* the file this was loaded from */
 	char **hosts;   /* nhosts domains, nameprep'd, first is the default */
@@ -58,6 +62,7 @@ struct config {
 	struct listener_conf *listeners;
 	size_t nlisteners;
 	struct limits_conf limits;
+	struct store_conf store;
 	enum log_level log_level;
 	unsigned shards;         /* 0: one per core */
 	unsigned scram_iterations; /* for new passwords; default 10000 */

@@ -277,9 +277,9 @@ static bool account_online(struct iq_ctx *ctx)
 static void query_done(struct iq_ctx *ctx, int status)
 {
 	struct last_req *r = ctx->ud;
-	if (status < 0)
-		iq_reply_error(ctx, STANZA_ERR_INTERNAL_SERVER_ERROR);
-	else if (!r->allowed)
+	if (iq_done_error(ctx, status, STANZA_ERR_NONE))
+		return;
+	if (!r->allowed)
 		iq_reply_error(ctx, STANZA_ERR_FORBIDDEN);
 	else if (account_online(ctx))
 		reply_seconds(ctx, 0, STR_NULL);

@@ -9,8 +9,9 @@
  * broadcast, and are then deleted (a crash in between delivers them again
  * rather than losing them). Beyond limits.max_offline_messages per account,
  * and for accounts that do not exist, the sender gets
- * <service-unavailable/>; a storage failure gives
- * <internal-server-error/>.
+ * <service-unavailable/>; when storing fails the sender gets the message
+ * back with <resource-constraint/> (disk full, database locked) or
+ * <internal-server-error/>, never a silent loss.
  *
  * Storage and delivery are keyed jobs of the account (store_queue_keyed),
  * ordered with its roster and presence jobs.
@@ -128,7 +129,12 @@ static void store_done(struct store *store, void *ud, int status)
 	if (status == UV_ECANCELED) {
 		stanza_free(&st);
 	} else if (status < 0) {
-		route_bounce(st, STANZA_ERR_INTERNAL_SERVER_ERROR, NULL);
+		/* Not stored: the sender must learn it, not lose it quietly. */
+		const char *text;
+		enum stanza_err err = iq_job_error(status, &text);
+		log_warnx("offline: a message to %s@%s was not stored",
+			  j->user, j->host);
+		route_bounce(st, err, text);
 	} else if (j->result != STORED) {
 		route_bounce(st, STANZA_ERR_SERVICE_UNAVAILABLE,
 			     j->result == FULL ? "offline storage is full"
@@ -197,6 +203,10 @@ static void list_done(struct store *store, void *ud, int status)
 {
 	(void)store;
 	struct offline_job *j = ud;
+	if (status < 0 && status != UV_ECANCELED)
+		log_warnx("offline: could not read the stored messages of "
+			  "%s@%s; they stay stored for the next session",
+			  j->user, j->host);
 	if (status < 0 || j->last_id == 0) {
 		buf_reset(&j->items);
 		struct stanza *st = j->st; /* j lives in st's arena */

@@ -191,9 +191,7 @@ static int set_work(struct store *st, struct iq_ctx *ctx)
 static void get_done(struct iq_ctx *ctx, int status)
 {
 	struct private_req *r = ctx->ud;
-	if (status < 0)
-		iq_reply_error(ctx, STANZA_ERR_INTERNAL_SERVER_ERROR);
-	else
+	if (!iq_done_error(ctx, status, STANZA_ERR_NONE))
 		iq_reply_result(ctx, r->query);
 }
 

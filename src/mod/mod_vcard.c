@@ -87,9 +87,9 @@ static int set_work(struct store *st, struct iq_ctx *ctx)
 static void get_done(struct iq_ctx *ctx, int status)
 {
 	struct vcard_req *r = ctx->ud;
-	if (status < 0)
-		iq_reply_error(ctx, STANZA_ERR_INTERNAL_SERVER_ERROR);
-	else if (r->vcard != NULL)
+	if (iq_done_error(ctx, status, STANZA_ERR_NONE))
+		return;
+	if (r->vcard != NULL)
 		iq_reply_result(ctx, r->vcard);
 	else if (r->own)
 		iq_reply_result(ctx, iq_payload_new(ctx, NS_VCARD, "vCard"));

@@ -74,11 +74,30 @@ enum hook_ret iq_reply_error(struct iq_ctx *ctx, enum stanza_err err)
 	return HOOK_STOP;
 }
 
+enum stanza_err iq_job_error(int status, const char **text_r)
+{
+	BUG_ON(status >= 0);
+	switch (status) {
+	case STORE_EFULL:
+		*text_r = "the server's storage is full";
+		return STANZA_ERR_RESOURCE_CONSTRAINT;
+	case STORE_EBUSY:
+		*text_r = "the server's storage is busy; try again later";
+		return STANZA_ERR_RESOURCE_CONSTRAINT;
+	default:
+		*text_r = NULL;
+		return STANZA_ERR_INTERNAL_SERVER_ERROR;
+	}
+}
+
 bool iq_done_error(struct iq_ctx *ctx, int status, enum stanza_err err)
 {
-	if (status < 0)
-		iq_reply_error(ctx, STANZA_ERR_INTERNAL_SERVER_ERROR);
-	else if (err != STANZA_ERR_NONE)
+	if (status < 0) {
+		const char *text;
+		enum stanza_err e = iq_job_error(status, &text);
+		route_bounce(ctx->st, e, text);
+		ctx->st = NULL;
+	} else if (err != STANZA_ERR_NONE)
 		iq_reply_error(ctx, err);
 	else
 		return false;

@@ -65,11 +65,18 @@ enum hook_ret iq_defer(struct iq_ctx *ctx, iq_work_fn *work, iq_done_fn *done);
 enum hook_ret iq_defer_keyed(struct iq_ctx *ctx, struct str key,
 			     iq_work_fn *work, iq_done_fn *done);
 
-/* For the done callback of a deferred request: answers
- * <internal-server-error/> when the job failed (status < 0), or err when
- * the job refused the request (err != STANZA_ERR_NONE), and returns true;
- * returns false when the caller has to answer. */
+/* For the done callback of a deferred request: answers the error of a
+ * failed job (status < 0, see iq_job_error), or err when the job refused
+ * the request (err != STANZA_ERR_NONE), and returns true; returns false
+ * when the caller has to answer. */
 bool iq_done_error(struct iq_ctx *ctx, int status, enum stanza_err err);
+
+/* The stanza error, and a text for it (NULL: none), for a storage job
+ * that failed with status < 0 (store.h): <resource-constraint/> (type
+ * wait: try again later) for a full disk or a locked database,
+ * <internal-server-error/> for anything else. Also for jobs that answer
+ * other stanzas than iqs (an offline message bounced to its sender). */
+enum stanza_err iq_job_error(int status, const char **text_r);
 
 /* A new payload element for a reply, allocated in the request's arena. */
 struct xml_elem *iq_payload_new(struct iq_ctx *ctx, const char *ns,

@@ -56,7 +56,7 @@ static int acc_begin(struct acc_call *c, struct store *st, const char *sql)
 	if (sqlite3_prepare_v2(c->db, sql, -1, &c->stmt, NULL) != SQLITE_OK) {
 		log_errx("store: accounts: prepare: %s",
 			 sqlite3_errmsg(c->db));
-		return -1;
+		return store_fail(c->db);
 	}
 	return 0;
 }
@@ -71,7 +71,7 @@ static void acc_end(struct acc_call *c)
 static int acc_fail(struct acc_call *c, const char *what)
 {
 	log_errx("store: accounts: %s: %s", what, sqlite3_errmsg(c->db));
-	return -1;
+	return store_fail(c->db);
 }
 
 /* Binds host and user as ?1 and ?2. */

@@ -49,7 +49,7 @@ static int shp_fail(struct shp_call *c, const char *what)
 {
 	log_errx("store: %s: %s: %s: %s", c->table, c->op, what,
 		 sqlite3_errmsg(c->db));
-	return -1;
+	return store_fail(c->db);
 }
 
 /*
@@ -391,6 +391,7 @@ int store_begin(struct store *st)
 	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
 	    SQLITE_OK) {
 		log_errx("store: begin: %s", sqlite3_errmsg(db));
+		store_fail(db);
 		sqlite3_mutex_leave(sqlite3_db_mutex(db));
 		return -1;
 	}
@@ -422,6 +423,7 @@ int store_commit(struct store *st)
 		/* Also when SQLite rolled back already (SQLITE_FULL...):
 		 * "no transaction is active" then, and nothing was kept. */
 		log_errx("store: commit: %s", sqlite3_errmsg(db));
+		store_fail(db);
 		if (!sqlite3_get_autocommit(db))
 			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 		ret = -1;

@@ -8,9 +8,15 @@
  * can write while the server reads. Each migration runs in its own
  * BEGIN IMMEDIATE transaction together with its schema_version bump, so a
  * crash leaves every schema at a version that was fully applied.
+ *
+ * Failures: store functions report why a call failed (store_fail) in a
+ * per-thread note that store_queue_work reads when the job returns -1, so
+ * a full disk or a locked database reaches the done callback as
+ * STORE_EFULL or STORE_EBUSY (docs/internals/store.md, "Failures").
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,8 +32,13 @@
 
 #define STORE_DB_NAME "stanzad.db"
 /* How long a writer waits for another connection's lock (stanzactl, a
- * checkpoint) before the call fails with SQLITE_BUSY. */
+ * checkpoint) before the call fails with SQLITE_BUSY; the server sets its
+ * own (store.busy_timeout) after opening. */
 #define STORE_BUSY_TIMEOUT_MS 5000
+
+/* Why the last failed store call of this thread failed: 0 (none since the
+ * job began), -1, STORE_EFULL or STORE_EBUSY. */
+static _Thread_local int store_last_fail;
 
 struct store {
 	sqlite3 *db;
@@ -354,6 +365,68 @@ void store_close(struct store *st)
 	free(st);
 }
 
+void store_set_busy_timeout(struct store *st, unsigned ms)
+{
+	BUG_ON(ms > INT_MAX);
+	sqlite3_busy_timeout(st->db, (int)ms);
+}
+
+/* No room: a full file system or quota, or the file size limit
+ * (RLIMIT_FSIZE). */
+static bool store_errno_full(int e)
+{
+	return e == ENOSPC || e == EDQUOT || e == EFBIG;
+}
+
+/* The errno the unix VFS kept for a file's last failed call (0: none). */
+static int store_file_errno(sqlite3_file *f)
+{
+	int e = 0;
+	if (f == NULL || f->pMethods == NULL ||
+	    f->pMethods->xFileControl(f, SQLITE_FCNTL_LAST_ERRNO, &e) !=
+		    SQLITE_OK)
+		return 0;
+	return e;
+}
+
+/*
+ * Whether a failed write ran out of room. SQLite turns ENOSPC into
+ * SQLITE_FULL but EFBIG and EDQUOT into SQLITE_IOERR_WRITE, and
+ * sqlite3_system_errno() is not reliable after the rollback that follows,
+ * so the errno is read where the unix VFS keeps it, in the file written:
+ * the WAL, or the database at a checkpoint. A file keeps its errno until
+ * its next failure, so an older one may be seen; that can only turn an
+ * I/O error on writing into "full", never hide a full disk.
+ */
+static bool store_write_full(sqlite3 *db)
+{
+	int code = sqlite3_extended_errcode(db);
+	if (code == SQLITE_FULL)
+		return true;
+	if (code != SQLITE_IOERR_WRITE)
+		return false;
+	sqlite3_file *wal = NULL, *file = NULL;
+	if (sqlite3_file_control(db, "main", SQLITE_FCNTL_JOURNAL_POINTER,
+				 &wal) == SQLITE_OK &&
+	    store_errno_full(store_file_errno(wal)))
+		return true;
+	return sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER,
+				    &file) == SQLITE_OK &&
+	       store_errno_full(store_file_errno(file));
+}
+
+int store_fail(sqlite3 *db)
+{
+	int code = sqlite3_extended_errcode(db) & 0xff;
+	if (store_write_full(db))
+		store_last_fail = STORE_EFULL;
+	else if (code == SQLITE_BUSY || code == SQLITE_LOCKED)
+		store_last_fail = STORE_EBUSY;
+	else
+		store_last_fail = -1;
+	return -1;
+}
+
 sqlite3 *store_db(struct store *st)
 {
 	return st->db;
@@ -379,11 +452,16 @@ struct store_req {
 	int status;
 };
 
-/* On a pool thread. */
+/* On a pool thread. A -1 becomes the reason of the job's last failed
+ * store call, if that was a full disk or a lock (the note is this
+ * thread's, and reset first, so it is this job's). */
 static void store_work_cb(uv_work_t *w)
 {
 	struct store_req *r = w->data;
+	store_last_fail = 0;
 	r->status = r->work(r->st, r->ud);
+	if (r->status == -1 && store_last_fail < -1)
+		r->status = store_last_fail;
 }
 
 /* On the loop's thread; status is 0 or UV_ECANCELED (uv_cancel). */

@@ -55,11 +55,32 @@ const struct store_schema *const *store_schemas(void);
 bool store_txn_open(const struct store *st);
 void store_set_txn_open(struct store *st, bool open);
 
+/* How long a write waits for another connection's lock (stanzactl, an
+ * external tool) before failing with STORE_EBUSY; 0 fails at once. Call
+ * before any store_queue_work(). */
+void store_set_busy_timeout(struct store *st, unsigned ms);
+
+/*
+ * Why a store call failed, for the done callbacks (docs/internals/store.md,
+ * "Failures"). Below libuv's error codes, so never confused with them.
+ * STORE_EFULL: the disk, a quota or the file size limit is full;
+ * STORE_EBUSY: another connection held the lock past the busy timeout.
+ * Any other failure stays -1.
+ */
+#define STORE_EFULL (-10001)
+#define STORE_EBUSY (-10002)
+
+/* For the files of store/ only: records why the last call on this thread
+ * failed, from db's error code; returns -1 for the caller. */
+int store_fail(sqlite3 *db);
+
 /*
  * Runs work(st, ud) on the libuv thread pool of loop, then done(st, ud,
  * status) on the loop's thread; status is work's return value, or
- * UV_ECANCELED. Follows libuv's rule: if this returns an error (< 0), done
- * is never called; otherwise done is called exactly once.
+ * UV_ECANCELED. When work returns -1 after a store call of its own failed
+ * because the disk was full or the database locked, status is STORE_EFULL
+ * or STORE_EBUSY instead. Follows libuv's rule: if this returns an error
+ * (< 0), done is never called; otherwise done is called exactly once.
  */
 typedef int store_work_fn(struct store *st, void *ud);
 typedef void store_done_fn(struct store *st, void *ud, int status);

@@ -139,8 +139,11 @@ def _port_open(port):
 class Server:
     """One stanzad process and its temp dir (config, data, log)."""
 
-    def __init__(self, root, overrides):
+    def __init__(self, root, overrides, preexec=None):
         self.root = Path(root)
+        # Runs in the child before exec (e.g. setrlimit); the tests may
+        # change it between restarts.
+        self.preexec = preexec
         self.root.mkdir(parents=True)
         self.config_path = self.root / 'stanzad.yaml'
         self.data_dir = self.root / 'data'
@@ -167,7 +170,8 @@ class Server:
             self.proc = subprocess.Popen(
                 [str(STANZAD_BIN), '-c', str(self.config_path)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                cwd=self.root, env=sanitizer_env())
+                cwd=self.root, env=sanitizer_env(),
+                preexec_fn=self.preexec)
         self._wait_ready()
 
     def _wait_ready(self):
@@ -315,12 +319,13 @@ def pytest_pyfunc_call(pyfuncitem):
 @pytest.fixture
 def server_factory(request, tmp_path):
     """start(**overrides) -> Server, with USERS created. Overrides are
-    merged into the config (nested dicts such as limits key by key)."""
+    merged into the config (nested dicts such as limits key by key);
+    preexec= runs in the server process before exec (resource limits)."""
     servers = []
     request.node.stash[_servers_key] = servers
 
-    def start(users=USERS, **overrides):
-        srv = Server(tmp_path / f'server{len(servers)}', overrides)
+    def start(users=USERS, preexec=None, **overrides):
+        srv = Server(tmp_path / f'server{len(servers)}', overrides, preexec)
         servers.append(srv)
         srv.start()
         for user, password in users.items():
