@@ -1,20 +1,23 @@
 /*
  * mod_roster.c - RFC 6121 §2: roster get, set and remove, roster pushes,
- * and XEP-0237 roster versioning.
+ * and roster versioning (RFC 6121 §2.6, XEP-0237).
  *
- * Storage: the map table `roster` (key: the contact's bare JID; value: the
- * item as XML in jabber:iq:roster, with the subscription state of
- * subscription.h and an internal pending-in flag) and the keyval table
- * `roster_version` (a decimal counter bumped by every change). Every change
- * is one transaction on the thread pool, so requests from any shard for
- * the same account serialise in SQLite and no shard caches a roster.
+ * Storage (roster_store.c): the map table `roster` (key: the contact's
+ * bare JID; value: the item as XML in jabber:iq:roster, with the
+ * subscription state of subscription.h, an internal pending-in flag and
+ * the version of its last change) plus the version counter, removal
+ * tombstones and history floor of roster versioning. Every change is one
+ * transaction on the thread pool, so requests from any shard for the same
+ * account serialise in SQLite and no shard caches a roster.
  *
- * Subscription presence (RFC 6121 §3) and presence broadcast (§4) will act
- * on these items through subscription.h; this file gives clients their
- * roster. Versioning: a request whose ver is the current one gets an empty
- * result (§2.6.3); any other gets the whole roster with the current ver.
- * Pushes go to the account's interested resources: those that requested
- * the roster (§2.1.6).
+ * Roster get (§2.6.3): no ver attribute gets the full roster without ver
+ * (a client that does not version, RFC 3921 behaviour); the current ver
+ * gets an empty result; an older ver the history still covers gets an
+ * empty result and then one push per item changed or removed since, in
+ * version order, the last one carrying the current version; anything else
+ * (ver='', garbage, a version we never gave or no longer cover) gets the
+ * full roster with the current ver. Pushes go to the account's interested
+ * resources: those that requested the roster (§2.1.6).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -36,32 +39,19 @@
 /* The per-request state across iq_defer, in the request's arena. */
 struct roster_req {
 	const char *host, *user; /* NUL-terminated in the arena */
+	struct arena *arena;     /* the request's */
 	struct str client_ver;   /* get: the ver the client has, or NULL */
 	struct xml_elem *item;   /* set: the item asked for */
 	bool remove;
 	/* Results of the work: */
-	bool unchanged;          /* get: the client's ver is current */
+	bool unchanged;          /* get: empty result (then the changes) */
 	struct xml_elem *query;  /* get: the reply payload */
+	struct roster_change *changes; /* get: the interim pushes */
+	size_t n_changes;
 	struct xml_elem *pushed; /* set: the item to push */
 	struct sub_item removed_state; /* remove: the state it had */
 	uint64_t ver;
 	enum stanza_err err;
-};
-
-static const char *const roster_migrations[] = {
-	"CREATE TABLE roster (host TEXT NOT NULL, user TEXT NOT NULL, "
-	"key TEXT NOT NULL, value BLOB NOT NULL, "
-	"PRIMARY KEY (host, user, key))",
-	"CREATE TABLE roster_version (host TEXT NOT NULL, user TEXT NOT NULL, "
-	"value BLOB NOT NULL, PRIMARY KEY (host, user))",
-	NULL,
-};
-
-static const struct store_schema roster_schema = {
-	.name = "roster",
-	.migrations = roster_migrations,
-	.user_tables = (const char *const[]){ "roster", "roster_version",
-					      NULL },
 };
 
 /* ---- storage (thread pool) ---- */
@@ -81,21 +71,46 @@ static int collect_item(struct xml_elem *it, void *ud)
 	return 0;
 }
 
+/* The client's ver is one we can answer with pushes: the current one or
+ * an older one the history covers. */
+static int get_incremental(struct store *st, struct roster_req *r)
+{
+	uint64_t since;
+	if (roster_ver_parse(r->client_ver, &since) < 0 || since > r->ver)
+		return 1;
+	if (since == r->ver) {
+		r->unchanged = true;
+		return 0;
+	}
+	int rc = roster_changes_since(st, r->host, r->user, since,
+				      r->arena, &r->changes, &r->n_changes);
+	if (rc != 0)
+		return rc;
+	/* Once it has them all the client is at the current version, even
+	 * if the newest change was a bump no item kept (a roster set that
+	 * changed nothing clients see). */
+	if (r->n_changes > 0)
+		r->changes[r->n_changes - 1].ver = r->ver;
+	r->unchanged = true;
+	return 0;
+}
+
 static int get_work(struct store *st, struct iq_ctx *ctx)
 {
 	struct roster_req *r = ctx->ud;
 	struct arena *a = ctx->st->a;
+	r->arena = a;
 	if (roster_version_load(st, r->host, r->user, &r->ver) < 0)
 		return -1;
-	char ver[24];
-	snprintf(ver, sizeof(ver), "%" PRIu64, r->ver);
-	if (r->client_ver.p != NULL && str_eq_c(r->client_ver, ver)) {
-		r->unchanged = true;
-		return 0;
+	if (r->client_ver.p != NULL) {
+		int rc = get_incremental(st, r);
+		if (rc <= 0)
+			return rc;
 	}
 	r->query = xml_elem_new(a, STR_LIT(NS_ROSTER), STR_LIT("query"));
 	if (r->client_ver.p != NULL)
-		xml_attr_set(a, r->query, "ver", str_c(ver));
+		xml_attr_set(a, r->query, "ver",
+			     str_c(arena_printf(a, "%" PRIu64, r->ver)));
 	struct collect c = { a, r->query };
 	return roster_each(st, r->host, r->user, a, collect_item, &c);
 }
@@ -134,7 +149,8 @@ static int set_locked(struct store *st, struct iq_ctx *ctx)
 			return -1;
 	} else {
 		struct xml_elem *it = merge(a, stored, r->item);
-		struct buf out = { .max = ROSTER_ITEM_MAX };
+		/* Room for the ver the store adds. */
+		struct buf out = { .max = ROSTER_ITEM_MAX - ROSTER_VER_ROOM };
 		bool fits = xml_serialize(&out, it, STR_LIT(NS_ROSTER)) == 0;
 		buf_reset(&out);
 		if (!fits) {
@@ -163,6 +179,28 @@ static int set_work(struct store *st, struct iq_ctx *ctx)
 
 /* ---- on the shard ---- */
 
+/* The interim pushes (§2.6.3) go to the requesting resource only, after
+ * the empty result; copied out of the request's arena, which the reply
+ * takes. */
+static void get_done_pushes(struct iq_ctx *ctx, struct roster_req *r)
+{
+	struct arena *a = arena_new(0);
+	struct jid user = ctx->st->from;
+	user.node = arena_strdup(a, user.node);
+	user.domain = arena_strdup(a, user.domain);
+	user.resource = arena_strdup(a, user.resource);
+	size_t n = r->n_changes;
+	struct roster_change *ch = arena_alloc(a, (n ? n : 1) * sizeof(*ch));
+	BUG_ON(ch == NULL);
+	for (size_t i = 0; i < n; i++)
+		ch[i] = (struct roster_change){ r->changes[i].ver,
+			xml_copy(a, r->changes[i].item) };
+	iq_reply_result(ctx, NULL);
+	for (size_t i = 0; i < n; i++)
+		roster_push_to(&user, ch[i].item, ch[i].ver);
+	arena_destroy(&a);
+}
+
 static void get_done(struct iq_ctx *ctx, int status)
 {
 	struct roster_req *r = ctx->ud;
@@ -171,11 +209,15 @@ static void get_done(struct iq_ctx *ctx, int status)
 		return;
 	}
 	/* From now on this resource gets pushes (§2.1.6): marked before the
-	 * result so no change falls between the two. */
+	 * result so no change falls between the two. Jobs of the account
+	 * run in order, so no live push can overtake the interim ones. */
 	struct stanza *st = ctx->st;
 	sessions_set_interested(jid_to_str(st->a, &st->from, true),
 				st->from.resource);
-	iq_reply_result(ctx, r->unchanged ? NULL : r->query);
+	if (r->unchanged)
+		get_done_pushes(ctx, r);
+	else
+		iq_reply_result(ctx, r->query);
 }
 
 static void set_done(struct iq_ctx *ctx, int status)
