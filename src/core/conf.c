@@ -147,6 +147,11 @@ static const struct opt opts[] = {
 	  .max = 1000000,
 	  .doc = "Messages kept for an offline account (XEP-0160); beyond it "
 		 "senders get `<service-unavailable/>`. 0 turns storage off." },
+	{ "limits", "registration_interval", OPT_DURATION,
+	  CONF(limits.registration_interval_ms), .def = "60s", .min = 0,
+	  .max = 24 * HOUR,
+	  .doc = "Least time between two in-band registrations (XEP-0077) "
+		 "from one address; 0 turns the limit off." },
 	{ "", "store", OPT_SECTION,
 	  .doc = "The database; see below." },
 	{ "store", "busy_timeout", OPT_DURATION,

@@ -47,6 +47,7 @@ struct limits_conf {
 	size_t max_output;            /* pending output per session; 1 MiB */
 	unsigned max_connections;     /* per process; default 10000 */
 	unsigned max_offline_messages; /* per account (XEP-0160); 1000 */
+	unsigned registration_interval_ms; /* XEP-0077, per address; 60 s */
 };
 
 struct store_conf {

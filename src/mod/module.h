@@ -36,6 +36,42 @@ enum feature_phase {
 typedef void stream_features_fn(struct buf *b, enum feature_phase phase,
 				size_t host_idx);
 
+/*
+ * An iq a client sends after TLS but before authenticating (XEP-0077
+ * in-band registration is the one use). The stream offers each such iq
+ * (type get or set, an id, exactly one child element) to every module's
+ * preauth_iq in modules.def order; the first that returns HOOK_STOP owns
+ * it and must answer it, now or after defer, through reply. If none takes
+ * it, the stream ends as for any other stanza before authentication.
+ */
+struct preauth_iq;
+typedef int preauth_work_fn(struct store *st, struct preauth_iq *q);
+typedef void preauth_done_fn(struct preauth_iq *q, int status);
+
+struct preauth_iq {
+	struct xml_elem *x;       /* the request, in a */
+	struct xml_elem *payload; /* its child element */
+	struct arena *a;          /* x's arena: allocate the reply in it */
+	enum iq_type type;
+	size_t host_idx;          /* the stream's host */
+	const char *ip;           /* the client's address (for limits) */
+	void *ud;                 /* free for the module across defer */
+	/* Answers: an error if err != STANZA_ERR_NONE, else a result with
+	 * payload (NULL: empty). Frees the request and a. Call once. */
+	void (*reply)(struct preauth_iq *q, enum stanza_err err,
+		      struct xml_elem *payload);
+	/* Runs work(store, q) on the thread pool, then done(q, status) on the
+	 * stream's shard with work's return value, or a negative libuv
+	 * error (then work did not run). The stream reads nothing more
+	 * meanwhile, so the client's next request sees the outcome. done
+	 * must call reply (it only frees if the stream has gone). */
+	void (*defer)(struct preauth_iq *q, preauth_work_fn *work,
+		      preauth_done_fn *done);
+	void *stream;             /* the stream's own */
+};
+
+typedef enum hook_ret preauth_iq_fn(struct preauth_iq *q);
+
 struct module {
 	const char *name; /* "ping" */
 	const char *spec; /* "XEP-0199" */
@@ -45,6 +81,7 @@ struct module {
 	const struct store_schema *store;           /* its tables, or NULL */
 	stream_features_fn *stream_features;        /* or NULL */
 	const struct hook *hooks;                   /* { 0 }-terminated */
+	preauth_iq_fn *preauth_iq;                  /* or NULL */
 };
 
 #define MODULE(name) extern const struct module mod_##name;
@@ -61,6 +98,10 @@ const struct store_schema *const *module_schemas(void);
 /* Calls every module's stream_features. */
 void module_stream_features(struct buf *b, enum feature_phase phase,
 			    size_t host_idx);
+
+/* Offers a pre-authentication iq to every module's preauth_iq; returns
+ * HOOK_STOP once one took it, HOOK_PASS (q untouched) if none did. */
+enum hook_ret module_preauth_iq(struct preauth_iq *q);
 
 /* The first handler registered for this iq, or NULL. */
 const struct iq_route *module_find_iq(enum iq_type type,

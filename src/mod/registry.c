@@ -42,6 +42,15 @@ void module_stream_features(struct buf *b, enum feature_phase phase,
 			(*m)->stream_features(b, phase, host_idx);
 }
 
+enum hook_ret module_preauth_iq(struct preauth_iq *q)
+{
+	for (const struct module *const *m = modules; *m; m++)
+		if ((*m)->preauth_iq != NULL &&
+		    (*m)->preauth_iq(q) == HOOK_STOP)
+			return HOOK_STOP;
+	return HOOK_PASS;
+}
+
 const struct iq_route *module_find_iq(enum iq_type type,
 				      enum iq_target target, struct str ns,
 				      struct str name)

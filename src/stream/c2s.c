@@ -9,9 +9,10 @@
  *
  * Each phase has a table of the first-level elements it accepts; an
  * element no entry takes ends the stream with the phase's error. A SASL
- * step runs on the thread pool: meanwhile the connection does not read,
- * input that had already arrived is held, and the object is freed only
- * after the step returns.
+ * step, or a module's pre-authentication iq job (XEP-0077 registration,
+ * through struct module.preauth_iq), runs on the thread pool: meanwhile
+ * the connection does not read, input that had already arrived is held,
+ * and the object is freed only after the job returns.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,8 +55,9 @@ struct c2s {
 	bool header_sent;  /* our stream header for the current stream */
 	bool discard_rest; /* after <starttls/>: drop pipelined plaintext */
 	bool reset_pending;
-	bool sasl_busy;    /* a step runs on the thread pool */
-	bool dead;         /* destroyed while sasl_busy: free when it ends */
+	bool busy;         /* a job (SASL step, pre-auth iq) runs on the
+			      thread pool */
+	bool dead;         /* destroyed while busy: free when it ends */
 	bool over_limit;   /* too many connections: refuse at the header */
 	unsigned sasl_failures;
 	struct sasl *sasl;
@@ -63,7 +65,7 @@ struct c2s {
 	char *sasl_in, *sasl_out;
 	const char *sasl_cond;
 	enum sasl_status sasl_status;
-	struct buf held; /* input received while sasl_busy */
+	struct buf held; /* input received while busy */
 	char *user;      /* after SASL: nodeprep'd */
 	char *last_presence; /* last available broadcast presence, serialized
 				without from/to; NULL while unavailable */
@@ -362,11 +364,28 @@ static int sasl_work(struct store *st, void *ud)
 	return 0;
 }
 
+/* After a pool job: the parser reset that SASL success asked for, then
+ * the input that arrived meanwhile, then reading again. */
+static void resume_input(struct c2s *c)
+{
+	if (c->reset_pending && !conn_closing(&c->conn)) {
+		xml_stream_reset(c->xs);
+		c->reset_pending = false;
+	}
+	struct buf held = c->held;
+	memset(&c->held, 0, sizeof(c->held));
+	if (held.len > 0)
+		feed(c, held.data, held.len);
+	buf_reset(&held);
+	if (!c->busy)
+		conn_resume(&c->conn);
+}
+
 static void sasl_done(struct store *st, void *ud, int status)
 {
 	(void)st;
 	struct c2s *c = ud;
-	c->sasl_busy = false;
+	c->busy = false;
 	free(c->sasl_in);
 	c->sasl_in = NULL;
 	if (c->dead) {
@@ -392,18 +411,7 @@ static void sasl_done(struct store *st, void *ud, int status)
 	}
 	free(c->sasl_out);
 	c->sasl_out = NULL;
-	if (c->reset_pending && !conn_closing(&c->conn)) {
-		xml_stream_reset(c->xs);
-		c->reset_pending = false;
-	}
-	/* Go on with what arrived meanwhile, then read again. */
-	struct buf held = c->held;
-	memset(&c->held, 0, sizeof(c->held));
-	if (held.len > 0)
-		feed(c, held.data, held.len);
-	buf_reset(&held);
-	if (!c->sasl_busy)
-		conn_resume(&c->conn);
+	resume_input(c);
 }
 
 static void sasl_run(struct c2s *c, struct xml_elem *x, struct arena *a)
@@ -418,7 +426,7 @@ static void sasl_run(struct c2s *c, struct xml_elem *x, struct arena *a)
 		sasl_fail(c, "temporary-auth-failure");
 		return;
 	}
-	c->sasl_busy = true;
+	c->busy = true;
 	conn_pause(&c->conn);
 }
 
@@ -752,6 +760,110 @@ static void on_stanza(struct c2s *c, struct xml_elem *x, struct arena *a)
 	route(st);
 }
 
+/* ---- pre-authentication iqs (struct module.preauth_iq) ---- */
+
+static void unexpected(struct c2s *c, const struct xml_elem *x);
+
+/* One pre-authentication iq handed to the modules. Freed by whoever ran
+ * it: on_iq_preauth if it was answered at once, preauth_done if not. */
+struct c2s_preauth {
+	struct preauth_iq q;
+	struct c2s *c;
+	preauth_work_fn *work;
+	preauth_done_fn *done;
+	bool deferred, replied;
+};
+
+static void preauth_reply(struct preauth_iq *q, enum stanza_err err,
+			  struct xml_elem *payload)
+{
+	struct c2s_preauth *p = q->stream;
+	BUG_ON(p->replied);
+	p->replied = true;
+	if (!p->c->dead && !conn_closing(&p->c->conn))
+		reply_iq(p->c, q->x, q->a, err, payload);
+	else
+		arena_destroy(&q->a);
+	q->a = NULL;
+	q->x = q->payload = NULL;
+}
+
+static int preauth_work(struct store *st, void *ud)
+{
+	struct c2s_preauth *p = ud;
+	return p->work(st, &p->q);
+}
+
+static void preauth_done(struct store *st, void *ud, int status)
+{
+	(void)st;
+	struct c2s_preauth *p = ud;
+	struct c2s *c = p->c;
+	c->busy = false;
+	p->done(&p->q, status); /* answers, or only frees if c is dead */
+	BUG_ON(!p->replied);
+	free(p);
+	if (c->dead)
+		c2s_free(c);
+	else
+		resume_input(c);
+}
+
+static void preauth_defer(struct preauth_iq *q, preauth_work_fn *work,
+			  preauth_done_fn *done)
+{
+	struct c2s_preauth *p = q->stream;
+	struct c2s *c = p->c;
+	p->work = work;
+	p->done = done;
+	int rc = store_queue_work(&c->conn.shard->loop, server.store,
+				  preauth_work, preauth_done, p);
+	if (rc < 0) {
+		done(q, rc);
+		return;
+	}
+	p->deferred = true;
+	c->busy = true;
+	conn_pause(&c->conn);
+}
+
+/* An iq after TLS, before SASL: a module may take it (RFC 6120 has none;
+ * XEP-0077 registration does). Anything else, and anything no module
+ * takes, ends the stream as before authentication. */
+static void on_iq_preauth(struct c2s *c, struct xml_elem *x, struct arena *a)
+{
+	struct str type = xml_attr_get(x, "type");
+	bool get = str_eq_c(type, "get");
+	if ((!get && !str_eq_c(type, "set")) || !iq_well_formed(x, type)) {
+		unexpected(c, x);
+		arena_destroy(&a);
+		return;
+	}
+	struct c2s_preauth *p = xcalloc(1, sizeof(*p));
+	p->c = c;
+	p->q = (struct preauth_iq){
+		.x = x,
+		.payload = xml_first_child_elem(x),
+		.a = a,
+		.type = get ? IQ_GET : IQ_SET,
+		.host_idx = c->host_idx,
+		.ip = c->conn.ip,
+		.reply = preauth_reply,
+		.defer = preauth_defer,
+		.stream = p,
+	};
+	if (module_preauth_iq(&p->q) == HOOK_PASS) {
+		unexpected(c, x);
+		arena_destroy(&a);
+		free(p);
+		return;
+	}
+	if (!p->deferred) {
+		BUG_ON(!p->replied); /* a module took it and must answer */
+		free(p);
+	}
+}
+
 /* ---- dispatch by phase ---- */
 
 static const struct c2s_handler tls_handlers[] = {
@@ -765,6 +877,7 @@ static const struct c2s_handler auth_handlers[] = {
 	{ NS_SASL, "response", on_response },
 	{ NS_SASL, "abort", on_abort },
 	{ NS_TLS, "starttls", on_starttls_again },
+	{ NS_CLIENT, "iq", on_iq_preauth },
 	{ 0 },
 };
 
@@ -819,7 +932,7 @@ static enum xml_cb_ret on_xml_stanza(void *ud, struct xml_elem *x,
 	} else {
 		h->fn(c, x, a);
 	}
-	if (conn_closing(&c->conn) || c->reset_pending || c->sasl_busy)
+	if (conn_closing(&c->conn) || c->reset_pending || c->busy)
 		return XML_PAUSE;
 	return XML_CONTINUE;
 }
@@ -843,7 +956,7 @@ static void hold(struct c2s *c, const char *p, size_t len)
 static void feed(struct c2s *c, const char *p, size_t len)
 {
 	while (len > 0 && !conn_closing(&c->conn)) {
-		if (c->sasl_busy) {
+		if (c->busy) {
 			hold(c, p, len);
 			return;
 		}
@@ -863,7 +976,7 @@ static void feed(struct c2s *c, const char *p, size_t len)
 			c->discard_rest = false;
 			len = 0;
 		}
-		if (c->reset_pending && !c->sasl_busy) {
+		if (c->reset_pending && !c->busy) {
 			xml_stream_reset(c->xs);
 			c->reset_pending = false;
 		}
@@ -982,7 +1095,7 @@ static void c2s_destroy(struct conn *conn)
 		session_event(c, EV_SESSION_END);
 	}
 	conn_debug(conn, "closed");
-	if (c->sasl_busy) {
+	if (c->busy) {
 		c->dead = true; /* sasl_done frees it */
 		return;
 	}
