@@ -1,0 +1,339 @@
+/*
+ * loadgen-private.h - shared by the files of the load generator (bench/).
+ *
+ * The load generator is a standalone XMPP client (RFC 6120 c2s with
+ * STARTTLS, SCRAM-SHA-256/SHA-1, binding, RFC 6121 roster and presence)
+ * that deliberately shares no code with stanzad, so that a server bug
+ * cannot be hidden by the same bug on the client side. Everything runs on
+ * one libuv loop; connections are freed only from their close callbacks,
+ * so a `struct lg_conn` stays valid for the whole of any callback.
+ */
+#ifndef LOADGEN_PRIVATE_H
+#define LOADGEN_PRIVATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <expat.h>
+#include <openssl/ssl.h>
+#include <uv.h>
+
+#define LG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- util.c: memory, strings, arena, counters, histogram ---- */
+
+void *lg_xmalloc(size_t n);
+void *lg_xcalloc(size_t n, size_t size);
+void *lg_xrealloc(void *p, size_t n);
+/* Returns a malloc'd copy (caller frees); aborts on OOM. */
+char *lg_xstrdup(const char *s);
+/* Returns a malloc'd formatted string (caller frees); aborts on OOM. */
+char *lg_xasprintf(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+/* Growable byte string, always NUL-terminated when p != NULL. */
+struct lg_sbuf {
+	char *p;
+	size_t len, cap;
+};
+void lg_sbuf_add(struct lg_sbuf *b, const void *data, size_t len);
+void lg_sbuf_adds(struct lg_sbuf *b, const char *s);
+void lg_sbuf_printf(struct lg_sbuf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Appends `s` with XML character data escaping (& < > ' "). */
+void lg_sbuf_add_xml(struct lg_sbuf *b, const char *s);
+void lg_sbuf_free(struct lg_sbuf *b);
+
+/* Bump allocator for one received stanza; allocation fails (NULL) past
+ * `max` bytes, which the caller treats as the server's fault. */
+struct lg_arena_chunk;
+struct lg_arena {
+	struct lg_arena_chunk *head;
+	size_t used, max;
+};
+void *lg_arena_alloc(struct lg_arena *a, size_t n);
+/* Frees every allocation; the arena can be used again. */
+void lg_arena_reset(struct lg_arena *a);
+
+/* Named counters (failure reasons, error conditions): few distinct names,
+ * so a short list is enough. */
+struct lg_count_item {
+	char *name;
+	uint64_t n;
+};
+struct lg_counts {
+	struct lg_count_item *items;
+	size_t len, cap;
+};
+void lg_counts_add(struct lg_counts *c, const char *name, uint64_t n);
+uint64_t lg_counts_total(const struct lg_counts *c);
+/* Prints " prefix<name>=<n>" for each name (names sanitised to [a-z0-9_-]). */
+void lg_counts_print(const struct lg_counts *c, const char *prefix);
+void lg_counts_free(struct lg_counts *c);
+
+/* Log-linear latency histogram in microseconds (HDR-style, 64 sub-buckets
+ * per power of two: percentiles are within 1.6 %, max is exact). */
+#define LG_HIST_BUCKETS (128 + 58 * 64)
+struct lg_hist {
+	uint64_t n, max_us, sum_us;
+	uint64_t bucket[LG_HIST_BUCKETS];
+};
+void lg_hist_add(struct lg_hist *h, uint64_t us);
+/* Returns the latency (us) at or below which a fraction q of samples lie;
+ * 0 if empty. */
+uint64_t lg_hist_quantile(const struct lg_hist *h, double q);
+/* Prints " NAME_p50_ms=… NAME_p99_ms=… NAME_max_ms=…" (for RESULT). */
+void lg_hist_print(const struct lg_hist *h, const char *name);
+
+/* Monotonic clock, nanoseconds. */
+uint64_t lg_now_ns(void);
+
+/* ---- scram.c: SCRAM client (RFC 5802, RFC 7677) ---- */
+
+enum lg_scram_hash { LG_SCRAM_SHA1, LG_SCRAM_SHA256 };
+
+/* Per-user cache of SaltedPassword (RFC 5802 §5.1 allows a client to keep
+ * it): without it the generator would spend more CPU on PBKDF2 than the
+ * server spends on the whole login. */
+struct lg_scram_cache {
+	unsigned char salt[64];
+	size_t salt_len;
+	unsigned iter;
+	int hash;            /* enum lg_scram_hash, -1 = empty */
+	unsigned char salted[64];
+};
+
+struct lg_scram {
+	enum lg_scram_hash hash;
+	char *first_bare;    /* client-first-message-bare */
+	char *nonce;         /* client nonce */
+	unsigned char server_sig[64];
+	size_t md_len;
+};
+
+/* Returns the mechanism name of `hash`. */
+const char *lg_scram_mech(enum lg_scram_hash hash);
+/* Starts an exchange; returns the client-first-message (malloc'd). */
+char *lg_scram_first(struct lg_scram *s, enum lg_scram_hash hash,
+		     const char *user);
+/* Answers the server-first-message `in`; returns the client-final-message
+ * (malloc'd), or NULL with *error_r (static) if the challenge is bad. */
+char *lg_scram_final(struct lg_scram *s, const char *in, size_t in_len,
+		     const char *password, struct lg_scram_cache *cache,
+		     const char **error_r);
+/* Checks the server-final-message (v=...); returns true if it proves the
+ * server knows the password. */
+bool lg_scram_verify(struct lg_scram *s, const char *in, size_t in_len);
+void lg_scram_clear(struct lg_scram *s);
+
+/* Base64 helpers: results malloc'd (caller frees). lg_b64_decode returns
+ * NULL on malformed input; `*len_r` gets the decoded length. */
+char *lg_b64_encode(const void *data, size_t len);
+unsigned char *lg_b64_decode(const char *s, size_t len, size_t *len_r);
+
+/* ---- xconn.c: one XMPP client connection ---- */
+
+/* A received element (stanza tree). Lives in the connection's arena
+ * until the stanza callback returns. ns is "" when absent. */
+struct lg_elem {
+	const char *ns, *name;
+	const char **attrs;  /* name, value, ..., NULL (expat names) */
+	char *text;
+	size_t text_len;
+	struct lg_elem *parent, *child, *last, *next;
+};
+
+const char *lg_attr(const struct lg_elem *e, const char *name);
+struct lg_elem *lg_child(const struct lg_elem *e, const char *ns,
+			 const char *name);
+/* Text of the element ("" if none); NUL-terminated. */
+const char *lg_text(const struct lg_elem *e);
+/* Name of the first child in `ns` (an error or SASL condition) or
+ * "undefined-condition". */
+const char *lg_condition(const struct lg_elem *e, const char *ns);
+
+enum lg_phase {
+	LG_CONNECTING,
+	LG_FEATURES_PLAIN,   /* waiting for the first stream features */
+	LG_STARTTLS,         /* waiting for <proceed/> */
+	LG_HANDSHAKE,        /* TLS handshake */
+	LG_FEATURES_TLS,     /* waiting for features after TLS */
+	LG_REGISTER,         /* XEP-0077 set sent */
+	LG_SASL,             /* SCRAM exchange */
+	LG_FEATURES_AUTH,    /* waiting for features after SASL */
+	LG_BIND,
+	LG_SESSION,
+	LG_ROSTER,
+	LG_ONLINE,
+	LG_CLOSING,          /* </stream:stream> sent */
+	LG_CLOSED,
+	LG_PHASE_COUNT
+};
+const char *lg_phase_name(enum lg_phase p);
+
+struct lg_conn;
+struct lg_run;
+
+/* Callbacks of a connection's owner. All are optional but `closed`. */
+struct lg_conn_ops {
+	/* Bound; roster fetched (roster query or NULL) and initial presence
+	 * sent when requested. */
+	void (*online)(struct lg_conn *c, struct lg_elem *roster);
+	/* Any stanza received once online (and while closing). Roster
+	 * pushes and pings are answered by the connection afterwards. */
+	void (*stanza)(struct lg_conn *c, struct lg_elem *st);
+	/* XEP-0077 outcome: cond NULL on success, else the error condition. */
+	void (*registered)(struct lg_conn *c, const char *cond);
+	/* Last call: c->fail is NULL after a clean close, else the reason.
+	 * The connection is freed right after it returns. */
+	void (*closed)(struct lg_conn *c);
+};
+
+enum lg_conn_flag {
+	LG_WANT_ROSTER = 1 << 0,
+	LG_WANT_PRESENCE = 1 << 1,
+	LG_DO_REGISTER = 1 << 2,
+};
+
+struct lg_conn {
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	uv_connect_t connect_req;
+	uv_shutdown_t shutdown_req;
+	struct lg_run *run;
+	const struct lg_conn_ops *ops;
+	void *owner;
+	int user;            /* index into run->users */
+	int slot;            /* owner's index */
+	unsigned flags;
+	enum lg_phase phase;
+	const char *fail;    /* static or interned failure reason */
+	char *fail_owned;
+	char *jid;           /* full JID after binding */
+	uint64_t t_start, t_online;
+	bool session_required, server_ended, tcp_inited;
+	bool in_parse, restart, tls_done;
+	int handles, sasl_step;
+	SSL *ssl;
+	BIO *net_in, *net_out;
+	XML_Parser xp;
+	long restart_at, fed;
+	int depth;
+	struct lg_elem *cur;
+	struct lg_sbuf text;
+	struct lg_arena arena;
+	struct lg_scram scram;
+	unsigned id_seq;
+};
+
+/* Opens a connection for user `user`; callbacks fire later (never from
+ * inside this call), `closed` exactly once. The connection belongs to the
+ * run; the owner may use it until its `closed` callback returns. */
+struct lg_conn *lg_conn_open(struct lg_run *run, int user, unsigned flags,
+			     const struct lg_conn_ops *ops, void *owner,
+			     int slot);
+/* Sends raw XML (must be complete stanzas) on an online connection. */
+void lg_conn_send(struct lg_conn *c, const char *xml, size_t len);
+void lg_conn_sends(struct lg_conn *c, const char *xml);
+/* Ends the stream cleanly (</stream:stream>, waits for the server's, TLS
+ * close_notify); `closed` fires later. Idempotent. */
+void lg_conn_close(struct lg_conn *c);
+/* Aborts the connection with `reason` (copied); `closed` fires later. */
+void lg_conn_fail(struct lg_conn *c, const char *reason);
+/* Returns a fresh iq id ("lgN") in `buf`. */
+const char *lg_conn_next_id(struct lg_conn *c, char *buf, size_t size);
+
+/* ---- loadgen.c: the run ---- */
+
+struct lg_user {
+	char *name;          /* localpart */
+	char *password;
+	char *bare;          /* name@domain */
+	struct lg_scram_cache cache;
+};
+
+struct lg_opts {
+	const char *scenario;
+	const char *host, *domain, *prefix, *password, *ca_file;
+	const char *mechanism;    /* NULL: SCRAM-SHA-256, else SCRAM-SHA-1 */
+	int port;
+	int count, sessions, pairs, concurrency, window, contacts, togglers;
+	int size, server_pid;
+	double duration, rate, timeout, hold, grace, settle;
+	bool tls_verify;
+	uint32_t src_lo, src_hi;  /* host order; 0 = no source binding */
+};
+
+struct lg_run {
+	uv_loop_t *loop;
+	SSL_CTX *ssl_ctx;
+	struct sockaddr_storage dst;
+	struct lg_opts o;
+	struct lg_user *users;
+	int nusers;
+	uint32_t src_next;
+	unsigned live;       /* connections not yet freed */
+	bool stopping;
+	uint64_t t0;
+	struct lg_counts fails;  /* connection failures by reason */
+};
+
+/* Returns the user index of the local part `local` of `jid` (bare or
+ * full) if it is one of ours, else -1. */
+int lg_user_index(const struct lg_run *run, const char *jid);
+/* Fills `sa` with the next source address (127.0.X.Y cycling); returns
+ * false when source binding is off. */
+bool lg_next_source(struct lg_run *run, struct sockaddr_in *sa);
+
+/* Scenario entry points: each starts its work on run->loop and returns;
+ * the loop ends when the scenario has closed everything. Its report
+ * lands in *status_r at the end (0 ok, 1 failures seen). */
+void lg_scenario_register(struct lg_run *run, int *status_r);
+void lg_scenario_login(struct lg_run *run, int *status_r);
+void lg_scenario_idle(struct lg_run *run, int *status_r);
+void lg_scenario_roster(struct lg_run *run, int *status_r);
+void lg_scenario_msg(struct lg_run *run, int *status_r);
+void lg_scenario_fanout(struct lg_run *run, int *status_r);
+
+/* ---- pool.c: a set of sessions opened with a concurrency limit ---- */
+
+struct lg_pool;
+struct lg_pool_ops {
+	void (*up)(struct lg_pool *p, struct lg_conn *c,
+		   struct lg_elem *roster);
+	void (*stanza)(struct lg_pool *p, struct lg_conn *c,
+		       struct lg_elem *st);
+	void (*all_up)(struct lg_pool *p);   /* every slot up or failed */
+	void (*all_closed)(struct lg_pool *p);
+};
+
+struct lg_pool {
+	struct lg_run *run;
+	const struct lg_pool_ops *ops;
+	void *ctx;
+	struct lg_conn **conns;  /* per slot; NULL unless online */
+	int count, next, opening, up, failed, dropped, live;
+	unsigned flags;
+	bool all_up_done, closing;
+	uint64_t t_start, t_all_up;
+};
+
+/* Opens `count` sessions, slot i as user (i % run->nusers), at most
+ * run->o.concurrency handshakes at a time. */
+void lg_pool_start(struct lg_pool *p, struct lg_run *run, int count,
+		   unsigned flags, const struct lg_pool_ops *ops, void *ctx);
+/* Stops opening sessions and closes every open one cleanly.
+ * ops->all_closed fires once all are gone: from a later callback, or
+ * before this returns when nothing was open. */
+void lg_pool_close(struct lg_pool *p);
+void lg_pool_free(struct lg_pool *p);
+/* Human + RESULT fragments shared by the pool scenarios. */
+void lg_pool_print(const struct lg_pool *p);
+
+/* Prints the common start of the RESULT line ("RESULT scenario=..."). */
+void lg_result_begin(const struct lg_run *run);
+/* Prints failures, ends the line and flushes. */
+void lg_result_end(const struct lg_run *run);
+
+#endif

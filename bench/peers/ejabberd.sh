@@ -1,0 +1,297 @@
+#!/bin/bash
+# ejabberd.sh - run Debian's ejabberd 23.01 as a private benchmark peer.
+#
+# Usage: ejabberd.sh start DIR PORT DOMAIN | stop DIR | pid DIR
+#
+# Everything the instance uses (ejabberd.yml, ejabberdctl.cfg, certificate,
+# Mnesia spool, logs, pid file, Erlang cookie) lives in DIR; nothing under
+# /etc is read or written and the packaged system service is never
+# touched. c2s listens on 127.0.0.1:PORT only, s2s and HTTP are off, TLS
+# is required, passwords are stored as SCRAM-SHA-256, in-band
+# registration is open and unthrottled, and no shaper applies.
+# bench/peers/README.md explains each setting.
+#
+# ejabberdctl run by root would `su` to the ejabberd user, which resets
+# the open-files limit to 1024; it is run as that user with setpriv
+# instead, after the limit is raised, and with a clean environment so no
+# EJABBERD_* / CONFIG_DIR variable of the caller can point it elsewhere.
+# The Erlang node name and cookie are random per DIR (kept in DIR, since
+# the Mnesia schema is bound to the node name), so the instance never
+# talks to another Erlang node.
+set -euo pipefail
+
+EJ_USER=ejabberd
+NOFILE=20000
+
+die() { echo "ejabberd.sh: $*" >&2; exit 1; }
+
+usage() {
+	echo "usage: ejabberd.sh start DIR PORT DOMAIN | stop DIR | pid DIR" >&2
+	exit 2
+}
+
+abs_dir() { mkdir -p "$1" && (cd "$1" && pwd -P); }
+
+# same for stop and pid, which must not create DIR
+existing_dir() {
+	(cd "$1" 2>/dev/null && pwd -P) || die "no such directory: $1"
+}
+
+# Self-signed P-256 certificate, the same key type stanzad generates for
+# itself, so TLS handshakes cost the same on every server.
+make_cert() {
+	local dir=$1 domain=$2
+	local crt="$dir/certs/$domain.crt" key="$dir/certs/$domain.key"
+	[ -s "$crt" ] && [ -s "$key" ] && return 0
+	mkdir -p "$dir/certs"
+	openssl req -x509 -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+		-keyout "$key" -out "$crt" -days 365 -subj "/CN=$domain" \
+		-addext "subjectAltName=DNS:$domain" >/dev/null 2>&1 ||
+		die "openssl could not make a certificate in $dir/certs"
+}
+
+rand_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
+
+# Node name and cookie: made once per DIR and kept.
+make_identity() {
+	local dir=$1
+	[ -s "$dir/node" ] ||
+		echo "benchpeer-$(rand_hex 4)@localhost" >"$dir/node"
+	# HOME is DIR for every VM and ctl client, so Erlang reads the
+	# cookie from here (and it never shows in a command line)
+	if [ ! -s "$dir/.erlang.cookie" ]; then
+		(umask 077 && rand_hex 16 >"$dir/.erlang.cookie")
+	fi
+}
+
+# Sourced by ejabberdctl (--config-dir DIR makes it DIR/ejabberdctl.cfg).
+write_ctl_config() {
+	local dir=$1
+	cat >"$dir/ejabberdctl.cfg" <<EOF
+# Written by bench/peers/ejabberd.sh; rewritten on every start.
+ERLANG_NODE=$(cat "$dir/node")
+ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0"
+# Erlang distribution and epmd on loopback only.
+INET_DIST_INTERFACE=127.0.0.1
+ERL_EPMD_ADDRESS=127.0.0.1
+# More Erlang ports (sockets) than the benchmark's 20,000 connections.
+ERL_MAX_PORTS=65536
+EJABBERD_PID_PATH=$dir/ejabberd.pid
+EJABBERD_BYPASS_WARNINGS=true
+EOF
+	chmod 600 "$dir/ejabberdctl.cfg"
+}
+
+write_config() {
+	local dir=$1 port=$2 domain=$3
+	cat >"$dir/ejabberd.yml" <<EOF
+# Written by bench/peers/ejabberd.sh; rewritten on every start.
+# Private benchmark instance: all state in $dir.
+hosts:
+  - "$domain"
+loglevel: warning
+log_rotate_count: 0
+certfiles:
+  - "$dir/certs/$domain.crt"
+  - "$dir/certs/$domain.key"
+
+# c2s on loopback only, TLS required; no s2s, no HTTP listener.
+listen:
+  -
+    port: $port
+    ip: "127.0.0.1"
+    module: ejabberd_c2s
+    starttls_required: true
+    # stanzad's max_stanza_size default (256 KiB)
+    max_stanza_size: 262144
+    shaper: none
+    access: c2s
+    max_fsm_queue: 100000
+    # stanzad listens with a backlog of 1024
+    backlog: 1024
+max_fsm_queue: 100000
+s2s_access: none
+
+# SCRAM with SHA-256 keys in storage (no plaintext passwords).
+auth_method: internal
+auth_password_format: scram
+auth_scram_hash: sha256
+disable_sasl_mechanisms:
+  - "digest-md5"
+  - "X-OAUTH2"
+
+default_db: mnesia
+
+# In-band registration without the per-IP timeout between registrations.
+registration_timeout: infinity
+
+acl:
+  local:
+    user_regexp: ""
+access_rules:
+  c2s:
+    allow: all
+  register:
+    allow: all
+api_permissions:
+  "console commands":
+    from:
+      - ejabberd_ctl
+    who: all
+    what: "*"
+
+# No traffic shaping anywhere. Sessions per account and offline messages
+# per account capped like stanzad (64 resources, max_offline_messages).
+shaper: {}
+shaper_rules:
+  c2s_shaper: none
+  s2s_shaper: none
+  max_user_sessions: 64
+  max_user_offline_messages: 1000
+
+# The feature set stanzad has: roster, presence, offline storage, disco,
+# carbons, blocking, ping, private XML, vCard, time, version, last
+# activity. No MAM, no stream management, no PEP, no fail2ban.
+modules:
+  mod_roster:
+    versioning: false
+  mod_offline:
+    access_max_user_messages: max_user_offline_messages
+  mod_register:
+    access: register
+    ip_access: all
+    captcha_protected: false
+    password_strength: 0
+    welcome_message:
+      subject: ""
+      body: ""
+  mod_disco: {}
+  mod_carboncopy: {}
+  mod_privacy: {}
+  mod_blocking: {}
+  mod_ping: {}
+  mod_private: {}
+  mod_vcard:
+    search: false
+  mod_time: {}
+  mod_version:
+    show_os: false
+  mod_last: {}
+EOF
+}
+
+# ejabberdctl as the ejabberd user, in a clean environment, pointed at DIR.
+ctl() {
+	local dir=$1
+	shift
+	env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$dir" LANG=C.UTF-8 \
+		setpriv --reuid="$EJ_USER" --regid="$EJ_USER" --init-groups \
+		ejabberdctl --config-dir "$dir" --config "$dir/ejabberd.yml" \
+		--ctl-config "$dir/ejabberdctl.cfg" --spool "$dir/db" \
+		--logs "$dir/logs" "$@"
+}
+
+# PID of the running beam.smp, or nothing (and status 1).
+server_pid() {
+	local dir=$1 pid
+	[ -s "$dir/ejabberd.pid" ] && [ -s "$dir/node" ] || return 1
+	pid=$(tr -dc 0-9 <"$dir/ejabberd.pid")
+	[ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
+	# a recycled pid must not be mistaken for the server: it must be
+	# the beam of this DIR's node
+	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$(cat "$dir/node")" ||
+		return 1
+	echo "$pid"
+}
+
+# Up to 60 s for the listener; fails early if the node's VM is gone (a
+# bad config makes ejabberd halt within a few seconds).
+wait_listening() {
+	local dir=$1 port=$2 node i
+	node=$(cat "$dir/node")
+	for i in $(seq 1 300); do
+		ss -Hltn "sport = :$port" | grep -q . && return 0
+		# the VM's command line holds "-sname NODE"
+		if [ "$i" -gt 10 ] &&
+			! pgrep -f -- "name $node" >/dev/null; then
+			return 1
+		fi
+		sleep 0.2
+	done
+	return 1
+}
+
+cmd_start() {
+	[ $# -eq 3 ] || usage
+	local dir pid port=$2 domain=$3
+	[[ "$port" =~ ^[0-9]+$ ]] || die "bad port: $port"
+	# both go into config files verbatim
+	[[ "$domain" =~ ^[A-Za-z0-9.-]+$ ]] || die "bad domain: $domain"
+	[[ "$1" =~ ^[A-Za-z0-9._/+-]+$ ]] || die "unsupported characters in $1"
+	if [ -d "$1" ] && pid=$(server_pid "$(existing_dir "$1")"); then
+		die "already running in $1 (pid $pid)"
+	fi
+	# checked first: else a busy port would look like a successful start
+	if ss -Hltn "sport = :$port" | grep -q .; then
+		die "port $port is already in use"
+	fi
+	dir=$(abs_dir "$1")
+	[ "$(id -u)" -eq 0 ] || die "must be run as root (to become $EJ_USER)"
+	command -v ejabberdctl >/dev/null || die "ejabberd is not installed"
+	rm -f "$dir/ejabberd.pid"
+	mkdir -p "$dir/db" "$dir/logs"
+	make_cert "$dir" "$domain"
+	make_identity "$dir"
+	write_ctl_config "$dir"
+	write_config "$dir" "$port" "$domain"
+	# resolver config for the VM (ERL_INETRC is CONFIG_DIR/inetrc)
+	echo '{lookup, [file, native]}.' >"$dir/inetrc"
+	chown -R "$EJ_USER:$EJ_USER" "$dir"
+	chmod 750 "$dir"
+	chmod 400 "$dir/.erlang.cookie"
+	ulimit -n "$NOFILE"
+	ctl "$dir" start >>"$dir/logs/ejabberdctl.out" 2>&1 ||
+		die "ejabberdctl start failed; see $dir/logs"
+	if ! wait_listening "$dir" "$port"; then
+		cmd_stop "$dir" # a VM that came up half-way must not linger
+		die "not listening on $port; see $dir/logs"
+	fi
+	server_pid "$dir" >/dev/null || die "no pid after start"
+}
+
+cmd_stop() {
+	[ $# -eq 1 ] || usage
+	local dir pid i
+	# nothing to stop without a state directory
+	[ -d "$1" ] || return 0
+	dir=$(existing_dir "$1")
+	pid=$(server_pid "$dir") || { rm -f "$dir/ejabberd.pid"; return 0; }
+	ctl "$dir" stop >>"$dir/logs/ejabberdctl.out" 2>&1 || true
+	# waits for the node to go, then stops epmd if no node is left
+	ctl "$dir" stopped >>"$dir/logs/ejabberdctl.out" 2>&1 || true
+	for i in $(seq 1 100); do
+		[ -d "/proc/$pid" ] || break
+		[ "$i" -eq 50 ] && kill -TERM "$pid" 2>/dev/null
+		sleep 0.1
+	done
+	if [ -d "/proc/$pid" ]; then
+		kill -KILL "$pid" 2>/dev/null || true
+		sleep 0.2
+	fi
+	rm -f "$dir/ejabberd.pid"
+}
+
+cmd_pid() {
+	[ $# -eq 1 ] || usage
+	server_pid "$(existing_dir "$1")" || die "not running"
+}
+
+[ $# -ge 1 ] || usage
+sub=$1
+shift
+case $sub in
+start) cmd_start "$@" ;;
+stop) cmd_stop "$@" ;;
+pid) cmd_pid "$@" ;;
+*) usage ;;
+esac

@@ -1,0 +1,439 @@
+"""Smoke runs of the load generator (bench/loadgen) against stanzad: each
+scenario tiny (a few users, about 2 s), its RESULT line checked for zero
+failures and losses and for plausible numbers; plus negative controls
+(wrong password, one source address under a per-address limit, the global
+timeout) and a scripted hostile server, so that the checks can fail.
+
+The binary is $LOADGEN_BIN, default build/bench/loadgen (relative to the
+repository root); a missing binary fails the tests.
+"""
+
+import base64
+import os
+import re
+import socket
+import ssl
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from conftest import (DOMAIN, REPO_ROOT, free_ports, sanitizer_env,
+                      sanitizer_reports)
+
+LOADGEN_BIN = Path(os.environ.get('LOADGEN_BIN') or 'build/bench/loadgen')
+if not LOADGEN_BIN.is_absolute():
+    LOADGEN_BIN = REPO_ROOT / LOADGEN_BIN
+
+RUN_TIMEOUT = 90  # seconds, well above every --timeout below
+
+NS_STREAMS = 'http://etherx.jabber.org/streams'
+
+
+class Run:
+    """One finished loadgen run: exit status, output, parsed RESULT."""
+
+    def __init__(self, proc):
+        self.status = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        lines = [ln for ln in self.stdout.splitlines()
+                 if ln.startswith('RESULT ')]
+        assert len(lines) == 1, f'want one RESULT line:\n{self.stdout}'
+        self.result = dict(tok.split('=', 1) for tok in lines[0].split()[1:])
+
+    def int(self, key):
+        return int(self.result[key])
+
+    def num(self, key):
+        return float(self.result[key])
+
+    def __repr__(self):
+        return (f'loadgen exit {self.status}\nstdout:\n{self.stdout}\n'
+                f'stderr:\n{self.stderr}')
+
+
+def loadgen(port, scenario, *args, timeout=60):
+    assert LOADGEN_BIN.exists(), f'{LOADGEN_BIN} not built'
+    cmd = [str(LOADGEN_BIN), scenario, '--host', '127.0.0.1',
+           '--port', str(port), '--domain', DOMAIN, '--tls-verify', 'off',
+           '--timeout', str(timeout), *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True,
+                          env=sanitizer_env(), timeout=RUN_TIMEOUT)
+    found = sanitizer_reports(proc.stderr)
+    assert not found, f'{cmd}: {found}\n{proc.stderr}'
+    assert proc.returncode >= 0, f'{cmd} killed by a signal\n{proc.stderr}'
+    return Run(proc)
+
+
+def assert_clean(run):
+    assert run.status == 0, run
+    assert run.int('conn_failures') == 0, run
+
+
+def assert_latencies(run, name='lat'):
+    p50 = run.num(f'{name}_p50_ms')
+    p99 = run.num(f'{name}_p99_ms')
+    top = run.num(f'{name}_max_ms')
+    assert 0 < p50 <= p99 <= top < 10000, run
+
+
+def bench_users(server, prefix, count, password='pw-%d'):
+    """Accounts PREFIX1..PREFIXcount made with stanzactl."""
+    for i in range(1, count + 1):
+        server.add_user(f'{prefix}{i}', password.replace('%d', str(i)))
+
+
+# -- scenarios --------------------------------------------------------------
+
+def test_register_then_login(server_factory):
+    srv = server_factory(registration=True)
+    run = loadgen(srv.c2s_port, 'register', '--users', 'reg', '--count', 6,
+                  '--password', 'pw-%d', '--concurrency', 3)
+    assert_clean(run)
+    assert run.int('created') == 6 and run.int('failed') == 0, run
+    assert run.int('ok') == 6, run
+    listed = srv.ctl('user', 'list', DOMAIN).stdout
+    for i in range(1, 7):
+        assert re.search(rf'\breg{i}\b', listed), listed
+    # Again (from other addresses: the server limits registrations per
+    # address): existing accounts count as ok.
+    run = loadgen(srv.c2s_port, 'register', '--users', 'reg', '--count', 6,
+                  '--password', 'pw-%d', '--src-range',
+                  '127.0.9.1-127.0.9.254')
+    assert_clean(run)
+    assert run.int('existed') == 6 and run.int('created') == 0, run
+    run = loadgen(srv.c2s_port, 'login', '--users', 'reg', '--count', 6,
+                  '--password', 'pw-%d', '--duration', 1)
+    assert_clean(run)
+    assert run.int('ok') > 0 and run.int('failed') == 0, run
+
+
+def test_register_disabled_reports_conditions(server_factory):
+    srv = server_factory()  # registration off
+    run = loadgen(srv.c2s_port, 'register', '--users', 'nreg', '--count', 3)
+    assert run.status == 1, run
+    assert run.int('failed') == 3 and run.int('ok') == 0, run
+    assert run.int('err_service-unavailable') == 3, run
+
+
+def test_login(server_factory):
+    # One connection per source address is allowed: only the cycling
+    # 127.x source addresses let 8 logins run side by side.
+    srv = server_factory(limits={'max_conns_per_ip': 1})
+    bench_users(srv, 'lg', 4)
+    run = loadgen(srv.c2s_port, 'login', '--users', 'lg', '--count', 4,
+                  '--password', 'pw-%d', '--duration', 2,
+                  '--concurrency', 8)
+    assert_clean(run)
+    assert run.int('ok') >= 8 and run.int('failed') == 0, run
+    assert run.int('ok') + run.int('failed') == run.int('started'), run
+    assert run.num('logins_per_s') > 1, run
+    assert_latencies(run)
+    # The control: from a single address the limit bites.
+    run = loadgen(srv.c2s_port, 'login', '--users', 'lg', '--count', 4,
+                  '--password', 'pw-%d', '--duration', 1,
+                  '--concurrency', 8, '--src-range', 'none')
+    assert run.status == 1 and run.int('failed') > 0, run
+
+
+def test_login_fixed_rate_scram_sha1(server):
+    bench_users(server, 'sha', 2)
+    run = loadgen(server.c2s_port, 'login', '--users', 'sha', '--count', 2,
+                  '--password', 'pw-%d', '--duration', 2, '--rate', 20,
+                  '--mechanism', 'SCRAM-SHA-1')
+    assert_clean(run)
+    # 20/s for 2 s: about 40 logins, never more than scheduled.
+    assert 30 <= run.int('ok') <= 41, run
+    assert_latencies(run)
+
+
+def test_login_wrong_password_fails(server):
+    bench_users(server, 'bad', 2)
+    run = loadgen(server.c2s_port, 'login', '--users', 'bad', '--count', 2,
+                  '--password', 'wrong', '--duration', 1,
+                  '--concurrency', 2)
+    assert run.status == 1, run
+    assert run.int('ok') == 0 and run.int('failed') > 0, run
+    assert run.int('fail_sasl_not-authorized_sasl') == run.int('failed')
+
+
+def test_idle(server):
+    bench_users(server, 'idle', 4)
+    run = loadgen(server.c2s_port, 'idle', '--users', 'idle', '--count', 4,
+                  '--password', 'pw-%d', '--sessions', 8, '--hold', 1,
+                  '--server-pid', server.proc.pid)
+    assert_clean(run)
+    lines = run.stdout.splitlines()
+    ready = [i for i, ln in enumerate(lines) if ln == 'READY n=8']
+    result = [i for i, ln in enumerate(lines) if ln.startswith('RESULT')]
+    assert ready and ready[0] < result[0], run
+    assert run.int('up') == 8 and run.int('dropped') == 0, run
+    assert run.int('rss_ready_kb') > 0 and run.int('pss_ready_kb') > 0, run
+    assert 'rss_per_session_kb' in run.result, run
+
+
+def test_roster_then_fanout(server):
+    bench_users(server, 'ros', 6)
+    common = ['--users', 'ros', '--count', 6, '--password', 'pw-%d']
+    run = loadgen(server.c2s_port, 'roster', *common, '--contacts', 2,
+                  '--duration', 5)
+    assert_clean(run)
+    assert run.int('expected') == 12 and run.int('both') == 12, run
+    assert run.int('missing') == 0 and run.int('subscribes') > 0, run
+    # Ring of 6 with 2 contacts each: ros1's are ros2 and ros6.
+    lines = server.ctl('roster', 'list', f'ros1@{DOMAIN}').stdout
+    items = {ln.split('\t')[0]: ln.split('\t')[1]
+             for ln in lines.splitlines() if ln.strip()}
+    assert items == {f'ros2@{DOMAIN}': 'both', f'ros6@{DOMAIN}': 'both'}
+    # Every user has 2 contacts online: 2 broadcasts per toggle.
+    run = loadgen(server.c2s_port, 'fanout', *common, '--contacts', 2,
+                  '--togglers', 3, '--rate', 20, '--duration', 2,
+                  '--settle', 0.5)
+    assert_clean(run)
+    toggles = run.int('toggles')
+    assert 30 <= toggles <= 41, run
+    assert run.int('expected') == 2 * toggles, run
+    assert run.int('received') == run.int('expected'), run
+    assert run.int('lost') == 0 and run.int('unexpected') == 0, run
+    assert run.num('broadcasts_per_s') > 10, run
+    assert_latencies(run)
+
+
+def test_msg_closed_loop(server):
+    bench_users(server, 'msg', 4)
+    run = loadgen(server.c2s_port, 'msg', '--users', 'msg', '--count', 4,
+                  '--password', 'pw-%d', '--pairs', 2, '--window', 4,
+                  '--duration', 2)
+    assert_clean(run)
+    sent = run.int('sent')
+    assert sent > 100 and run.int('received') == sent, run
+    for key in ('lost', 'duplicated', 'out_of_order', 'errors',
+                'unexpected', 'bogus'):
+        assert run.int(key) == 0, (key, run)
+    assert run.num('msgs_per_s') > 50, run
+    assert_latencies(run)
+
+
+def test_msg_fixed_rate(server):
+    bench_users(server, 'mr', 4)
+    run = loadgen(server.c2s_port, 'msg', '--users', 'mr', '--count', 4,
+                  '--password', 'pw-%d', '--pairs', 2, '--rate', 200,
+                  '--size', 300, '--duration', 2)
+    assert_clean(run)
+    sent = run.int('sent')
+    assert 380 <= sent <= 401 and run.int('received') == sent, run
+    assert run.int('lost') == 0 and run.int('duplicated') == 0, run
+    assert 150 < run.num('msgs_per_s') < 250, run
+    assert_latencies(run)
+
+
+def test_global_timeout_aborts(server):
+    bench_users(server, 'slow', 2)
+    run = loadgen(server.c2s_port, 'msg', '--users', 'slow', '--count', 2,
+                  '--password', 'pw-%d', '--duration', 30, timeout=2)
+    assert run.status == 2, run
+    assert run.result['status'] == 'timeout', run
+    assert 'timeout' in run.stderr, run
+
+
+# -- a hostile server -------------------------------------------------------
+
+HEADER = (b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+          b"xmlns:stream='" + NS_STREAMS.encode() +
+          b"' id='x' from='localhost' version='1.0'>")
+# The end of loadgen's stream header.
+HELLO = b"xml:lang='en'>"
+PROCEED = b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+STARTTLS = (b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:"
+            b"xmpp-tls'/></stream:features>")
+
+
+START_TLS = object()  # a step's `send`: <proceed/>, then TLS
+
+
+class ScriptedServer:
+    """Answers every connection with canned replies: for each (wait_for,
+    send) step it reads until `wait_for` was seen, then sends `send`
+    (bytes, or a function of what was read, or START_TLS)."""
+
+    def __init__(self, steps, tls=None):
+        self.steps = steps
+        self.tls = tls
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(('127.0.0.1', free_ports(1)[0]))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.stop = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._talk, args=(conn,),
+                             daemon=True).start()
+
+    def _talk(self, conn):
+        conn.settimeout(5)
+        seen = b''
+        try:
+            for wait_for, send in self.steps:
+                while wait_for not in seen:
+                    data = conn.recv(4096)
+                    if not data:
+                        return
+                    seen += data
+                head, seen = seen.split(wait_for, 1)
+                if send is START_TLS:
+                    conn.sendall(PROCEED)
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                    continue
+                if callable(send):
+                    send = send(head + wait_for)
+                conn.sendall(send)
+            while conn.recv(4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self.stop = True
+        self.thread.join()
+        self.sock.close()
+
+
+HOSTILE = [
+    ('no-starttls_features', [(HELLO,
+                               HEADER + b'<stream:features/>')]),
+    ('xml-doctype_features', [(HELLO,
+                               b'<!DOCTYPE x [<!ENTITY a "aaaa">]>' +
+                               HEADER)]),
+    ('xml-too-deep_features', [(HELLO,
+                                HEADER + b'<a>' * 100)]),
+    ('xml-error_features', [(HELLO,
+                             b'HTTP/1.1 400 Bad Request\r\n\r\n')]),
+    ('bad-stream-header_features', [(HELLO, b'<foo>')]),
+    ('stream-error_host-unknown_features', [
+        (HELLO,
+         HEADER + b"<stream:error><host-unknown xmlns='urn:ietf:params:"
+         b"xml:ns:xmpp-streams'/></stream:error></stream:stream>")]),
+    # Plaintext after <proceed/> would be injected into the TLS stream.
+    ('data-after-restart_tls-handshake', [
+        (HELLO, HEADER + STARTTLS),
+        (b'<starttls', b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+                       b"<stream:features/>")]),
+    ('starttls-refused_starttls', [
+        (HELLO, HEADER + STARTTLS),
+        (b'<starttls', b"<failure xmlns='urn:ietf:params:xml:ns:"
+                       b"xmpp-tls'/>")]),
+]
+
+
+@pytest.mark.parametrize('reason,steps', HOSTILE,
+                         ids=[h[0] for h in HOSTILE])
+def test_hostile_server_fails_cleanly(reason, steps):
+    fake = ScriptedServer(steps)
+    try:
+        run = loadgen(fake.port, 'login', '--count', 1, '--duration', 0.3,
+                      '--concurrency', 1, '--src-range', 'none')
+    finally:
+        fake.close()
+    assert run.status == 1, run
+    assert run.int('ok') == 0 and run.int('failed') > 0, run
+    assert run.int(f'fail_{reason}') == run.int('failed'), run
+
+
+# -- a hostile server behind TLS: SCRAM and SASL ------------------------------
+
+NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl'
+SCRAM_FEATURES = (b"<stream:features><mechanisms xmlns='" + NS_SASL.encode()
+                  + b"'><mechanism>SCRAM-SHA-256</mechanism></mechanisms>"
+                  b"</stream:features>")
+
+
+@pytest.fixture(scope='module')
+def tls_context(tmp_path_factory):
+    """A server-side TLS context with a fresh self-signed certificate."""
+    d = tmp_path_factory.mktemp('tls')
+    cert, key = d / 'cert.pem', d / 'key.pem'
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec',
+                    '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+                    '-keyout', str(key), '-out', str(cert), '-days', '1',
+                    '-subj', '/CN=localhost'], check=True,
+                   capture_output=True, timeout=30)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def sasl(name, payload):
+    return (f"<{name} xmlns='{NS_SASL}'>".encode() + payload +
+            f'</{name}>'.encode())
+
+
+def client_nonce(auth):
+    """The r= of the client-first-message inside <auth>...</auth>."""
+    b64 = auth.rsplit(b'>', 2)[-2].split(b'<')[0]
+    first = base64.b64decode(b64).decode()
+    return dict(kv.split('=', 1) for kv in first[3:].split(','))['r']
+
+
+def challenge(fmt):
+    """A server-first-message from a format with {r} (client nonce)."""
+    return lambda auth: sasl('challenge', base64.b64encode(
+        fmt.format(r=client_nonce(auth)).encode()))
+
+
+SCRAM_CASES = [
+    ('scram-malformed-challenge_sasl', challenge('x'), None, None),
+    ('sasl-bad-base64_sasl', lambda a: sasl('challenge', b'!!!!'), None,
+     None),
+    ('scram-bad-nonce_sasl', challenge('r=someone-else,s=c2FsdA==,i=4096'),
+     None, None),
+    ('scram-bad-iteration-count_sasl', challenge('r={r}x,s=c2FsdA==,i=0'),
+     None, None),
+    ('scram-bad-iteration-count_sasl',
+     challenge('r={r}x,s=c2FsdA==,i=99999999999'), None, None),
+    ('scram-malformed-challenge_sasl', challenge('r={r}x,s=c2F*dA==,i=4096'),
+     None, None),
+    ('scram-malformed-challenge_sasl', challenge('r={r}x,i=4096'), None,
+     None),
+    ('scram-mandatory-extension_sasl',
+     challenge('m=ext,r={r}x,s=c2FsdA==,i=4096'), None, None),
+    # A proper challenge, then a forged server signature.
+    ('scram-bad-server-signature_sasl',
+     challenge('r={r}x,s=c2FsdA==,i=4096'), b'</response>',
+     sasl('success', base64.b64encode(b'v=' + base64.b64encode(
+         b'\0' * 32)))),
+    ('sasl_not-authorized_sasl', lambda a: sasl(
+        'failure', b'<not-authorized/>'), None, None),
+]
+
+
+@pytest.mark.parametrize('reason,first,wait2,second', SCRAM_CASES,
+                         ids=[f'{c[0]}-{i}' for i, c in
+                              enumerate(SCRAM_CASES)])
+def test_hostile_scram_fails_cleanly(tls_context, reason, first, wait2,
+                                     second):
+    steps = [(HELLO, HEADER + STARTTLS), (b'<starttls', START_TLS),
+             (HELLO, HEADER + SCRAM_FEATURES), (b'</auth>', first)]
+    if wait2:
+        steps.append((wait2, second))
+    fake = ScriptedServer(steps, tls=tls_context)
+    try:
+        run = loadgen(fake.port, 'login', '--count', 1, '--duration', 0.3,
+                      '--concurrency', 1, '--src-range', 'none')
+    finally:
+        fake.close()
+    assert run.status == 1, run
+    assert run.int('ok') == 0 and run.int('failed') > 0, run
+    assert run.int(f'fail_{reason}') == run.int('failed'), run
