@@ -37,6 +37,13 @@ struct scram_keys {
  */
 static int scram_check_prep(const char *password, const char **error_r)
 {
+	/* PBKDF2 rehashes a key longer than the hash's block every
+	 * iteration: an unbounded password would buy seconds of CPU per
+	 * PLAIN attempt, for known and unknown users alike. */
+	if (strnlen(password, SCRAM_PASSWORD_MAX + 1) > SCRAM_PASSWORD_MAX) {
+		*error_r = "password longer than 1024 bytes";
+		return -1;
+	}
 	char *prep = NULL;
 	int rc = gsasl_saslprep(password, GSASL_ALLOW_UNASSIGNED, &prep, NULL);
 	if (rc != GSASL_OK) {

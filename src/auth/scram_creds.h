@@ -31,6 +31,9 @@ struct scram_creds {
 	unsigned char server_sha256[SCRAM_SHA256_LEN];
 };
 
+/* The longest password accepted, in bytes (before SASLprep). */
+#define SCRAM_PASSWORD_MAX 1024
+
 /* Derives credentials for password (UTF-8, SASLprep'd here) with a fresh
  * random salt. Returns 0, or -1 and *error_r (static) if the password fails
  * SASLprep or is empty. Slow by design: run it off the event loop. */

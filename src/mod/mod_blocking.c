@@ -589,10 +589,20 @@ static int set_work(struct store *st, struct iq_ctx *ctx)
 		return rc;
 	}
 	rc = store_commit(st);
-	/* Roster reads for presence, after the commit: they change nothing. */
-	for (size_t i = 0; rc == 0 && i < r->keys.n; i++)
-		rc = note_subscribed(st, r, r->keys.v[i]);
-	return rc;
+	if (rc < 0)
+		return rc;
+	/* Roster reads for presence, after the commit: they change nothing,
+	 * and the list is stored, so a failed read must not turn the reply
+	 * into an error. At worst a contact misses the unavailable presence
+	 * of §3.3 (logged). */
+	for (size_t i = 0; i < r->keys.n; i++)
+		if (note_subscribed(st, r, r->keys.v[i]) < 0) {
+			log_errx("blocking: roster unreadable: presence for "
+				 "%.*s not updated", (int)r->keys.v[i].len,
+				 r->keys.v[i].p);
+			break;
+		}
+	return 0;
 }
 
 /* ---- on the shard ---- */
@@ -600,9 +610,7 @@ static int set_work(struct store *st, struct iq_ctx *ctx)
 static void get_done(struct iq_ctx *ctx, int status)
 {
 	struct block_req *r = ctx->ud;
-	if (status < 0)
-		iq_reply_error(ctx, STANZA_ERR_INTERNAL_SERVER_ERROR);
-	else
+	if (!iq_done_error(ctx, status, STANZA_ERR_NONE))
 		iq_reply_result(ctx, r->list);
 }
 

@@ -25,6 +25,7 @@
 #include "../core/server.h"
 #include "../core/xmalloc.h"
 #include "../router/sessions.h"
+#include "../store/accounts.h"
 #include "../store/shapes.h"
 #include "../xml/parser.h"
 #include "../xmpp/ns.h"
@@ -134,9 +135,14 @@ struct last_end {
 	struct buf value;
 };
 
+/* Keyed after an account removal's purge, when the removal ended the
+ * session: nothing may be written for the account then. */
 static int end_work(struct store *st, void *ud)
 {
 	struct last_end *j = ud;
+	int rc = accounts_exists(st, j->host, j->user);
+	if (rc != 0)
+		return rc < 0 ? -1 : 0;
 	return store_kv_set(st, LAST_TABLE, j->host, j->user, j->value.data,
 			    j->value.len);
 }

@@ -96,8 +96,7 @@ static void stamp(struct stanza *st, const char *host)
 static int store_work(struct store *store, void *ud)
 {
 	struct offline_job *j = ud;
-	struct scram_creds creds;
-	int rc = accounts_get(store, j->host, j->user, &creds);
+	int rc = accounts_exists(store, j->host, j->user);
 	if (rc != 0) {
 		j->result = NO_ACCOUNT;
 		return rc < 0 ? -1 : 0;

@@ -12,6 +12,7 @@
  * Passwords are stored only as SCRAM credentials (auth/scram_creds.h), as
  * stanzactl does; all storage work runs on the thread pool.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include <uv.h>
@@ -19,11 +20,10 @@
 #include "../auth/scram_creds.h"
 #include "../core/bug.h"
 #include "../core/conf.h"
+#include "../core/hmap.h"
 #include "../core/log.h"
 #include "../core/server.h"
-#include "../core/shard.h"
 #include "../core/xmalloc.h"
-#include "../net/conn.h"
 #include "../router/sessions.h"
 #include "../store/accounts.h"
 #include "../store/shapes.h"
@@ -31,9 +31,6 @@
 
 #define NS_REGISTER "jabber:iq:register"
 #define NS_REGISTER_FEATURE "http://jabber.org/features/iq-register"
-/* Bytes. PBKDF2 re-hashes an over-long password at every iteration, so an
- * unbounded one would buy a client seconds of a pool thread. */
-#define REGISTER_PASSWORD_MAX 1024
 
 /* The fields of a <query/> set, each at most once (else bad). */
 struct reg_fields {
@@ -211,7 +208,7 @@ static char *field_password(struct arena *a, const struct xml_elem *e)
 	if (e == NULL)
 		return NULL;
 	struct str in = xml_text(a, e);
-	if (in.len == 0 || in.len > REGISTER_PASSWORD_MAX)
+	if (in.len == 0 || in.len > SCRAM_PASSWORD_MAX)
 		return NULL;
 	return (char *)arena_strdup(a, in).p;
 }
@@ -329,33 +326,15 @@ static void register_stream_features(struct buf *b, enum feature_phase phase,
 
 /* ---- ending the sessions of a removed account ---- */
 
-struct reg_kick {
-	struct shard_msg m;
-	uint64_t conn_id;
-};
-
-static void on_kick(struct shard *s, struct shard_msg *m)
-{
-	struct reg_kick *k = (struct reg_kick *)m;
-	struct conn *conn = hmap_get(&s->conns, hmap_u64(&k->conn_id));
-	free(k);
-	if (conn != NULL && !s->stopped_hook_ran)
-		conn->ops->kick(conn, STREAM_ERR_NOT_AUTHORIZED,
-				"account removed");
-}
-
-/* §3.2: every session of bare ends, on whichever shard it is. Posted even
- * to this shard, so the reply already queued leaves first. */
+/* §3.2: every session of bare ends, on whichever shard it is; the reply
+ * already queued leaves first (route_kick always posts). */
 static void kick_all(struct str bare)
 {
 	struct sess_ref refs[SESS_MAX_RESOURCES];
 	size_t n = sessions_find_all(bare, refs, ARRAY_SIZE(refs));
-	for (size_t i = 0; i < n; i++) {
-		struct reg_kick *k = xcalloc(1, sizeof(*k));
-		k->m.fn = on_kick;
-		k->conn_id = refs[i].conn_id;
-		shard_post(&server.shards[refs[i].shard], &k->m);
-	}
+	for (size_t i = 0; i < n; i++)
+		route_kick(&refs[i], STREAM_ERR_NOT_AUTHORIZED,
+			   "account removed");
 }
 
 /* ---- after binding: own registration, password change, removal ---- */

@@ -14,6 +14,7 @@
 #include "../core/log.h"
 #include "../core/server.h"
 #include "../core/shard.h"
+#include "../core/xmalloc.h"
 #include "../net/conn.h"
 #include "../xmpp/ns.h"
 #include "hooks.h"
@@ -241,6 +242,33 @@ void route_deliver(const struct sess_ref *ref, struct stanza *st)
 	dm->conn_id = ref->conn_id;
 	dm->st = st;
 	shard_post(&server.shards[ref->shard], &dm->m);
+}
+
+struct kick_msg {
+	struct shard_msg m;
+	uint64_t conn_id;
+	enum stream_err err;
+	const char *text;
+};
+
+static void on_kick_msg(struct shard *s, struct shard_msg *m)
+{
+	struct kick_msg *k = (struct kick_msg *)m;
+	struct conn *c = hmap_get(&s->conns, hmap_u64(&k->conn_id));
+	if (c != NULL && !s->stopped_hook_ran)
+		c->ops->kick(c, k->err, k->text);
+	free(k);
+}
+
+void route_kick(const struct sess_ref *ref, enum stream_err err,
+		const char *text)
+{
+	struct kick_msg *k = xcalloc(1, sizeof(*k));
+	k->m.fn = on_kick_msg;
+	k->conn_id = ref->conn_id;
+	k->err = err;
+	k->text = text;
+	shard_post(&server.shards[ref->shard], &k->m);
 }
 
 /* ---- the rules ---- */

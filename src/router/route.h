@@ -77,5 +77,10 @@ void route_bounce(struct stanza *st, enum stanza_err err, const char *text);
 /* Delivers st (consumed) to a bound resource, on whichever shard it is. */
 struct sess_ref;
 void route_deliver(const struct sess_ref *ref, struct stanza *st);
+/* Ends a bound resource's stream with error err and text (a static
+ * string), on whichever shard it is; always posted, so what was queued
+ * for it before (a reply) leaves first. */
+void route_kick(const struct sess_ref *ref, enum stream_err err,
+		const char *text);
 
 #endif

@@ -167,6 +167,27 @@ out:
 	return ret;
 }
 
+int accounts_exists(struct store *st, const char *host, const char *user)
+{
+	struct acc_call c;
+	int ret = -1;
+	if (acc_begin(&c, st,
+		      "SELECT 1 FROM accounts "
+		      "WHERE host = ?1 AND username = ?2") < 0 ||
+	    acc_bind_key(&c, host, user) < 0)
+		goto out;
+	int rc = sqlite3_step(c.stmt);
+	if (rc == SQLITE_ROW)
+		ret = 0;
+	else if (rc == SQLITE_DONE)
+		ret = 1;
+	else
+		acc_fail(&c, "exists");
+out:
+	acc_end(&c);
+	return ret;
+}
+
 int accounts_create(struct store *st, const char *host, const char *user,
 		    const struct scram_creds *creds)
 {

@@ -14,6 +14,9 @@
  * storage error (logged). */
 int accounts_get(struct store *st, const char *host, const char *user,
 		 struct scram_creds *creds_r);
+/* Returns 0 if the account exists, 1 if not, -1 on error: for jobs that
+ * must not write data for an account removed meanwhile. */
+int accounts_exists(struct store *st, const char *host, const char *user);
 /* Creates the account. Returns 0, 1 if it already exists, -1 on error. */
 int accounts_create(struct store *st, const char *host, const char *user,
 		    const struct scram_creds *creds);

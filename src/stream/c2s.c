@@ -501,28 +501,6 @@ static void reply_iq(struct c2s *c, struct xml_elem *x, struct arena *a,
 	arena_destroy(&a);
 }
 
-struct kick_msg {
-	struct shard_msg m;
-	uint64_t conn_id;
-};
-
-static void on_kick_msg(struct shard *s, struct shard_msg *m)
-{
-	struct kick_msg *k = (struct kick_msg *)m;
-	struct conn *conn = hmap_get(&s->conns, hmap_u64(&k->conn_id));
-	free(k);
-	if (conn != NULL && !s->stopped_hook_ran)
-		conn->ops->kick(conn, STREAM_ERR_CONFLICT,
-				"replaced by a new connection");
-}
-
-static void kick(const struct sess_ref *ref)
-{
-	struct kick_msg *k = xcalloc(1, sizeof(*k));
-	k->m.fn = on_kick_msg;
-	k->conn_id = ref->conn_id;
-	shard_post(&server.shards[ref->shard], &k->m);
-}
 
 static void session_event(struct c2s *c, enum hook_event ev)
 {
@@ -578,7 +556,8 @@ static void do_bind(struct c2s *c, struct xml_elem *x, struct arena *a,
 		return;
 	}
 	if (r == 1) /* §7.7.2.2: the new session wins. */
-		kick(&old);
+		route_kick(&old, STREAM_ERR_CONFLICT,
+			   "replaced by a new connection");
 	c->jid_str = jid;
 	c->bare = STR(jid, bare_len);
 	c->jid.node = str_c(c->user);

@@ -4,6 +4,7 @@ channel binding RFC 5929/9266 and XEP-0440) and resource binding (§7)."""
 
 import subprocess
 import threading
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -396,3 +397,18 @@ def test_legacy_session_iq(server):
         reply = stream.iq('set', f"<session xmlns='{NS_SESSION}'/>")
         assert reply.get('type') == 'result', ET.tostring(reply)
         assert len(reply) == 0
+
+
+@pytest.mark.parametrize('user', ['alice', 'nobody'])
+def test_plain_overlong_password_is_cheap(server, user):
+    """A 150 kB PLAIN password (within the stanza limit) is refused without
+    running PBKDF2 over it: unbounded, each of its 10,000 iterations would
+    hash the whole password again (seconds of CPU per attempt)."""
+    stream, _ = open_secured(server, 'starttls')
+    with stream:
+        started = time.monotonic()
+        reply = stream.auth_plain(user, 'p' * 150_000)
+        elapsed = time.monotonic() - started
+        assert sasl_condition(reply) == ['not-authorized']
+        assert elapsed < 1.5, elapsed
+        stream.authenticate('alice', server.passwords['alice'])

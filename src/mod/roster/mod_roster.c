@@ -204,10 +204,8 @@ static void get_done_pushes(struct iq_ctx *ctx, struct roster_req *r)
 static void get_done(struct iq_ctx *ctx, int status)
 {
 	struct roster_req *r = ctx->ud;
-	if (status < 0) {
-		iq_reply_error(ctx, STANZA_ERR_INTERNAL_SERVER_ERROR);
+	if (iq_done_error(ctx, status, STANZA_ERR_NONE))
 		return;
-	}
 	/* From now on this resource gets pushes (§2.1.6): marked before the
 	 * result so no change falls between the two. Jobs of the account
 	 * run in order, so no live push can overtake the interim ones. */
