@@ -38,7 +38,7 @@ static size_t collect(const char ***ids_r, const char ***feats_r)
 		for (const struct disco_identity *i = (*m)->identities;
 		     i && i->category; i++)
 			nid++;
-		for (const char *const *f = (*m)->features; f && *f; f++)
+		for (const char *const *f = module_features(*m); f && *f; f++)
 			nf++;
 	}
 	const char **ids = xcalloc(nid + 1, sizeof(*ids));
@@ -52,7 +52,7 @@ static size_t collect(const char ***ids_r, const char ***feats_r)
 					i->name ? i->name : "") < 0);
 			ids[nid++] = s;
 		}
-		for (const char *const *f = (*m)->features; f && *f; f++)
+		for (const char *const *f = module_features(*m); f && *f; f++)
 			feats[nf++] = *f;
 	}
 	qsort(ids, nid, sizeof(*ids), cmp_str);

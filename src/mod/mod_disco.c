@@ -57,7 +57,7 @@ static enum hook_ret info_handle(struct iq_ctx *ctx)
 		     id && id->category; id++)
 			add_identity(ctx, q, id);
 	for (const struct module *const *m = modules; *m; m++)
-		for (const char *const *f = (*m)->features; f && *f; f++)
+		for (const char *const *f = module_features(*m); f && *f; f++)
 			add_feature(ctx, q, *f);
 	return iq_reply_result(ctx, q);
 }

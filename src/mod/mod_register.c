@@ -65,17 +65,17 @@ static uv_mutex_t limit_lock;
 static struct hmap limit_table;
 static size_t limit_prune_at = 64;
 
-static const char *register_features[2];
-
-/* Runs once, on the first stream of any shard (every disco#info request
- * comes after its stream's features, so after this): the lock, and the
- * disco feature, listed only when registration is on. */
 static void register_init(void)
 {
 	if (uv_mutex_init(&limit_lock) != 0)
 		fatalx("register: cannot create a mutex");
-	if (server.conf->registration)
-		register_features[0] = NS_REGISTER;
+}
+
+/* The disco feature says registration is open (§3.1 discovery); password
+ * change and removal work either way. */
+static bool register_advertised(void)
+{
+	return server.conf->registration;
 }
 
 static uint64_t limit_interval(void)
@@ -463,7 +463,8 @@ const struct module mod_register = {
 	.name = "register",
 	.spec = "XEP-0077",
 	.iq = register_iq,
-	.features = register_features,
+	.features = (const char *const[]){ NS_REGISTER, NULL },
+	.advertised = register_advertised,
 	.stream_features = register_stream_features,
 	.preauth_iq = register_preauth,
 };

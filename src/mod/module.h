@@ -77,6 +77,9 @@ struct module {
 	const char *spec; /* "XEP-0199" */
 	const struct iq_route *iq;                  /* { 0 }-terminated */
 	const char *const *features;                /* NULL-terminated */
+	/* NULL, or false when the features are not to be listed (the
+	 * feature is switched off in the config); handlers still run. */
+	bool (*advertised)(void);
 	const struct disco_identity *identities;    /* { 0 }-terminated */
 	const struct store_schema *store;           /* its tables, or NULL */
 	stream_features_fn *stream_features;        /* or NULL */
@@ -94,6 +97,10 @@ extern const struct module *const modules[];
 /* The schemas of every module that has one, NULL-terminated, for
  * store_register_schemas(). */
 const struct store_schema *const *module_schemas(void);
+
+/* m's disco features (NULL when it lists none now): what disco#info
+ * and the caps hash (XEP-0115) list. */
+const char *const *module_features(const struct module *m);
 
 /* Calls every module's stream_features. */
 void module_stream_features(struct buf *b, enum feature_phase phase,

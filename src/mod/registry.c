@@ -34,6 +34,13 @@ const struct store_schema *const *module_schemas(void)
 	return list;
 }
 
+const char *const *module_features(const struct module *m)
+{
+	if (m->advertised != NULL && !m->advertised())
+		return NULL;
+	return m->features;
+}
+
 void module_stream_features(struct buf *b, enum feature_phase phase,
 			    size_t host_idx)
 {

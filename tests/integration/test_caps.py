@@ -5,6 +5,8 @@ disco#info for the node NODE#VER answers like the server itself (§6.2)."""
 import base64
 import hashlib
 
+import pytest
+
 import rawstream
 from rawstream import q
 
@@ -30,7 +32,11 @@ def caps_of(features):
     return c.get('node'), c.get('ver')
 
 
-def test_caps_ver_matches_disco_info(server):
+@pytest.mark.parametrize('registration', [False, True])
+def test_caps_ver_matches_disco_info(server_factory, registration):
+    """Also with a feature that the config switches on (XEP-0077's):
+    the hash and disco#info must list the same features."""
+    server = server_factory(registration=registration)
     stream = rawstream.RawStream(server.c2s_port)
     with stream:
         node, ver = caps_of(stream.secure())
@@ -39,7 +45,10 @@ def test_caps_ver_matches_disco_info(server):
         info = stream.iq('get', f"<query xmlns='{NS_INFO}'/>",
                          to='localhost')
         assert info.get('type') == 'result'
-        assert ver == ver_of(info.find(q(NS_INFO, 'query')))
+        query = info.find(q(NS_INFO, 'query'))
+        assert ver == ver_of(query)
+        feats = [f.get('var') for f in query.findall(q(NS_INFO, 'feature'))]
+        assert ('jabber:iq:register' in feats) == registration
 
         by_node = stream.iq('get', f"<query xmlns='{NS_INFO}' "
                             f"node='{node}#{ver}'/>", to='localhost')
