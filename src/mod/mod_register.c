@@ -28,6 +28,7 @@
 #include "../store/accounts.h"
 #include "../store/shapes.h"
 #include "module.h"
+#include "roster/roster-private.h"
 
 #define NS_REGISTER "jabber:iq:register"
 #define NS_REGISTER_FEATURE "http://jabber.org/features/iq-register"
@@ -49,6 +50,14 @@ struct reg_req {
 	bool limited;            /* a slot was taken */
 	bool had_prev;
 	uint64_t prev_ms, at_ms;
+	/* removal: the roster's contacts and their states, malloc'ed */
+	struct reg_contact *contacts;
+	size_t ncontacts;
+};
+
+struct reg_contact {
+	char *jid;
+	struct sub_item state;
 };
 
 /* ---- the per-address limit on registrations ---- */
@@ -360,25 +369,66 @@ static void passwd_done(struct iq_ctx *ctx, int status)
 	iq_reply_result(ctx, NULL);
 }
 
+static int note_contact(struct xml_elem *it, void *ud)
+{
+	struct reg_req *r = ud;
+	struct sub_item s = roster_item_state(it);
+	struct str jid = xml_attr_get(it, "jid");
+	if (s.state == SUB_NONE || jid.len == 0)
+		return 0;
+	r->contacts = xreallocarray(r->contacts, r->ncontacts + 1,
+				    sizeof(*r->contacts));
+	r->contacts[r->ncontacts++] = (struct reg_contact){ str_xdup(jid), s };
+	return 0;
+}
+
+static void contacts_free(struct reg_contact *contacts, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(contacts[i].jid);
+	free(contacts);
+}
+
+/* §3.2: the subscriptions recorded in the roster are cancelled (after the
+ * purge) as if each contact had been removed (RFC 6121 §2.5.2). */
 static int remove_work(struct store *st, struct iq_ctx *ctx)
 {
 	struct reg_req *r = ctx->ud;
+	struct arena *a = arena_new(0);
+	int rc = roster_each(st, r->host, r->user, a, note_contact, r);
+	arena_destroy(&a);
 	/* 1 (already gone, e.g. stanzactl) removes leftovers all the same. */
-	return store_user_purge(st, r->host, r->user) < 0 ? -1 : 0;
+	if (rc < 0 || store_user_purge(st, r->host, r->user) < 0) {
+		contacts_free(r->contacts, r->ncontacts);
+		r->contacts = NULL;
+		r->ncontacts = 0;
+		return -1;
+	}
+	return 0;
 }
 
 static void remove_done(struct iq_ctx *ctx, int status)
 {
 	struct reg_req *r = ctx->ud;
-	if (iq_done_error(ctx, status, STANZA_ERR_NONE))
+	struct reg_contact *contacts = r->contacts;
+	size_t n = r->ncontacts;
+	if (iq_done_error(ctx, status, STANZA_ERR_NONE)) {
+		contacts_free(contacts, n);
 		return;
-	/* The reply consumes the arena that holds the JID. */
-	struct buf bare = { 0 };
-	buf_printf(&bare, "%s@%s", r->user, r->host);
-	log_info("register: %.*s removed", STR_FMT(buf_str(&bare)));
+	}
+	/* The reply consumes the arena that holds r and the JID. */
+	struct arena *a = arena_new(0);
+	struct jid user = { .node = arena_strdup(a, str_c(r->user)),
+			    .domain = arena_strdup(a, str_c(r->host)) };
+	struct str bare = jid_to_str(a, &user, true);
+	log_info("register: %.*s removed", STR_FMT(bare));
 	iq_reply_result(ctx, NULL);
-	kick_all(buf_str(&bare));
-	buf_reset(&bare);
+	for (size_t i = 0; i < n; i++)
+		roster_removed(&user, str_c(contacts[i].jid),
+			       contacts[i].state);
+	contacts_free(contacts, n);
+	kick_all(bare);
+	arena_destroy(&a);
 }
 
 /* Runs the job keyed on the account (store_queue_keyed), behind its

@@ -165,5 +165,8 @@ async def test_removal_cancels_both_ways(server):
         await subscribe(h, g, 'carol@localhost')
         await until_state(g, 'wendy@localhost', 'both')
         g.del_roster_item('wendy@localhost')
-        # §2.5.2: wendy loses both directions.
+        # §2.5.2: wendy loses both directions, and stops seeing carol's
+        # resource (as for an outbound unsubscribed, §3.2.3).
         await until_state(h, 'carol@localhost', 'none')
+        pres = await presence_of(h, g.boundjid, 'unavailable')
+        assert pres['from'] == g.boundjid

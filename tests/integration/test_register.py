@@ -489,3 +489,40 @@ def test_remove_deletes_data(server_factory):
         got = s.iq('get', f"<query xmlns='{NS_ROSTER}'/>")
         expect_result(got)
         assert len(got.find(q(NS_ROSTER, 'query'))) == 0, ET.tostring(got)
+
+
+def roster_items(s):
+    got = s.iq('get', f"<query xmlns='{NS_ROSTER}'/>")
+    expect_result(got)
+    return {i.get('jid'): (i.get('subscription'), i.get('ask'))
+            for i in got.find(q(NS_ROSTER, 'query'))}
+
+
+def test_remove_cancels_subscriptions(server_factory):
+    """XEP-0077 §3.2: removal cancels the subscriptions in the account's
+    roster (as RFC 6121 §2.5.2 removal of each item would): bob, mutual
+    contact, ends with None both ways; carol's pending request is
+    refused."""
+    from test_blocking import available, is_presence, subscribe
+    server = server_factory()
+    with rawstream.logged_in(server, 'alice', 'a') as a, \
+            rawstream.logged_in(server, 'bob', 'b') as b, \
+            rawstream.logged_in(server, 'carol', 'c') as c:
+        for s in (a, b, c):
+            roster_items(s)  # interested: gets roster pushes
+        available(a, b, c)
+        subscribe(a, b)
+        subscribe(b, a)
+        c.send("<presence to='alice@localhost' type='subscribe'/>")
+        a.wait_for(lambda e: is_presence(e, 'carol@localhost',
+                                         'subscribe'), 8)
+        assert roster_items(b)['alice@localhost'] == ('both', None)
+        assert roster_items(c)['alice@localhost'] == ('none', 'subscribe')
+        expect_result(a.iq('set', query(field('remove')), to='localhost'))
+        a.expect_stream_error('not-authorized')
+        b.wait_for(lambda e: is_presence(e, 'alice@localhost',
+                                         'unavailable'), 8)
+        c.wait_for(lambda e: is_presence(e, 'alice@localhost',
+                                         'unsubscribed'), 8)
+        assert roster_items(b)['alice@localhost'] == ('none', None)
+        assert roster_items(c)['alice@localhost'] == ('none', None)

@@ -455,6 +455,10 @@ void roster_removed(const struct jid *user, struct str contact,
 		if (sub_state_has_to(old.state) ||
 		    sub_state_pending_out(old.state))
 			send_typed(&u, &c, "unsubscribe");
+		/* As for an outbound unsubscribed (§3.2.3): the contact
+		 * stops seeing the user's resources. */
+		if (sub_state_has_from(old.state))
+			ask_sessions(&u, &c, STANZA_OP_UNAVAILABLE_TO);
 		if (sub_state_has_from(old.state) ||
 		    sub_state_pending_in(old.state))
 			send_typed(&u, &c, "unsubscribed");
