@@ -25,6 +25,7 @@
 #include "mod/roster/roster-private.h"
 #include "store/shapes.h"
 #include "store/store.h"
+#include "xml/parser.h"
 
 #define HOST "localhost"
 #define USER "alice"
@@ -208,6 +209,53 @@ static void test_ver_parse(void **state)
 	/* not NUL-terminated: only len bytes count */
 	assert_int_equal(roster_ver_parse(STR("129", 2), &v), 0);
 	assert_int_equal(v, 12);
+}
+
+static struct str serialize(struct arena *a, const struct xml_elem *e)
+{
+	struct buf b = { .max = 64 * 1024 };
+	assert_int_equal(xml_serialize(&b, e, STR_LIT(NS_ROSTER)), 0);
+	struct str s = arena_strdup(a, buf_str(&b));
+	buf_reset(&b);
+	return s;
+}
+
+/* A kept request: its children are kept (those that fit in
+ * ROSTER_REQUEST_MAX, in order), survive a store round trip, are never
+ * shown to clients, and go when the request is answered. */
+static void test_kept_request(void **state)
+{
+	(void)state;
+	struct arena *a = arena_new(0);
+	struct str big = str_c(arena_printf(a, "<presence xmlns='jabber:client' "
+		"type='subscribe'><status>please</status><x xmlns='ext'>%0*d"
+		"</x><nick xmlns='http://jabber.org/protocol/nick'>Leo</nick>"
+		"</presence>", ROSTER_REQUEST_MAX, 0));
+	struct xml_elem *sub = xml_parse_elem(a, big, STR_LIT("jabber:client"));
+	assert_non_null(sub);
+	struct xml_elem *it = roster_item_new(a, STR_LIT("leo@example.org"));
+	struct sub_item pending = { .state = SUB_NONE_PENDING_IN };
+	roster_item_set_state(a, it, pending);
+	roster_item_keep_request(a, it, sub);
+
+	struct xml_elem *back = xml_parse_elem(a, serialize(a, it),
+					       STR_LIT(NS_ROSTER));
+	const struct xml_elem *req = roster_item_request(back);
+	assert_non_null(req);
+	assert_int_equal(xml_child_count(req), 2); /* <x/> did not fit */
+	struct xml_elem *status = xml_first_child_elem(req);
+	assert_true(str_eq_c(status->name, "status"));
+	assert_true(str_eq_c(status->ns, "jabber:client"));
+	assert_true(str_eq_c(xml_next_elem(status)->name, "nick"));
+	assert_true(roster_item_state(back).state == SUB_NONE_PENDING_IN);
+
+	struct str client = serialize(a, roster_item_client(a, back));
+	assert_null(memmem(client.p, client.len, "request", 7));
+	assert_null(memmem(client.p, client.len, "please", 6));
+
+	roster_item_set_state(a, back, (struct sub_item){ .state = SUB_FROM });
+	assert_null(roster_item_request(back));
+	arena_destroy(&a);
 }
 
 /* Rows of a database written before versioning load, keep their
@@ -440,6 +488,7 @@ int main(void)
 	log_set_level(LOG_LEVEL_ERROR);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ver_parse),
+		cmocka_unit_test(test_kept_request),
 		FX_TEST(test_old_rows),
 		FX_TEST(test_item_versions),
 		FX_TEST(test_remove_and_readd),

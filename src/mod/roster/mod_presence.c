@@ -36,6 +36,12 @@ struct strvec {
 	size_t n, cap;
 };
 
+/* Roster items (in the job's arena). */
+struct itemvec {
+	const struct xml_elem **v;
+	size_t n, cap;
+};
+
 struct pres_job {
 	struct stanza *st;
 	struct jid user;       /* the local account (bare) */
@@ -48,7 +54,8 @@ struct pres_job {
 	struct sub_result res;
 	struct xml_elem *pushed;
 	uint64_t ver;
-	struct strvec from_contacts, to_contacts, pending;
+	struct strvec from_contacts, to_contacts;
+	struct itemvec pending;
 };
 
 static void vec_push(struct arena *a, struct strvec *v, struct str s)
@@ -64,6 +71,22 @@ static void vec_push(struct arena *a, struct strvec *v, struct str s)
 		v->cap = cap;
 	}
 	v->v[v->n++] = arena_strdup(a, s);
+}
+
+static void item_push(struct arena *a, struct itemvec *v,
+		      const struct xml_elem *it)
+{
+	if (v->n == v->cap) {
+		size_t cap = v->cap ? v->cap * 2 : 16;
+		const struct xml_elem **nv = arena_alloc(a, cap * sizeof(*nv));
+		if (nv == NULL)
+			return;
+		if (v->n)
+			memcpy(nv, v->v, v->n * sizeof(*nv));
+		v->v = nv;
+		v->cap = cap;
+	}
+	v->v[v->n++] = it;
 }
 
 static struct jid bare_of(const struct jid *j)
@@ -197,6 +220,10 @@ static int sub_work(struct store *store, void *ud)
 		if (it == NULL)
 			it = roster_item_new(a, str_c(j->contact_s));
 		roster_item_set_state(a, it, j->res.item);
+		/* subscription.md note 9: the first request is the one kept. */
+		if ((j->res.actions & SUB_ACT_STORE_REQUEST) &&
+		    roster_item_request(it) == NULL)
+			roster_item_keep_request(a, it, j->st->x);
 		if (roster_item_save(store, j->host, j->node, j->contact_s,
 				     it) < 0)
 			goto fail;
@@ -277,7 +304,7 @@ static int list_item(struct xml_elem *it, void *ud)
 	if (j->initial && sub_state_has_to(s.state))
 		vec_push(j->st->a, &j->to_contacts, jid);
 	if (j->initial && sub_state_pending_in(s.state))
-		vec_push(j->st->a, &j->pending, jid);
+		item_push(j->st->a, &j->pending, it);
 	return 0;
 }
 
@@ -310,12 +337,24 @@ static void probe_one(struct pres_job *j, const struct jid *c)
 	send_typed(&j->user, c, "probe");
 }
 
-static void pending_one(struct pres_job *j, const struct jid *c)
+/* §3.1.3 rule 4: the request again, with what it carried (status,
+ * nick...), until it is answered. */
+static void pending_all(struct pres_job *j)
 {
-	/* §3.1.3: re-deliver the request until it is answered. */
-	struct stanza *st = stanza_new(STANZA_PRESENCE, c, &j->user,
-				       "subscribe");
-	route_deliver(&j->origin, st);
+	for (size_t i = 0; i < j->pending.n; i++) {
+		const struct xml_elem *it = j->pending.v[i];
+		struct jid c;
+		const char *why;
+		if (jid_parse(j->st->a, xml_attr_get(it, "jid"), &c, &why) < 0)
+			continue;
+		struct stanza *st = stanza_new(STANZA_PRESENCE, &c, &j->user,
+					       "subscribe");
+		const struct xml_elem *req = roster_item_request(it);
+		if (req != NULL)
+			xml_foreach_child(x, req)
+				xml_append_elem(st->x, xml_copy(st->a, x));
+		route_deliver(&j->origin, st);
+	}
 }
 
 static void broadcast_done(struct store *store, void *ud, int status)
@@ -328,7 +367,7 @@ static void broadcast_done(struct store *store, void *ud, int status)
 		/* §4.2.2, §4.4.2: the user's own available resources too. */
 		to_available(&j->user, st);
 		each_contact(j, &j->to_contacts, probe_one);
-		each_contact(j, &j->pending, pending_one);
+		pending_all(j);
 	}
 	stanza_free(&st);
 }

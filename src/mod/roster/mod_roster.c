@@ -149,9 +149,11 @@ static int set_locked(struct store *st, struct iq_ctx *ctx)
 			return -1;
 	} else {
 		struct xml_elem *it = merge(a, stored, r->item);
-		/* Room for the ver the store adds. */
-		struct buf out = { .max = ROSTER_ITEM_MAX - ROSTER_VER_ROOM };
-		bool fits = xml_serialize(&out, it, STR_LIT(NS_ROSTER)) == 0;
+		/* The store adds internal attributes and may keep a request:
+		 * ROSTER_ITEM_MAX leaves room for both. */
+		struct buf out = { .max = ROSTER_CLIENT_MAX };
+		bool fits = xml_serialize(&out, roster_item_client(a, it),
+					  STR_LIT(NS_ROSTER)) == 0;
 		buf_reset(&out);
 		if (!fits) {
 			r->err = STANZA_ERR_NOT_ACCEPTABLE;

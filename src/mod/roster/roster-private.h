@@ -28,8 +28,12 @@
 #include "subscription.h"
 
 #define NS_ROSTER "jabber:iq:roster"
-#define ROSTER_ITEM_MAX 4096 /* bytes of one stored item */
-#define ROSTER_VER_ROOM 32   /* of which the internal ver may take */
+#define ROSTER_CLIENT_MAX 4000  /* bytes of an item as clients see it */
+#define ROSTER_REQUEST_MAX 2048 /* of a stored request's extensions */
+/* Bytes of one stored item: the client's part, internal attributes and
+ * the stored subscription request. */
+#define ROSTER_ITEM_MAX 8192
+#define NS_ROSTER_INTERNAL "urn:stanzad:roster"
 /* Removals remembered per account for incremental roster gets; past it
  * the oldest is forgotten and older versions get the full roster. */
 #define ROSTER_TOMB_MAX 256
@@ -44,7 +48,14 @@ struct sub_item roster_item_state(const struct xml_elem *it);
 /* Writes s into the item's attributes. */
 void roster_item_set_state(struct arena *a, struct xml_elem *it,
 			   struct sub_item s);
-/* A copy as clients see it (internal attributes removed). */
+/* Keeps the children of an inbound subscribe (status, nick, ...) in the
+ * item, to be delivered again with the request (RFC 6121 §3.1.3 rule 4);
+ * children beyond ROSTER_REQUEST_MAX bytes are left out. */
+void roster_item_keep_request(struct arena *a, struct xml_elem *it,
+			      const struct xml_elem *subscribe);
+/* The kept request (its children are the subscribe's), or NULL. */
+const struct xml_elem *roster_item_request(const struct xml_elem *it);
+/* A copy as clients see it (internal attributes and request removed). */
 struct xml_elem *roster_item_client(struct arena *a,
 				    const struct xml_elem *it);
 /* Is it a roster item clients see (stored and in the roster)? */

@@ -79,6 +79,38 @@ struct sub_item roster_item_state(const struct xml_elem *it)
 	return s;
 }
 
+const struct xml_elem *roster_item_request(const struct xml_elem *it)
+{
+	return it ? xml_child(it, NS_ROSTER_INTERNAL, "request") : NULL;
+}
+
+static void drop_request(struct xml_elem *it)
+{
+	struct xml_elem *r = (struct xml_elem *)roster_item_request(it);
+	if (r != NULL)
+		xml_remove_child(r);
+}
+
+void roster_item_keep_request(struct arena *a, struct xml_elem *it,
+			      const struct xml_elem *subscribe)
+{
+	drop_request(it);
+	struct xml_elem *r = xml_add_child(a, it, STR_LIT(NS_ROSTER_INTERNAL),
+					   STR_LIT("request"));
+	size_t room = ROSTER_REQUEST_MAX;
+	xml_foreach_child(c, subscribe) {
+		struct buf b = { .max = room };
+		bool fits = xml_serialize(&b, c,
+					  STR_LIT(NS_ROSTER_INTERNAL)) == 0;
+		size_t len = b.len;
+		buf_reset(&b);
+		if (!fits)
+			continue; /* the rest may still fit */
+		xml_append_elem(r, xml_copy(a, c));
+		room -= len;
+	}
+}
+
 void roster_item_set_state(struct arena *a, struct xml_elem *it,
 			   struct sub_item s)
 {
@@ -91,6 +123,9 @@ void roster_item_set_state(struct arena *a, struct xml_elem *it,
 		     sub_state_pending_in(s.state) ? STR_LIT("true") : STR_NULL);
 	xml_attr_set(a, it, "in-roster",
 		     s.in_roster ? STR_NULL : STR_LIT("false"));
+	/* A request is kept only while it waits for an answer. */
+	if (!sub_state_pending_in(s.state))
+		drop_request(it);
 }
 
 struct xml_elem *roster_item_client(struct arena *a,
@@ -100,6 +135,7 @@ struct xml_elem *roster_item_client(struct arena *a,
 	xml_attr_set(a, c, "pending-in", STR_NULL);
 	xml_attr_set(a, c, "in-roster", STR_NULL);
 	xml_attr_set(a, c, "ver", STR_NULL);
+	drop_request(c);
 	return c;
 }
 
