@@ -509,6 +509,56 @@ static const struct iq_route register_iq[] = {
 	{ 0 },
 };
 
+/* ---- a session bound while its account was being removed ---- */
+
+struct bound_check {
+	struct sess_ref ref;
+	char *host, *user;
+};
+
+static int bound_work(struct store *st, void *ud)
+{
+	struct bound_check *b = ud;
+	return accounts_exists(st, b->host, b->user);
+}
+
+static void bound_done(struct store *st, void *ud, int status)
+{
+	(void)st;
+	struct bound_check *b = ud;
+	if (status == 1)
+		route_kick(&b->ref, STREAM_ERR_NOT_AUTHORIZED,
+			   "account removed");
+	free(b->host);
+	free(b->user);
+	free(b);
+}
+
+/*
+ * A login that passed SASL just before a removal may bind just after the
+ * removal ended the account's sessions. The check is keyed on the account,
+ * so it runs after a removal already queued: either the removal's kick
+ * finds this session bound, or this finds the account gone.
+ */
+static enum hook_ret register_bound(struct hook_ctx *ctx)
+{
+	struct bound_check *b = xcalloc(1, sizeof(*b));
+	b->ref = (struct sess_ref){ .shard = ctx->shard,
+				    .conn_id = ctx->conn_id };
+	b->host = str_xdup(ctx->user->domain);
+	b->user = str_xdup(ctx->user->node);
+	struct arena *a = arena_new(0);
+	store_queue_keyed(server.store, jid_to_str(a, ctx->user, true),
+			  bound_work, bound_done, b);
+	arena_destroy(&a);
+	return HOOK_PASS;
+}
+
+static const struct hook register_hooks[] = {
+	{ EV_SESSION_BOUND, 50, register_bound },
+	{ 0 },
+};
+
 const struct module mod_register = {
 	.name = "register",
 	.spec = "XEP-0077",
@@ -517,4 +567,5 @@ const struct module mod_register = {
 	.advertised = register_advertised,
 	.stream_features = register_stream_features,
 	.preauth_iq = register_preauth,
+	.hooks = register_hooks,
 };

@@ -526,3 +526,18 @@ def test_remove_cancels_subscriptions(server_factory):
                                          'unsubscribed'), 8)
         assert roster_items(b)['alice@localhost'] == ('none', None)
         assert roster_items(c)['alice@localhost'] == ('none', None)
+
+
+def test_session_bound_after_removal_is_ended(server):
+    """A login that passed SASL before the account was removed, and binds
+    after the removal ended its sessions, is ended too."""
+    late = RawStream(server.c2s_port)
+    with late:
+        late.secure()
+        late.authenticate('alice', server.passwords['alice'])
+        with rawstream.logged_in(server, 'alice', 'r') as s:
+            expect_result(s.iq('set', query(field('remove'))))
+            s.expect_stream_error('not-authorized')
+        late.jid = late.bind('late')
+        late.expect_stream_error('not-authorized')
+    assert 'alice' not in accounts(server)
