@@ -16,6 +16,7 @@
 #include "../core/shard.h"
 #include "../core/xmalloc.h"
 #include "../net/conn.h"
+#include "../store/accounts.h"
 #include "../xmpp/ns.h"
 #include "hooks.h"
 #include "iq.h"
@@ -176,8 +177,12 @@ void stanza_set_error(struct arena *a, struct xml_elem *x,
 
 void route_bounce(struct stanza *st, enum stanza_err err, const char *text)
 {
-	if (str_eq_c(st->type, "error") || st->kind == STANZA_PRESENCE) {
-		/* RFC 6120 §8.3.1: never answer an error with an error. */
+	if (str_eq_c(st->type, "error") || st->kind == STANZA_PRESENCE ||
+	    (st->kind == STANZA_IQ && str_eq_c(st->type, "result"))) {
+		/* RFC 6120 §8.3.1: never answer an error with an error;
+		 * §8.2.3: nor an iq result with anything (its sender waits
+		 * for nothing, and an error would look like a reply to a
+		 * request it never sent). */
 		stanza_free(&st);
 		return;
 	}
@@ -348,6 +353,85 @@ static void message_to_bare(struct stanza *st, struct str bare,
 	route_deliver(&refs[0], st);
 }
 
+/* RFC 6121 §8.5.3.2.1: a message to a full JID that matches no resource
+ * goes on as to the bare JID only if it is a chat (or an error, which the
+ * bare JID's rules then ignore). A normal or groupchat message comes back
+ * with <service-unavailable/> (option b: a room learns that its occupant
+ * left, a sender that it may retry at the bare JID); a headline is
+ * dropped (option a, as headlines nobody takes are everywhere else).
+ * Returns false if st is still the caller's. */
+static bool message_to_gone_resource(struct stanza *st)
+{
+	if (str_eq_c(st->type, "chat") || str_eq_c(st->type, "error"))
+		return false;
+	if (str_eq_c(st->type, "headline"))
+		stanza_free(&st);
+	else
+		route_bounce(st, STANZA_ERR_SERVICE_UNAVAILABLE, NULL);
+	return true;
+}
+
+/* ---- an iq get or set for an account's bare JID ---- */
+
+/*
+ * RFC 6121 §8.5.1: an iq for an account that does not exist gets
+ * <service-unavailable/>; the modules that answer for an account (ping,
+ * disco, vCard...) must not answer for anyone. An account that has a bound
+ * session, or that sent the iq, exists; otherwise the store says, as a
+ * keyed job of that account (in order with its other work).
+ */
+struct iq_check {
+	struct stanza *st;
+	size_t host_idx;
+	const char *host, *user;
+	bool missing;
+};
+
+static int iq_check_work(struct store *store, void *ud)
+{
+	struct iq_check *c = ud;
+	int rc = accounts_exists(store, c->host, c->user);
+	c->missing = rc == 1;
+	return rc < 0 ? -1 : 0;
+}
+
+static void iq_check_done(struct store *store, void *ud, int status)
+{
+	(void)store;
+	struct iq_check *c = ud; /* in st's arena */
+	struct stanza *st = c->st;
+	const char *text = NULL;
+	if (status == UV_ECANCELED)
+		stanza_free(&st); /* shutting down: nobody to answer */
+	else if (status < 0)
+		route_bounce(st, iq_job_error(status, &text), text);
+	else if (c->missing)
+		route_bounce(st, STANZA_ERR_SERVICE_UNAVAILABLE, NULL);
+	else
+		iq_dispatch(st, c->host_idx, TO_BARE);
+}
+
+static void iq_to_bare(struct stanza *st, struct str bare, size_t host_idx)
+{
+	struct sess_ref ref;
+	bool request = str_eq_c(st->type, "get") || str_eq_c(st->type, "set");
+	if (!request || jid_bare_eq(&st->from, &st->to) ||
+	    sessions_find_all(bare, &ref, 1) > 0) {
+		iq_dispatch(st, host_idx, TO_BARE);
+		return;
+	}
+	struct iq_check *c = arena_zalloc(st->a, sizeof(*c));
+	if (c == NULL) {
+		route_bounce(st, STANZA_ERR_RESOURCE_CONSTRAINT, NULL);
+		return;
+	}
+	c->st = st;
+	c->host_idx = host_idx;
+	c->host = server.conf->hosts[host_idx];
+	c->user = arena_strdup(st->a, st->to.node).p;
+	store_queue_keyed(server.store, bare, iq_check_work, iq_check_done, c);
+}
+
 enum hook_event hook_event_of(enum stanza_kind kind, bool out)
 {
 	switch (kind) {
@@ -380,19 +464,25 @@ static void to_account(struct stanza *st, size_t host_idx)
 			route_deliver(&ref, st);
 			return;
 		}
-		/* RFC 6121 §8.5.3.2: no such resource. A message goes as if
-		 * to the bare JID (§8.5.3.2.1), presence is dropped below. */
+		/* RFC 6121 §8.5.3.2: no such resource. A chat goes as if to
+		 * the bare JID (§8.5.3.2.1), presence is dropped below
+		 * (§8.5.3.2.2; mod_presence took the subscription types and
+		 * probes), an iq request gets <service-unavailable/>
+		 * (§8.5.3.2.3; route_bounce drops results and errors). */
 		if (st->kind == STANZA_IQ) {
 			route_bounce(st, STANZA_ERR_SERVICE_UNAVAILABLE, NULL);
 			return;
 		}
+		if (st->kind == STANZA_MESSAGE &&
+		    message_to_gone_resource(st))
+			return;
 	}
 	switch (st->kind) {
 	case STANZA_MESSAGE:
 		message_to_bare(st, bare, host_idx);
 		return;
 	case STANZA_IQ:
-		iq_dispatch(st, host_idx, TO_BARE);
+		iq_to_bare(st, bare, host_idx);
 		return;
 	case STANZA_PRESENCE:
 		/* What no hook took (mod_presence, RFC 6121 §4) is dropped. */

@@ -1,7 +1,8 @@
 """XEP-0012 Last Activity: the server's uptime (§5); an account's time
 since its last logout and the status of its last unavailable presence
 (§4), 0 while it has a connected resource, only for itself and contacts
-with a From subscription (else forbidden, also for unknown accounts);
+with a From subscription (else forbidden; an account that does not exist
+gets service-unavailable, RFC 6121 §8.5.1);
 persistence across a restart; the disco feature."""
 
 import sqlite3
@@ -150,8 +151,10 @@ def test_unauthorized_requesters_are_forbidden(server):
         assert last_error(c, server.jid('bob')) == ('auth', ['forbidden'])
         # bob's subscription is the other way (alice's item: To only).
         assert last_error(b, server.jid('alice')) == ('auth', ['forbidden'])
-        # An unknown account looks the same: no presence leak.
-        assert last_error(c, 'nobody@localhost') == ('auth', ['forbidden'])
+        # An account that does not exist: RFC 6121 §8.5.1 (the server
+        # answers for no one).
+        assert last_error(c, 'nobody@localhost') == \
+            ('cancel', ['service-unavailable'])
         # Unchanged for everyone with a subscription.
         with rawstream.logged_in(server, 'alice') as a:
             assert last(a, server.jid('bob')) == (0, '')

@@ -155,10 +155,15 @@ def test_forbidden(server):
         expect_result(store(b, BOOKMARKS))
         evil = ("<storage xmlns='storage:bookmarks'><conference "
                 "jid='evil@conference.localhost'/></storage>")
-        for to in ('bob@localhost', 'nobody@localhost', 'localhost'):
+        for to in ('bob@localhost', 'localhost'):
             expect_error(store(a, evil, to=to), 'forbidden')
             expect_error(fetch(a, "<storage xmlns='storage:bookmarks'/>",
                                to=to), 'forbidden')
+        # An account that does not exist: RFC 6121 §8.5.1.
+        expect_error(store(a, evil, to='nobody@localhost'),
+                     'service-unavailable')
+        expect_error(fetch(a, "<storage xmlns='storage:bookmarks'/>",
+                           to='nobody@localhost'), 'service-unavailable')
         assert stored(fetch(b, "<storage xmlns='storage:bookmarks'/>")) \
             == expected(BOOKMARKS)
         assert stored(fetch(a, "<storage xmlns='storage:bookmarks'/>")) \
