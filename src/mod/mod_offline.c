@@ -81,16 +81,20 @@ static struct offline_job *job_new(struct stanza *st, const struct jid *user)
 
 /* ---- storing ---- */
 
-/* XEP-0203: when and by whom the message was delayed. */
-static void stamp(struct stanza *st, const char *host)
+/* XEP-0203: when and by whom the message was delayed. Returns the
+ * element added. */
+static struct xml_elem *stamp(struct stanza *st, const char *host)
 {
 	char when[XEP82_DATETIME_LEN];
 	xep82_now(when);
 	struct xml_elem *d = xml_add_child(st->a, st->x, STR_LIT(NS_DELAY),
 					   STR_LIT("delay"));
+	if (d == NULL)
+		return NULL; /* the stanza's arena is full: stored unstamped */
 	xml_attr_set(st->a, d, "from", str_c(host));
 	xml_attr_set(st->a, d, "stamp", str_c(when));
 	xml_add_text(st->a, d, STR_LIT("Offline Storage"));
+	return d;
 }
 
 static int store_work(struct store *store, void *ud)
@@ -108,8 +112,12 @@ static int store_work(struct store *store, void *ud)
 		j->result = FULL;
 		return 0;
 	}
+	/* Stamped for storage only: a bounce returns the message as sent. */
+	struct xml_elem *d = stamp(j->st, j->host);
 	struct buf b = { 0 };
 	rc = xml_serialize(&b, j->st->x, STR_LIT(NS_CLIENT));
+	if (d != NULL)
+		xml_remove_child(d);
 	struct str from = jid_to_str(j->st->a, &j->st->from, true);
 	if (rc == 0)
 		rc = store_archive_append(store, "offline", j->host, j->user,
@@ -150,7 +158,6 @@ static enum hook_ret offline_store(struct hook_ctx *ctx)
 	    !(st->type.len == 0 || str_eq_c(st->type, "chat") ||
 	      str_eq_c(st->type, "normal")))
 		return HOOK_PASS;
-	stamp(st, server.conf->hosts[ctx->host_idx]);
 	struct jid user = st->to;
 	user.resource = STR_NULL;
 	struct offline_job *j = job_new(st, &user);

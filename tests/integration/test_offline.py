@@ -117,6 +117,8 @@ async def test_limit(server_factory):
         err = await asyncio.wait_for(errors.get(), 5)
         assert err['error']['condition'] == 'service-unavailable'
         assert err['body'] == 'm2'
+        # Returned as sent: the storage stamp is not the sender's.
+        assert err.xml.find('{urn:xmpp:delay}delay') is None
     await wait_stored(srv, 2)
     await receive_all(srv, ['m0', 'm1'])
 
@@ -128,6 +130,7 @@ async def test_unknown_account_refused(server):
         a.send_message(mto='nobody@localhost', mbody='hello?', mtype='chat')
         err = await asyncio.wait_for(errors.get(), 5)
         assert err['error']['condition'] == 'service-unavailable'
+        assert err.xml.find('{urn:xmpp:delay}delay') is None
 
 
 async def test_headline_not_stored(server):

@@ -6,6 +6,7 @@ expected event on its own; the exact order is pinned by the scripts in
 tests/scripts/subscription-approve*.xmppt."""
 
 import asyncio
+import sqlite3
 
 import clients
 
@@ -170,3 +171,46 @@ async def test_removal_cancels_both_ways(server):
         await until_state(h, 'carol@localhost', 'none')
         pres = await presence_of(h, g.boundjid, 'unavailable')
         assert pres['from'] == g.boundjid
+
+
+async def test_probe_to_full_jid_reveals_that_resource_only(server):
+    """RFC 6121 §4.3.2: a probe to a full JID learns about the addressed
+    resource alone; one that is not there gives unavailable."""
+    async with clients.connected(server, 'carol/g', 'wendy/h1',
+                                 'wendy/h2') as (g, h1, h2):
+        manual(g), manual(h1), manual(h2)
+        await subscribe(g, h1, 'wendy@localhost')
+        await until_state(g, 'wendy@localhost', 'to')
+        # The approval brought both resources' presence: take it first.
+        await presence_of(g, h1.boundjid)
+        await presence_of(g, h2.boundjid)
+        g.send_presence(pto='wendy@localhost/h1', ptype='probe')
+        pres = await presence_of(g, h1.boundjid)
+        assert pres['from'] == h1.boundjid
+        g.send_presence(pto='wendy@localhost/gone', ptype='probe')
+        pres = await presence_of(g, 'wendy@localhost', 'unavailable')
+        assert pres['from'].bare == 'wendy@localhost'
+        # Nothing from h2 came meanwhile; a probe to the bare JID shows
+        # both (proving h2 is available to be seen).
+        seen = g.__dict__.get('seen_presences', [])
+        assert not [p for p in seen if p['from'] == h2.boundjid], seen
+        g.send_presence(pto='wendy@localhost', ptype='probe')
+        await presence_of(g, h2.boundjid)
+
+
+async def test_subscription_to_missing_account_leaves_nothing(server):
+    """§8.5.1: subscription stanzas for an account that does not exist are
+    ignored, and no roster record is made for it."""
+    async with clients.connected(server, 'carol/g') as (g,):
+        # (A request would leave Pending In in an existing account.)
+        g.send_presence(pto='nobody@localhost', ptype='subscribe')
+        await g['xep_0199'].ping('localhost', timeout=5)
+        await asyncio.sleep(0.3)
+    db = sqlite3.connect(f'file:{server.data_dir / "stanzad.db"}?mode=ro',
+                         uri=True, timeout=5)
+    try:
+        rows = db.execute("SELECT count(*) FROM roster WHERE user = "
+                          "'nobody'").fetchone()[0]
+    finally:
+        db.close()
+    assert rows == 0

@@ -27,6 +27,7 @@
 #include "../../core/shard.h"
 #include "../../router/route.h"
 #include "../../router/sessions.h"
+#include "../../store/accounts.h"
 #include "../../store/shapes.h"
 #include "../module.h"
 #include "roster-private.h"
@@ -117,22 +118,30 @@ static void set_addr(struct stanza *st, const struct jid *from,
 /* ---- sending on behalf of the user ---- */
 
 /* Asks each available resource of user to send op to `to`. */
-static void ask_sessions(const struct jid *user, const struct jid *to,
-			 enum stanza_op op)
+static void ask_session(const struct sess_ref *ref, const struct jid *user,
+			const struct jid *to, enum stanza_op op)
+{
+	struct stanza *st = stanza_new(STANZA_PRESENCE, to, user, "probe");
+	st->op = op;
+	route_deliver(ref, st);
+}
+
+/* Asks every available resource of user to do op for to; returns how
+ * many were asked. */
+static size_t ask_sessions(const struct jid *user, const struct jid *to,
+			   enum stanza_op op)
 {
 	struct arena *a = arena_new(0);
 	struct str bare = jid_to_str(a, user, true);
 	struct sess_ref refs[SESS_MAX_RESOURCES];
-	size_t n = sessions_find_all(bare, refs, ARRAY_SIZE(refs));
-	for (size_t i = 0; i < n; i++) {
-		if (!refs[i].available)
-			continue;
-		struct stanza *st = stanza_new(STANZA_PRESENCE, to, user,
-					       "probe");
-		st->op = op;
-		route_deliver(&refs[i], st);
-	}
+	size_t n = sessions_find_all(bare, refs, ARRAY_SIZE(refs)), asked = 0;
+	for (size_t i = 0; i < n; i++)
+		if (refs[i].available) {
+			ask_session(&refs[i], user, to, op);
+			asked++;
+		}
 	arena_destroy(&a);
+	return asked;
 }
 
 static void send_typed(const struct jid *from, const struct jid *to,
@@ -206,6 +215,15 @@ static int sub_work(struct store *store, void *ud)
 {
 	struct pres_job *j = ud;
 	struct arena *a = j->st->a;
+	if (!j->outbound) {
+		/* §8.5.1: for an account that does not exist, nothing (and
+		 * no roster record for it either). */
+		int rc = accounts_exists(store, j->host, j->node);
+		if (rc != 0) {
+			j->res = (struct sub_result){ 0 };
+			return rc < 0 ? -1 : 0;
+		}
+	}
 	if (store_begin(store) < 0)
 		return -1;
 	struct xml_elem *it;
@@ -378,18 +396,21 @@ static void probe_done(struct store *store, void *ud, int status)
 	struct pres_job *j = ud;
 	struct stanza *st = j->st;
 	if (status >= 0 && j->probe) {
-		/* §4.3.2: the contact may see the user's presence. */
-		struct arena *a = arena_new(0);
-		struct sess_ref refs[SESS_MAX_RESOURCES];
-		size_t n = sessions_find_all(jid_to_str(a, &j->user, true), refs,
-					     ARRAY_SIZE(refs));
-		bool any = false;
-		for (size_t i = 0; i < n; i++)
-			any |= refs[i].available;
-		arena_destroy(&a);
-		if (any)
-			ask_sessions(&j->user, &st->from, STANZA_OP_PRESENCE_TO);
-		else
+		/* §4.3.2: the contact may see the user's presence; a probe
+		 * to a full JID learns about that resource alone. */
+		struct sess_ref ref;
+		size_t asked = 0;
+		if (st->to.resource.len == 0) {
+			asked = ask_sessions(&j->user, &st->from,
+					     STANZA_OP_PRESENCE_TO);
+		} else if (sessions_find(jid_to_str(st->a, &j->user, true),
+					 st->to.resource, &ref) &&
+			   ref.available) {
+			ask_session(&ref, &j->user, &st->from,
+				    STANZA_OP_PRESENCE_TO);
+			asked = 1;
+		}
+		if (asked == 0)
 			send_typed(&j->user, &st->from, "unavailable");
 	}
 	stanza_free(&st);
