@@ -19,6 +19,7 @@
 #include "../core/hmap.h"
 #include "../core/log.h"
 #include "../core/shard.h"
+#include "../core/xmalloc.h"
 #include "conn.h"
 #include "tls.h"
 
@@ -169,20 +170,29 @@ void conn_abort(struct conn *c)
 	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
 
+/* Also called with UV_ECANCELED when the handle closes first, always
+ * before on_handle_closed: c is still there. */
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
 	(void)status;
-	conn_abort(req->data);
+	struct conn *c = req->data;
+	free(req);
+	c->sreq = NULL;
+	conn_abort(c);
 }
 
 /* Called when nothing is left to write on a closing conn. */
 static void finish_close(struct conn *c)
 {
-	if (c->state != CONN_CLOSING)
+	if (c->state != CONN_CLOSING || c->sreq != NULL)
 		return;
-	c->sreq.data = c;
-	if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
+	c->sreq = xmalloc(sizeof(*c->sreq));
+	c->sreq->data = c;
+	if (uv_shutdown(c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+		free(c->sreq);
+		c->sreq = NULL;
 		conn_abort(c);
+	}
 }
 
 static void on_grace_timeout(uv_timer_t *t)
@@ -206,9 +216,12 @@ void conn_close(struct conn *c)
 
 static void flush(struct conn *c);
 
+/* As on_shutdown, also called (UV_ECANCELED) before the close callback. */
 static void on_write(uv_write_t *req, int status)
 {
 	struct conn *c = req->data;
+	free(req);
+	c->wreq = NULL;
 	c->writing = false;
 	buf_reset(&c->inflight);
 	if (c->state == CONN_CLOSED)
@@ -253,9 +266,13 @@ static void flush(struct conn *c)
 	c->out = tmp;
 	c->out.max = c->inflight.max;
 	b = uv_buf_init(c->inflight.data, (unsigned)c->inflight.len);
-	c->wreq.data = c;
+	BUG_ON(c->wreq != NULL);
+	c->wreq = xmalloc(sizeof(*c->wreq));
+	c->wreq->data = c;
 	c->writing = true;
-	if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+	if (uv_write(c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+		free(c->wreq);
+		c->wreq = NULL;
 		c->writing = false;
 		conn_abort(c);
 	}

@@ -6,7 +6,8 @@
  * buffer; TLS runs over a BIO that reads straight from that buffer and
  * writes straight into the connection's output queue, so an idle
  * connection keeps no buffers of its own (and OpenSSL releases its record
- * buffers: SSL_MODE_RELEASE_BUFFERS).
+ * buffers: SSL_MODE_RELEASE_BUFFERS), nor libuv requests (allocated for a
+ * uv_write or uv_shutdown and freed in its callback).
  *
  * Output is queued by conn_write() and flushed once per loop iteration
  * (the shard's tick), so the replies to a batch of pipelined stanzas leave
@@ -60,8 +61,10 @@ enum conn_state {
 struct conn {
 	uv_tcp_t tcp;
 	uv_timer_t timer;
-	uv_write_t wreq;
-	uv_shutdown_t sreq;
+	/* Requests exist only while libuv has one: most output leaves by
+	 * uv_try_write, and a shutdown happens once. */
+	uv_write_t *wreq;
+	uv_shutdown_t *sreq;
 	const struct conn_ops *ops;
 	struct shard *shard;
 	uint64_t id;

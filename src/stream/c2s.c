@@ -546,7 +546,8 @@ static void do_bind(struct c2s *c, struct xml_elem *x, struct arena *a,
 	buf_append_c(&b, "/");
 	buf_append_str(&b, resource);
 	buf_append(&b, "", 1);
-	char *jid = b.data; /* NUL-terminated, owned */
+	/* NUL-terminated, owned; trimmed: it lives as long as the session */
+	char *jid = xrealloc(b.data, b.len);
 	struct sess_ref old, me = { .shard = c->conn.shard->id,
 				     .conn_id = c->conn.id };
 	int r = sessions_bind(STR(jid, bare_len), resource, me, &old);
@@ -677,7 +678,8 @@ static bool track_presence(struct c2s *c, struct xml_elem *x, struct arena *a)
 		if (copy && xml_serialize(&b, copy, STR_LIT(NS_CLIENT)) == 0 &&
 		    buf_append(&b, "", 1) == 0) {
 			free(c->last_presence);
-			c->last_presence = b.data;
+			/* trimmed: kept for the whole session */
+			c->last_presence = xrealloc(b.data, b.len);
 		} else {
 			buf_reset(&b);
 		}

@@ -8,15 +8,24 @@
  * unit (a first-level element, or the bytes before one) ever has more than
  * max_stanza + 1 bytes fed before the limits are checked: expat's buffer,
  * the pending text and the tree stay bounded by the limits, whatever the
- * size of a feed. After a pause expat still holds the bytes past the pause
- * point; they are dropped by resetting expat and re-priming it with the
- * stream header's name and namespace declarations before the next feed.
+ * size of a feed.
+ *
+ * Between stanzas a stream holds no expat parser at all: once a feed ends
+ * at a stanza boundary (or pauses, or the stream is over) expat and the
+ * text buffer are freed, and only the stream header's start tag is kept
+ * (p->prime: its name and namespace declarations). The next feed creates a
+ * parser and primes it with that tag, so parsing resumes in the same
+ * namespace context with no byte parsed twice. Positions restart with
+ * every parser; the whitespace count since the last stanza is carried over
+ * (gap_carry), so limits do not depend on how input was split.
  */
 #include <expat.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 
 #include "../core/buf.h"
 #include "../core/bug.h"
@@ -28,8 +37,6 @@
  * inside namespace URIs (CVE-2022-25236), and names cannot contain it, so
  * splitting is unambiguous. */
 #define NS_SEP '\n'
-/* Text buffer capacity kept between stanzas, so idle streams stay small. */
-#define TEXT_KEEP 4096
 /* Tree memory of a stanza: about 4 bytes per input byte, plus slack. */
 #define ARENA_FACTOR 4
 #define ARENA_SLACK (16 * 1024)
@@ -39,6 +46,8 @@
 /* Bytes expat may rescan for forced reparses of larger partial tokens in
  * one unit, per max_stanza. */
 #define REPARSE_FACTOR 8
+/* Bytes a parser takes at least before it is recycled (recycle_after). */
+#define RECYCLE_MIN 4096
 /* Sanity bound on max_stanza so positions never overflow. */
 #define MAX_STANZA_CEIL ((size_t)1 << 30)
 
@@ -66,18 +75,18 @@ enum xs_halt {
 	XS_RUN,
 	XS_PAUSED, /* a callback returned XML_PAUSE */
 	XS_ENDED,  /* the root closed; the rest is checked here, not by expat */
+	XS_RECYCLE, /* expat has parsed enough: go on with a new parser */
 	XS_ERROR,
 };
 
 struct xml_stream {
-	XML_Parser xp;
+	XML_Parser xp; /* NULL between stanzas and before the first byte */
 	const struct xml_limits *lim;
 	const struct xml_stream_cbs *cbs;
 	void *ud;
 	enum xs_state state;
 	enum xs_halt halt;
-	bool priming;	    /* parsing the synthetic header of reprime() */
-	bool need_reprime;  /* paused mid-stream: expat holds stale bytes */
+	bool priming;	    /* parsing the synthetic header of prime() */
 	bool deferral;	    /* expat's reparse deferral is on */
 	bool in_feed;	    /* catches calls from inside callbacks */
 	unsigned depth;	    /* open elements, the root included */
@@ -88,13 +97,22 @@ struct xml_stream {
 	XML_Index pause_pos;
 	size_t reparse;	   /* bytes rescanned by forced reparses */
 	size_t stream_off; /* caller bytes since reset, for encoding sniffing */
+	size_t gap_carry;  /* whitespace since the last stanza, from parsers
+			      already freed */
+	unsigned long salt; /* expat's hash salt, one draw per stream */
+	unsigned long parsers; /* expat parsers used, for statistics */
 	struct arena *arena; /* the stanza being built, NULL between stanzas */
 	struct xml_elem *cur; /* its innermost open element */
 	struct xml_text *text_node; /* text node still growing, or NULL */
 	struct buf text;	    /* its text once expat has split it */
-	struct buf root_qname;	    /* "prefix:local" of the root */
-	struct buf root_decls;	    /* its xmlns declarations, written */
+	/* While the header is parsed: the root's xmlns declarations, written
+	 * out, and its default namespace for stream_open. */
+	struct buf root_decls;
 	struct buf default_ns;
+	/* The root's start tag, rebuilt: "<" qname root_decls ">". NULL
+	 * before the header. */
+	char *prime;
+	size_t prime_len;
 	enum stream_err err;
 	const char *err_text;
 };
@@ -105,6 +123,18 @@ static size_t max_stanza(const struct xml_stream *p)
 {
 	size_t m = p->lim->max_stanza;
 	return m < MAX_STANZA_CEIL ? m : MAX_STANZA_CEIL;
+}
+
+/*
+ * Expat interns every element and attribute name it meets for the life of
+ * the parser (its DTD tables), about ten bytes of memory per input byte
+ * for distinct names. A peer whose reads never end between stanzas would
+ * keep one parser forever: past this many bytes a parser is replaced at
+ * the next stanza boundary.
+ */
+static size_t recycle_after(const struct xml_stream *p)
+{
+	return max_stanza(p) > RECYCLE_MIN ? max_stanza(p) : RECYCLE_MIN;
 }
 
 static size_t stanza_cap(const struct xml_stream *p)
@@ -254,14 +284,27 @@ static int text_flush(struct xml_stream *p)
 	return 0;
 }
 
-static void record_root_name(struct xml_stream *p, const struct qname *q)
+/* Saves the root's start tag for prime(), in one exact-size allocation:
+ * it is all an idle stream keeps of its header. */
+static void save_prime(struct xml_stream *p, const struct qname *q)
 {
-	p->root_qname.len = 0;
-	if (q->prefix.len) {
-		buf_append_str(&p->root_qname, q->prefix);
-		buf_append(&p->root_qname, ":", 1);
+	size_t pre = q->prefix.len ? q->prefix.len + 1 : 0;
+	size_t n = 1 + pre + q->local.len + p->root_decls.len + 1;
+	char *t = xmalloc(n);
+	t[0] = '<';
+	if (pre) {
+		memcpy(t + 1, q->prefix.p, q->prefix.len);
+		t[pre] = ':';
 	}
-	buf_append_str(&p->root_qname, q->local);
+	memcpy(t + 1 + pre, q->local.p, q->local.len);
+	if (p->root_decls.len)
+		memcpy(t + 1 + pre + q->local.len, p->root_decls.data,
+		       p->root_decls.len);
+	t[n - 1] = '>';
+	free(p->prime);
+	p->prime = t;
+	p->prime_len = n;
+	buf_reset(&p->root_decls);
 }
 
 static void root_open(struct xml_stream *p, const XML_Char *name,
@@ -286,7 +329,7 @@ static void root_open(struct xml_stream *p, const XML_Char *name,
 	}
 	struct qname q;
 	split_name(name, &q);
-	record_root_name(p, &q);
+	save_prime(p, &q);
 	p->depth = 1;
 	p->state = XS_OPEN;
 	p->gap_start = p->ev_end;
@@ -295,6 +338,7 @@ static void root_open(struct xml_stream *p, const XML_Char *name,
 						buf_str(&p->default_ns),
 						q.prefix);
 	arena_destroy(&a);
+	buf_reset(&p->default_ns);
 	if (r == XML_PAUSE)
 		cb_stop(p, XS_PAUSED);
 }
@@ -364,10 +408,10 @@ static void stanza_close(struct xml_stream *p)
 	p->cur = NULL;
 	p->gap_start = p->ev_end;
 	p->reparse = 0;
-	if (p->text.cap > TEXT_KEEP)
-		buf_reset(&p->text);
 	if (p->cbs->stanza(p->ud, e, a) == XML_PAUSE)
 		cb_stop(p, XS_PAUSED);
+	else if ((size_t)p->ev_end > recycle_after(p))
+		cb_stop(p, XS_RECYCLE);
 }
 
 static void XMLCALL on_end(void *ud, const XML_Char *name)
@@ -453,7 +497,7 @@ static void XMLCALL on_xml_decl(void *ud, const XML_Char *version,
 }
 
 /* The root's declarations: the default namespace for stream_open, and all
- * of them for reprime(). Declarations below the root need no bookkeeping:
+ * of them for prime(). Declarations below the root need no bookkeeping:
  * expat resolves them. */
 static void XMLCALL on_ns_decl(void *ud, const XML_Char *prefix,
 			       const XML_Char *uri)
@@ -579,6 +623,10 @@ static void expat_setup(struct xml_stream *p)
 {
 	XML_Parser xp = p->xp;
 	XML_SetUserData(xp, p);
+	/* Without a salt expat draws one from the system for every parser;
+	 * a stream makes a parser per busy spell, so it draws once. */
+	if (p->salt != 0)
+		XML_SetHashSalt(xp, p->salt);
 	XML_SetReturnNSTriplet(xp, XML_TRUE);
 	XML_SetParamEntityParsing(xp, XML_PARAM_ENTITY_PARSING_NEVER);
 	XML_SetElementHandler(xp, on_start, on_end);
@@ -594,23 +642,77 @@ static void expat_setup(struct xml_stream *p)
 	set_deferral(p, true);
 }
 
-/* Everything but expat and the buffers' memory back to a fresh stream. */
+/*
+ * One reset expat parser per thread waits for the next stream that needs
+ * one: a new parser mallocs its buffers, tag and binding structs on first
+ * use, which costs more than the stanza it then parses; a reset keeps them
+ * (and clears everything else, the hash salt included). Threads that end
+ * free theirs through the key's destructor.
+ */
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+
+static void spare_free(void *xp)
+{
+	XML_ParserFree(xp);
+}
+
+static void spare_key_init(void)
+{
+	BUG_ON(pthread_key_create(&spare_key, spare_free) != 0);
+}
+
+static XML_Parser spare_take(void)
+{
+	BUG_ON(pthread_once(&spare_once, spare_key_init) != 0);
+	XML_Parser xp = pthread_getspecific(spare_key);
+	if (xp != NULL)
+		BUG_ON(pthread_setspecific(spare_key, NULL) != 0);
+	return xp;
+}
+
+static void spare_put(XML_Parser xp)
+{
+	BUG_ON(pthread_once(&spare_once, spare_key_init) != 0);
+	if (pthread_getspecific(spare_key) != NULL ||
+	    XML_ParserReset(xp, "UTF-8") != XML_TRUE ||
+	    pthread_setspecific(spare_key, xp) != 0)
+		XML_ParserFree(xp);
+}
+
+/* Gives up expat and frees the text buffer. Only at a point where expat
+ * holds nothing the stream needs: between stanzas (what it holds past a
+ * pause point is what the caller feeds again), or once the stream is
+ * over. */
+static void expat_drop(struct xml_stream *p)
+{
+	if (p->xp == NULL)
+		return;
+	BUG_ON(p->arena != NULL || p->text_node != NULL);
+	spare_put(p->xp);
+	p->xp = NULL;
+	buf_reset(&p->text);
+}
+
+/* Everything but the limits and callbacks back to a fresh stream. */
 static void state_init(struct xml_stream *p)
 {
 	arena_destroy(&p->arena);
+	p->cur = NULL;
+	p->text_node = NULL;
+	expat_drop(p);
 	p->state = XS_HEADER;
 	p->halt = XS_RUN;
-	p->priming = p->need_reprime = false;
+	p->priming = false;
 	p->depth = 0;
 	p->fed = p->ev_end = p->gap_start = 0;
 	p->stanza_start = p->pause_pos = 0;
-	p->reparse = p->stream_off = 0;
-	p->cur = NULL;
-	p->text_node = NULL;
-	p->text.len = 0;
-	if (p->text.cap > TEXT_KEEP)
-		buf_reset(&p->text);
-	p->root_qname.len = p->root_decls.len = p->default_ns.len = 0;
+	p->reparse = p->stream_off = p->gap_carry = 0;
+	buf_reset(&p->root_decls);
+	buf_reset(&p->default_ns);
+	free(p->prime);
+	p->prime = NULL;
+	p->prime_len = 0;
 	p->err = STREAM_ERR_NONE;
 	p->err_text = NULL;
 }
@@ -618,14 +720,14 @@ static void state_init(struct xml_stream *p)
 struct xml_stream *xml_stream_new(const struct xml_limits *lim,
 				  const struct xml_stream_cbs *cbs, void *ud)
 {
-	static const XML_Char sep = NS_SEP;
 	struct xml_stream *p = xcalloc(1, sizeof(*p));
 	p->lim = lim;
 	p->cbs = cbs;
 	p->ud = ud;
-	p->xp = XML_ParserCreate_MM("UTF-8", &xml_mem, &sep);
-	BUG_ON(p->xp == NULL);
-	expat_setup(p);
+	/* On failure the salt stays 0 and expat draws its own. */
+	if (getrandom(&p->salt, sizeof(p->salt), GRND_NONBLOCK) !=
+	    (ssize_t)sizeof(p->salt))
+		p->salt = 0;
 	state_init(p);
 	return p;
 }
@@ -635,45 +737,67 @@ void xml_stream_free(struct xml_stream *p)
 	if (p == NULL)
 		return;
 	BUG_ON(p->in_feed);
-	XML_ParserFree(p->xp);
-	arena_destroy(&p->arena);
-	buf_reset(&p->text);
-	buf_reset(&p->root_qname);
-	buf_reset(&p->root_decls);
-	buf_reset(&p->default_ns);
+	state_init(p);
 	free(p);
 }
 
 void xml_stream_reset(struct xml_stream *p)
 {
 	BUG_ON(p->in_feed);
-	BUG_ON(XML_ParserReset(p->xp, "UTF-8") != XML_TRUE);
-	expat_setup(p);
 	state_init(p);
 }
 
-/* After a pause expat is suspended with the unparsed rest of its input,
- * which the caller will feed again: start a new expat parser inside an
- * open root with the same name and namespace bindings instead. */
-static void reprime(struct xml_stream *p)
+/* Inside an open stream: a new expat parser, fed the saved start tag of
+ * the root so that it has the same name and namespace bindings. Positions
+ * start after it; the whitespace already seen since the last stanza still
+ * counts (gap_start may lie before the parser's first byte). */
+static void prime(struct xml_stream *p)
 {
-	BUG_ON(XML_ParserReset(p->xp, "UTF-8") != XML_TRUE);
-	expat_setup(p);
-	struct buf *b = &p->text; /* empty between stanzas */
-	BUG_ON(b->len != 0 || p->arena != NULL);
-	buf_append(b, "<", 1);
-	buf_append_str(b, buf_str(&p->root_qname));
-	buf_append_str(b, buf_str(&p->root_decls));
-	buf_append(b, ">", 1);
+	BUG_ON(p->prime == NULL || p->arena != NULL);
 	p->priming = true;
 	p->depth = 0;
-	enum XML_Status st = XML_Parse(p->xp, b->data, (int)b->len, XML_FALSE);
+	enum XML_Status st = XML_Parse(p->xp, p->prime, (int)p->prime_len,
+				       XML_FALSE);
 	BUG_ON(st != XML_STATUS_OK || p->depth != 1);
 	p->priming = false;
-	p->fed = p->ev_end = p->gap_start = (XML_Index)b->len;
+	p->fed = p->ev_end = (XML_Index)p->prime_len;
+	p->gap_start = p->fed - (XML_Index)p->gap_carry;
+	p->gap_carry = 0;
 	p->reparse = 0;
-	p->need_reprime = false;
-	b->len = 0;
+}
+
+/* Makes the expat parser a feed needs: a fresh one for a new stream, or a
+ * primed one inside an open stream. */
+static void expat_make(struct xml_stream *p)
+{
+	static const XML_Char sep = NS_SEP;
+	p->xp = spare_take();
+	if (p->xp == NULL)
+		p->xp = XML_ParserCreate_MM("UTF-8", &xml_mem, &sep);
+	BUG_ON(p->xp == NULL);
+	p->parsers++;
+	expat_setup(p);
+	if (p->state == XS_OPEN)
+		prime(p);
+}
+
+/* After a feed: between stanzas, or after the end, the stream keeps only
+ * the saved start tag (and the whitespace count since the last stanza). */
+static void expat_release(struct xml_stream *p)
+{
+	if (p->xp == NULL || p->state == XS_HEADER)
+		return;
+	if (p->state == XS_OPEN) {
+		if (p->arena != NULL || p->ev_end != p->fed)
+			return;
+		p->gap_carry = (size_t)(p->ev_end - p->gap_start);
+	} else {
+		/* over: a failed stream's partial stanza is of no use */
+		arena_destroy(&p->arena);
+		p->cur = NULL;
+		p->text_node = NULL;
+	}
+	expat_drop(p);
 }
 
 /* UTF-16 and UTF-32 show as a BOM or NUL bytes at the start, which are
@@ -776,30 +900,25 @@ static int suspended(struct xml_stream *p, const char *data, size_t len,
 		*done = len;
 		return 0;
 	}
-	BUG_ON(why != XS_PAUSED);
-	p->need_reprime = p->state == XS_OPEN;
+	BUG_ON(why != XS_PAUSED && why != XS_RECYCLE);
+	/* Expat holds the bytes past the pause point, which the caller
+	 * feeds again (or feed() does, for XS_RECYCLE): the next slice
+	 * starts with a new parser. */
+	if (p->state == XS_OPEN) {
+		p->gap_carry = (size_t)(p->ev_end - p->gap_start);
+		expat_drop(p);
+	}
 	*done = upto;
-	return 1;
+	return why == XS_RECYCLE ? 2 : 1;
 }
 
-static int feed(struct xml_stream *p, const char *data, size_t len,
-		size_t *done)
+/* Feeds data to the current expat parser (made first if there is none).
+ * Returns as feed(), or 2 when expat was recycled after *done bytes. */
+static int feed_expat(struct xml_stream *p, const char *data, size_t len,
+		      size_t *done)
 {
-	if (p->state == XS_FAILED)
-		return -1;
-	if (p->need_reprime)
-		reprime(p);
-	if (p->state == XS_CLOSED) {
-		if (trailing(p, data, len) < 0)
-			return -1;
-		*done = len;
-		return 0;
-	}
-	if (bad_encoding(p, data, len)) {
-		set_error(p, STREAM_ERR_UNSUPPORTED_ENCODING,
-			  "not UTF-8 (BOM or NUL byte)");
-		return -1;
-	}
+	if (p->xp == NULL)
+		expat_make(p);
 	XML_Index base = p->fed;
 	for (size_t off = 0; off < len;) {
 		size_t n = slice_len(p, len - off);
@@ -821,6 +940,33 @@ static int feed(struct xml_stream *p, const char *data, size_t len,
 	return 0;
 }
 
+static int feed(struct xml_stream *p, const char *data, size_t len,
+		size_t *done)
+{
+	if (p->state == XS_FAILED)
+		return -1;
+	if (p->state == XS_CLOSED) {
+		if (trailing(p, data, len) < 0)
+			return -1;
+		*done = len;
+		return 0;
+	}
+	if (bad_encoding(p, data, len)) {
+		set_error(p, STREAM_ERR_UNSUPPORTED_ENCODING,
+			  "not UTF-8 (BOM or NUL byte)");
+		return -1;
+	}
+	size_t off = 0;
+	int r;
+	do {
+		size_t n = 0;
+		r = feed_expat(p, data + off, len - off, &n);
+		off += n;
+	} while (r == 2 && off < len);
+	*done = off;
+	return r == 2 ? 0 : r;
+}
+
 int xml_stream_feed(struct xml_stream *p, const char *data, size_t len,
 		    size_t *consumed_r, enum stream_err *err_r,
 		    const char **text_r)
@@ -829,6 +975,7 @@ int xml_stream_feed(struct xml_stream *p, const char *data, size_t len,
 	p->in_feed = true;
 	size_t done = 0;
 	int r = feed(p, data, len, &done);
+	expat_release(p);
 	p->in_feed = false;
 	if (consumed_r)
 		*consumed_r = done;
@@ -845,7 +992,7 @@ bool xml_stream_idle(const struct xml_stream *p)
 	case XS_HEADER:
 		return p->fed == 0;
 	case XS_OPEN:
-		return p->need_reprime ||
+		return p->xp == NULL ||
 		       (p->arena == NULL && p->ev_end == p->fed);
 	case XS_CLOSED:
 		return true;
@@ -853,6 +1000,15 @@ bool xml_stream_idle(const struct xml_stream *p)
 		return false;
 	}
 	return false;
+}
+
+void xml_stream_get_stats(const struct xml_stream *p,
+			  struct xml_stream_stats *st)
+{
+	st->parked = p->xp == NULL && p->arena == NULL && p->text.cap == 0 &&
+		     p->root_decls.cap == 0 && p->default_ns.cap == 0;
+	st->parked_bytes = st->parked ? sizeof(*p) + p->prime_len : 0;
+	st->parsers = p->parsers;
 }
 
 /* ---- one element from stored bytes ---- */
@@ -901,17 +1057,18 @@ struct xml_elem *xml_parse_elem(struct arena *a, struct str bytes,
 	};
 	struct parse_one p = { .dst = a };
 	struct xml_stream *xs = xml_stream_new(&lim, &cbs, &p);
-	struct buf head = { 0 };
-	buf_append_c(&head, "<stream:stream xmlns:stream='" NS_STREAMS
-			    "' xmlns='");
-	buf_append_xml_escaped(&head, default_ns, true);
-	buf_append_c(&head, "'>");
+	/* One feed for header and element: a stream frees its expat parser
+	 * between feeds that end at a stanza boundary. */
+	struct buf in = { 0 };
+	buf_append_c(&in, "<stream:stream xmlns:stream='" NS_STREAMS
+			  "' xmlns='");
+	buf_append_xml_escaped(&in, default_ns, true);
+	buf_append_c(&in, "'>");
+	buf_append_str(&in, bytes);
 	enum stream_err err;
 	const char *why;
-	bool ok = xml_stream_feed(xs, head.data, head.len, NULL, &err,
-				  &why) == 0 &&
-		  xml_stream_feed(xs, bytes.p, bytes.len, NULL, &err, &why) == 0;
-	buf_reset(&head);
+	bool ok = xml_stream_feed(xs, in.data, in.len, NULL, &err, &why) == 0;
+	buf_reset(&in);
 	xml_stream_free(xs);
 	return ok ? p.result : NULL;
 }

@@ -15,6 +15,11 @@
  * processing instructions (the XML declaration itself is allowed, with no
  * encoding other than UTF-8). Non-whitespace text between stanzas is
  * bad-format.
+ *
+ * Memory: a feed that ends between stanzas (or pauses, or ends the stream)
+ * leaves the stream parked: no expat parser and no buffers, only the
+ * stream header's start tag (tens of bytes). The next feed makes a parser
+ * again, transparently; an idle connection costs the struct and that tag.
  */
 #ifndef STANZAD_XML_PARSER_H
 #define STANZAD_XML_PARSER_H
@@ -96,5 +101,21 @@ bool xml_elem_readable(struct str bytes);
 /* True when no partial stanza or unparsed bytes are held: the stream is at a
  * stanza boundary. */
 bool xml_stream_idle(const struct xml_stream *p);
+
+struct xml_stream_stats {
+	/* No expat parser and no buffers besides the saved stream header
+	 * (see above): before the first byte, after a feed that ended
+	 * between stanzas, after the end. */
+	bool parked;
+	/* Heap bytes a parked stream holds, its struct included (else 0). */
+	size_t parked_bytes;
+	/* Expat parsers this stream has used: one per busy spell, and one
+	 * more every time a parser has parsed max(max_stanza, 4 KiB). */
+	unsigned long parsers;
+};
+
+/* Fills *st (for tests and the memory documentation). */
+void xml_stream_get_stats(const struct xml_stream *p,
+			  struct xml_stream_stats *st);
 
 #endif

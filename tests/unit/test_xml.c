@@ -7,6 +7,8 @@
  * against hand-written expectations. Every stanza is serialized, parsed
  * again and compared node by node (round trip). Each error class asserts
  * its exact stream error; limits are tried at the limit and one past it.
+ * After every feed a stream at a stanza boundary must hold no expat parser
+ * (parked), so all of the above also runs across park and resume.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +22,7 @@
 
 #include "core/arena.h"
 #include "core/buf.h"
+#include "core/bug.h"
 #include "core/xmalloc.h"
 #include "xml/parser.h"
 #include "xml/stanza.h"
@@ -313,6 +316,10 @@ static struct result run(const struct xml_limits *lim, struct rec *r,
 			assert_int_equal(rc, 0);
 			assert_int_equal(done, n);
 		}
+		/* idle after a feed means parked: no parser, no buffers */
+		struct xml_stream_stats st;
+		xml_stream_get_stats(xs, &st);
+		assert_int_equal(st.parked, xml_stream_idle(xs));
 		off += done;
 	}
 	xml_stream_free(xs);
@@ -1049,6 +1056,174 @@ static void test_free_partial(void **state)
 	rec_free(&r);
 }
 
+/* ---- parking between stanzas ---------------------------------------- */
+
+static bool parked(const struct xml_stream *xs, unsigned long *parsers_r)
+{
+	struct xml_stream_stats st;
+	xml_stream_get_stats(xs, &st);
+	if (parsers_r)
+		*parsers_r = st.parsers;
+	if (st.parked) {
+		/* the struct and the header's start tag, nothing else */
+		assert_true(st.parked_bytes > 0 && st.parked_bytes < 512);
+	} else {
+		assert_int_equal(st.parked_bytes, 0);
+	}
+	return st.parked;
+}
+
+/* Between stanzas a stream keeps only its header's start tag: the parser
+ * made for the next stanza has the root's prefix and namespace bindings,
+ * and the close tag must match the root's prefixed name. */
+static void test_park_resume(void **state)
+{
+	(void)state;
+	static const char *const pieces[] = {
+		"<s:stream xmlns:s='" NS_STREAMS "' xmlns='jabber:client' ",
+		"xmlns:p='urn:p'>",
+		"<message><p:x p:a='1'>t",
+		"</p:x></message>",
+		"\n  <p:y/>",
+		"</s:stream>",
+	};
+	static const bool expect_parked[] = { false, true, false,
+					      true,  true, true };
+	static const unsigned long expect_parsers[] = { 1, 1, 2, 2, 3, 4 };
+	struct rec r = { 0 };
+	struct xml_stream *xs = xml_stream_new(&roomy, &rec_cbs, &r);
+	unsigned long n;
+	assert_true(parked(xs, &n));
+	assert_int_equal(n, 0);
+	for (size_t i = 0; i < ARRAY_SIZE(pieces); i++) {
+		enum stream_err err;
+		const char *text;
+		assert_int_equal(xml_stream_feed(xs, pieces[i],
+						 strlen(pieces[i]), NULL,
+						 &err, &text),
+				 0);
+		assert_int_equal(parked(xs, &n), expect_parked[i]);
+		assert_int_equal(n, expect_parsers[i]);
+	}
+	buf_append(&r.log, "", 1);
+	assert_string_equal(
+		r.log.data,
+		"OPEN {http://etherx.jabber.org/streams}stream prefix=s "
+		"dns=jabber:client\n"
+		"STANZA <message><x xmlns='urn:p' xmlns:ns0='urn:p' "
+		"ns0:a='1'>t</x></message>\n"
+		"STANZA <y xmlns='urn:p'/>\n"
+		"CLOSE\n");
+	xml_stream_free(xs);
+	rec_free(&r);
+}
+
+/* The resumed parser checks the close tag against the saved root name,
+ * and an undeclared prefix is still refused. */
+static void test_park_resume_errors(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in;
+		enum stream_err err;
+	} cases[] = {
+		{ "</stream>", STREAM_ERR_NOT_WELL_FORMED },
+		{ "</t:stream>", STREAM_ERR_NOT_WELL_FORMED },
+		{ "<q:x/>", STREAM_ERR_BAD_NAMESPACE_PREFIX },
+		{ "<a></b>", STREAM_ERR_NOT_WELL_FORMED },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct rec r = { 0 };
+		struct xml_stream *xs = xml_stream_new(&roomy, &rec_cbs, &r);
+		enum stream_err err;
+		const char *text;
+		const char hdr[] = "<s:stream xmlns:s='" NS_STREAMS "'><a/>";
+		assert_int_equal(xml_stream_feed(xs, hdr, strlen(hdr), NULL,
+						 &err, &text),
+				 0);
+		assert_true(parked(xs, NULL));
+		assert_int_equal(xml_stream_feed(xs, cases[i].in,
+						 strlen(cases[i].in), NULL,
+						 &err, &text),
+				 -1);
+		assert_int_equal(err, cases[i].err);
+		/* a failed stream holds no parser either */
+		assert_true(parked(xs, NULL));
+		xml_stream_free(xs);
+		rec_free(&r);
+	}
+}
+
+/* Whitespace between stanzas counts across parked feeds: max_stanza bytes
+ * of it one at a time are fine, one more is not. */
+static void test_park_gap_limit(void **state)
+{
+	(void)state;
+	struct rec r = { 0 };
+	struct xml_stream *xs = xml_stream_new(&test_limits, &rec_cbs, &r);
+	enum stream_err err;
+	const char *text;
+	const char in[] = HDR "<a/>";
+	assert_int_equal(xml_stream_feed(xs, in, strlen(in), NULL, &err,
+					 &text),
+			 0);
+	for (size_t i = 0; i < test_limits.max_stanza; i++) {
+		assert_int_equal(xml_stream_feed(xs, " ", 1, NULL, &err,
+						 &text),
+				 0);
+		assert_true(parked(xs, NULL));
+	}
+	assert_int_equal(xml_stream_feed(xs, " ", 1, NULL, &err, &text), -1);
+	assert_int_equal(err, STREAM_ERR_POLICY_VIOLATION);
+	xml_stream_free(xs);
+	rec_free(&r);
+}
+
+/* Expat keeps every distinct name it meets for as long as it lives, so a
+ * parser is replaced at the first stanza boundary after max(max_stanza,
+ * 4 KiB) bytes, inside one feed too. The events do not change. */
+static void test_recycle(void **state)
+{
+	(void)state;
+	struct buf in = { 0 }, expect = { 0 };
+	buf_append_c(&in, HDR);
+	buf_append_c(&expect, HDR_LOG);
+	for (int i = 0; i < 400; i++) {
+		buf_printf(&in, "<message id='%d'><x%d xmlns='urn:%d' a%d='v'/>"
+				"</message>",
+			   i, i, i, i);
+		buf_printf(&expect, "STANZA <message id='%d'><x%d "
+				    "xmlns='urn:%d' a%d='v'/></message>\n",
+			   i, i, i, i);
+	}
+	size_t body = in.len;
+	buf_append_c(&in, "</stream:stream>");
+	buf_append_c(&expect, "CLOSE\n");
+	buf_append(&in, "", 1);
+	buf_append(&expect, "", 1);
+	struct result whole = run_all_splits(&roomy, in.data);
+	assert_int_equal(whole.rc, 0);
+	assert_string_equal(whole.log, expect.data);
+	free(whole.log);
+	/* everything but the close tag in one feed: not parked at the end
+	 * only if it ends inside a stanza, so cut the last one short */
+	struct rec r = { 0 };
+	struct xml_stream *xs = xml_stream_new(&roomy, &rec_cbs, &r);
+	enum stream_err err;
+	const char *text;
+	assert_int_equal(xml_stream_feed(xs, in.data, body - 3, NULL, &err,
+					 &text),
+			 0);
+	unsigned long n;
+	assert_false(parked(xs, &n));
+	assert_true(n >= body / 4096);
+	assert_int_equal(r.stanzas, 399);
+	xml_stream_free(xs);
+	rec_free(&r);
+	buf_reset(&in);
+	buf_reset(&expect);
+}
+
 /* ---- serializer and tree API ---------------------------------------- */
 
 static char *ser(const struct xml_elem *e, const char *parent_ns)
@@ -1266,6 +1441,10 @@ int main(void)
 		cmocka_unit_test(test_pause_open_and_close),
 		cmocka_unit_test(test_idle),
 		cmocka_unit_test(test_free_partial),
+		cmocka_unit_test(test_park_resume),
+		cmocka_unit_test(test_park_resume_errors),
+		cmocka_unit_test(test_park_gap_limit),
+		cmocka_unit_test(test_recycle),
 		cmocka_unit_test(test_serialize_escaping),
 		cmocka_unit_test(test_serialize_namespaces),
 		cmocka_unit_test(test_serialize_max),

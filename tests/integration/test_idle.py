@@ -1,0 +1,136 @@
+"""Idle sessions and their return (stanzad issue 5).
+
+Between stanzas a session holds no XML parser: only the start tag of the
+client's stream header is kept, and a parser primed with it is made when
+bytes arrive again. These tests drive sessions through many stanzas, let
+them go idle, and check that everything still works afterwards: stanzas
+split across TLS records (separate reads) on both sides of the idle
+transition, prefixes declared on the stream header, whitespace keepalives,
+and a long pipelined burst (the parser is also replaced inside one read
+after a few KiB, see src/xml/parser.c).
+"""
+
+import time
+import xml.etree.ElementTree as ET
+
+import rawstream
+from rawstream import NS_CLIENT, RawStream, q, stream_header
+
+NS_P = 'urn:example:idle'
+IDLE = 1.0  # seconds: long enough for every read to have been processed
+PING = "<ping xmlns='urn:xmpp:ping'/>"
+
+
+def login_with_header(server, user, extra=''):
+    """Logged in, with `extra` attributes on the post-SASL stream header."""
+    stream = RawStream(server.c2s_port)
+    try:
+        stream.secure()
+        stream.authenticate(user, server.passwords[user], restart=False)
+        stream.send(stream_header(extra=extra))
+        stream.read_header()
+        stream.features()
+        stream.jid = stream.bind()
+    except BaseException:
+        stream.close()
+        raise
+    return stream
+
+
+def next_message(stream, timeout=None):
+    return stream.wait_for(lambda e: e.tag == q(NS_CLIENT, 'message'),
+                           timeout)
+
+
+def body(msg):
+    return msg.findtext(q(NS_CLIENT, 'body'))
+
+
+def assert_alive(stream):
+    reply = stream.iq('get', PING, to='localhost')
+    assert reply.get('type') == 'result', ET.tostring(reply)
+
+
+def test_idle_after_many_stanzas_then_split(server):
+    a = rawstream.logged_in(server, 'alice')
+    b = rawstream.logged_in(server, 'bob')
+    with a, b:
+        # many stanzas, one record each
+        for i in range(150):
+            a.message(b.jid, f'one {i}')
+        for i in range(150):
+            assert body(next_message(b)) == f'one {i}'
+        time.sleep(IDLE)
+        # a stanza split over two records, the idle period in between:
+        # the first read ends inside the stanza, so the parser stays
+        a.send(f"<message to='{b.jid}' type='chat'><bo")
+        time.sleep(IDLE)
+        a.send('dy>across idle</body></message>')
+        assert body(next_message(b)) == 'across idle'
+        # a read that ends exactly between stanzas, then idle, then the
+        # next stanza in three pieces
+        a.send(f"<message to='{b.jid}' type='chat'><body>x</body>"
+               '</message>\n ')
+        assert body(next_message(b)) == 'x'
+        time.sleep(IDLE)
+        a.send(f"<message to='{b.jid}'")
+        a.send(" type='chat'><body>after")
+        time.sleep(IDLE)
+        a.send(' idle</body></message>')
+        assert body(next_message(b)) == 'after idle'
+        assert_alive(a)
+        assert_alive(b)
+
+
+def test_header_prefix_survives_idle(server):
+    """A prefix bound on the stream header is in scope after idle periods,
+    and the stream's close tag still matches its prefixed root."""
+    a = login_with_header(server, 'alice', extra=f"xmlns:p='{NS_P}'")
+    b = rawstream.logged_in(server, 'bob')
+    with a, b:
+        for i in range(3):
+            time.sleep(IDLE)
+            a.send(f"<message to='{b.jid}' type='chat'><body>p{i}</body>"
+                   f"<p:x p:n='{i}'/></message>")
+            msg = next_message(b)
+            assert body(msg) == f'p{i}'
+            x = msg.find(q(NS_P, 'x'))
+            assert x is not None, ET.tostring(msg)
+            assert x.get(q(NS_P, 'n')) == str(i)
+        time.sleep(IDLE)
+        a.close_stream()
+        a.wait_stream_end()
+
+
+def test_keepalives_while_idle(server):
+    """Whitespace keepalives (RFC 6120 §4.6.1) one at a time while idle."""
+    a = rawstream.logged_in(server, 'alice')
+    b = rawstream.logged_in(server, 'bob')
+    with a, b:
+        for _ in range(20):
+            a.send(' ')
+            time.sleep(0.05)
+        time.sleep(IDLE)
+        a.message(b.jid, 'still here')
+        assert body(next_message(b)) == 'still here'
+
+
+def test_pipelined_burst_then_idle(server):
+    """One write of many stanzas with distinct element names (more than
+    one parser's worth), then idle, then more."""
+    a = rawstream.logged_in(server, 'alice')
+    b = rawstream.logged_in(server, 'bob')
+    with a, b:
+        burst = ''.join(
+            f"<message to='{b.jid}' type='chat'><body>burst {i}</body>"
+            f"<x{i} xmlns='urn:example:n{i}' a{i}='v'/></message>"
+            for i in range(300))
+        a.send(burst)
+        for i in range(300):
+            msg = next_message(b)
+            assert body(msg) == f'burst {i}'
+            assert msg.find(q(f'urn:example:n{i}', f'x{i}')) is not None
+        time.sleep(IDLE)
+        a.message(b.jid, 'after burst')
+        assert body(next_message(b)) == 'after burst'
+        assert_alive(a)
