@@ -1,10 +1,14 @@
 /*
  * route.c - stanzas and the delivery rules; see route.h.
  *
- * RFC 6120 §10 (server rules for processing XML stanzas) and the parts of
- * RFC 6121 §8 that apply without presence: a full JID goes to that
- * resource; a bare JID's message goes to every bound resource; an iq to a
- * host or bare JID is answered by the server's modules.
+ * RFC 6120 §10 (server rules for processing XML stanzas) and RFC 6121 §8:
+ * a full JID goes to that resource (§8.5.3.1; with none, a chat goes on as
+ * to the bare JID, other messages and iq requests bounce, §8.5.3.2); a
+ * bare JID's message goes to the most available resources or offline
+ * storage (§8.5.2); an iq to a host or an existing account's bare JID is
+ * answered by the server's modules (§8.5.1: none for a missing account);
+ * presence is the presence module's (hooks). tests/scripts/deliver-*
+ * walk through every rule.
  */
 #include <stdlib.h>
 #include <string.h>
