@@ -32,11 +32,6 @@
 #include "../module.h"
 #include "roster-private.h"
 
-struct strvec {
-	struct str *v;
-	size_t n, cap;
-};
-
 /* Roster items (in the job's arena). */
 struct itemvec {
 	const struct xml_elem **v;
@@ -55,24 +50,8 @@ struct pres_job {
 	struct sub_result res;
 	struct xml_elem *pushed;
 	uint64_t ver;
-	struct strvec from_contacts, to_contacts;
-	struct itemvec pending;
+	struct itemvec from_contacts, to_contacts, pending;
 };
-
-static void vec_push(struct arena *a, struct strvec *v, struct str s)
-{
-	if (v->n == v->cap) {
-		size_t cap = v->cap ? v->cap * 2 : 16;
-		struct str *nv = arena_alloc(a, cap * sizeof(*nv));
-		if (nv == NULL)
-			return;
-		if (v->n)
-			memcpy(nv, v->v, v->n * sizeof(*nv));
-		v->v = nv;
-		v->cap = cap;
-	}
-	v->v[v->n++] = arena_strdup(a, s);
-}
 
 static void item_push(struct arena *a, struct itemvec *v,
 		      const struct xml_elem *it)
@@ -316,11 +295,10 @@ static int list_item(struct xml_elem *it, void *ud)
 {
 	struct pres_job *j = ud;
 	struct sub_item s = roster_item_state(it);
-	struct str jid = xml_attr_get(it, "jid");
 	if (sub_state_has_from(s.state))
-		vec_push(j->st->a, &j->from_contacts, jid);
+		item_push(j->st->a, &j->from_contacts, it);
 	if (j->initial && sub_state_has_to(s.state))
-		vec_push(j->st->a, &j->to_contacts, jid);
+		item_push(j->st->a, &j->to_contacts, it);
 	if (j->initial && sub_state_pending_in(s.state))
 		item_push(j->st->a, &j->pending, it);
 	return 0;
@@ -332,47 +310,48 @@ static int list_work(struct store *store, void *ud)
 	return roster_each(store, j->host, j->node, j->st->a, list_item, j);
 }
 
-static void each_contact(struct pres_job *j, const struct strvec *v,
-			 void (*fn)(struct pres_job *, const struct jid *))
+/* Calls fn with each item's contact JID (items in the job's arena). */
+static void each_contact(struct pres_job *j, const struct itemvec *v,
+			 void (*fn)(struct pres_job *, const struct jid *,
+				    const struct xml_elem *))
 {
 	for (size_t i = 0; i < v->n; i++) {
 		struct jid c;
 		const char *why;
-		if (jid_parse(j->st->a, v->v[i], &c, &why) == 0)
-			fn(j, &c);
+		if (jid_parse(j->st->a, xml_attr_get(v->v[i], "jid"), &c,
+			      &why) == 0)
+			fn(j, &c, v->v[i]);
 	}
 }
 
-static void bcast_one(struct pres_job *j, const struct jid *c)
+static void bcast_one(struct pres_job *j, const struct jid *c,
+		      const struct xml_elem *it)
 {
+	(void)it;
 	struct stanza *copy = stanza_copy(j->st);
 	set_addr(copy, NULL, c);
 	route(copy);
 }
 
-static void probe_one(struct pres_job *j, const struct jid *c)
+static void probe_one(struct pres_job *j, const struct jid *c,
+		      const struct xml_elem *it)
 {
+	(void)it;
 	send_typed(&j->user, c, "probe");
 }
 
 /* §3.1.3 rule 4: the request again, with what it carried (status,
  * nick...), until it is answered. */
-static void pending_all(struct pres_job *j)
+static void pending_one(struct pres_job *j, const struct jid *c,
+			const struct xml_elem *it)
 {
-	for (size_t i = 0; i < j->pending.n; i++) {
-		const struct xml_elem *it = j->pending.v[i];
-		struct jid c;
-		const char *why;
-		if (jid_parse(j->st->a, xml_attr_get(it, "jid"), &c, &why) < 0)
-			continue;
-		struct stanza *st = stanza_new(STANZA_PRESENCE, &c, &j->user,
-					       "subscribe");
-		const struct xml_elem *req = roster_item_request(it);
-		if (req != NULL)
-			xml_foreach_child(x, req)
-				xml_append_elem(st->x, xml_copy(st->a, x));
-		route_deliver(&j->origin, st);
-	}
+	struct stanza *st = stanza_new(STANZA_PRESENCE, c, &j->user,
+				       "subscribe");
+	const struct xml_elem *req = roster_item_request(it);
+	if (req != NULL)
+		xml_foreach_child(x, req)
+			xml_append_elem(st->x, xml_copy(st->a, x));
+	route_deliver(&j->origin, st);
 }
 
 static void broadcast_done(struct store *store, void *ud, int status)
@@ -385,7 +364,7 @@ static void broadcast_done(struct store *store, void *ud, int status)
 		/* §4.2.2, §4.4.2: the user's own available resources too. */
 		to_available(&j->user, st);
 		each_contact(j, &j->to_contacts, probe_one);
-		pending_all(j);
+		each_contact(j, &j->pending, pending_one);
 	}
 	stanza_free(&st);
 }
