@@ -1121,3 +1121,9 @@ void c2s_accept(struct shard *s, uv_stream_t *server_handle,
 	if (lc->type == LISTENER_C2S_TLS)
 		conn_start_tls(&c->conn, 0);
 }
+
+void c2s_sizes(struct c2s_sizes *r)
+{
+	r->c2s = sizeof(struct c2s);
+	r->conn = sizeof(((struct c2s *)0)->conn);
+}

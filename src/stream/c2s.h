@@ -4,6 +4,8 @@
 #ifndef STANZAD_STREAM_C2S_H
 #define STANZAD_STREAM_C2S_H
 
+#include <stddef.h>
+
 #include <uv.h>
 
 struct listener_conf;
@@ -15,5 +17,13 @@ void c2s_init(void);
 /* Accepts a pending connection on a c2s or c2s_tls listener. */
 void c2s_accept(struct shard *s, uv_stream_t *server,
 		const struct listener_conf *lc);
+
+/* Sizes of the stream layer's private structures, for bench/sizes (the
+ * per-connection memory tracked in BENCHMARKS.md). */
+struct c2s_sizes {
+	size_t c2s;  /* struct c2s: one per client connection */
+	size_t conn; /* the struct conn embedded in it */
+};
+void c2s_sizes(struct c2s_sizes *r);
 
 #endif

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (DOMAIN, REPO_ROOT, free_ports, sanitizer_env,
-                      sanitizer_reports)
+from conftest import (DOMAIN, REPO_ROOT, STANZAD_BIN, free_ports,
+                      sanitizer_env, sanitizer_reports)
 
 LOADGEN_BIN = Path(os.environ.get('LOADGEN_BIN') or 'build/bench/loadgen')
 if not LOADGEN_BIN.is_absolute():
@@ -437,3 +437,86 @@ def test_hostile_scram_fails_cleanly(tls_context, reason, first, wait2,
     assert run.status == 1, run
     assert run.int('ok') == 0 and run.int('failed') > 0, run
     assert run.int(f'fail_{reason}') == run.int('failed'), run
+
+
+# -- bench/compare ----------------------------------------------------------
+
+COMPARE = REPO_ROOT / 'bench' / 'compare'
+SIZES_BIN = Path(os.environ.get('SIZES_BIN') or
+                 LOADGEN_BIN.parent / 'sizes')
+if not SIZES_BIN.is_absolute():
+    SIZES_BIN = REPO_ROOT / SIZES_BIN
+
+
+def md_tables(text):
+    """{heading: rows} for every '### heading' followed by a table; each
+    row a list of cells."""
+    tables, heading, rows = {}, None, None
+    for line in text.splitlines():
+        if line.startswith('### '):
+            heading, rows = line[4:], None
+        elif line.startswith('|') and heading:
+            if rows is None:
+                rows = tables.setdefault(heading, [])
+            assert line.endswith('|'), line
+            rows.append([c.strip() for c in line.strip('|').split('|')])
+        else:
+            rows = None
+    return tables
+
+
+def cell(rows, label, column):
+    head = rows[0]
+    for r in rows[2:]:
+        if r[0] == label:
+            return r[head.index(column)]
+    raise AssertionError(f'no row {label!r} in {rows}')
+
+
+def test_compare_quick_stanzad_only(tmp_path):
+    """bench/compare --quick --servers stanzad writes a well-formed report:
+    every table rectangular with a separator row, the stanzad numbers
+    positive, the targets listed, the sizes included, no machine path."""
+    out = tmp_path / 'BENCH.md'
+    out.write_text('# Benchmarks\n\nkept header\n')
+    assert SIZES_BIN.exists(), f'{SIZES_BIN} not built'
+    proc = subprocess.run(
+        [str(COMPARE), '--quick', '--servers', 'stanzad', '--duration', '1',
+         '--stanzad', str(STANZAD_BIN), '--loadgen', str(LOADGEN_BIN),
+         '--sizes', str(SIZES_BIN), '--output', str(out),
+         '--max-time', '80'],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT,
+        env=sanitizer_env(), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert text.startswith('# Benchmarks\n\nkept header\n'), text[:200]
+    assert text.count('<!-- bench/compare: begin -->') == 1, text
+    assert '/tmp' not in text and str(REPO_ROOT) not in text, text
+    tables = md_tables(text)
+    for heading in ('Targets (issue 5)', 'Idle authenticated TLS sessions',
+                    '1:1 messages over TLS, closed loop (peak)',
+                    'Logins', 'Presence fan-out', 'stanzad: 1 shard vs 2'):
+        rows = tables.get(heading)
+        assert rows and len(rows) >= 3, (heading, tables.keys())
+        assert all(len(r) == len(rows[0]) for r in rows), rows
+        assert all(re.fullmatch(r':?-{3,}:?', c) for c in rows[1]), rows
+    num = lambda s: float(s.replace(',', '').rstrip('x'))  # noqa: E731
+    for heading, label in (
+            ('Idle authenticated TLS sessions',
+             'RSS per session (KiB, lower is better)'),
+            ('1:1 messages over TLS, closed loop (peak)',
+             'messages/s, closed loop'),
+            ('Logins', 'logins/s'),
+            ('Presence fan-out', 'broadcasts/s delivered')):
+        assert num(cell(tables[heading], label, 'stanzad')) > 0, heading
+        assert cell(tables[heading], 'loadgen exit status',
+                    'stanzad') == '0', tables[heading]
+    assert cell(tables['Idle authenticated TLS sessions'], 'sessions up',
+                'stanzad') == '200'
+    shard = tables['stanzad: 1 shard vs 2']
+    assert num(cell(shard, 'logins/s', '2 / 1')) > 0, shard
+    # a sanitizer build of sizes has no glibc heap statistics
+    assert 'struct c2s' in text and ('OpenSSL server SSL object' in text or
+                                     'heap: not measurable' in text), text
+    assert re.search(r'^\[stanzad\] \S*loadgen msg .*--window 4', text,
+                     re.M), text
