@@ -23,32 +23,9 @@ set -euo pipefail
 EJ_USER=ejabberd
 NOFILE=20000
 
-die() { echo "ejabberd.sh: $*" >&2; exit 1; }
-
-usage() {
-	echo "usage: ejabberd.sh start DIR PORT DOMAIN | stop DIR | pid DIR" >&2
-	exit 2
-}
-
-abs_dir() { mkdir -p "$1" && (cd "$1" && pwd -P); }
-
-# same for stop and pid, which must not create DIR
-existing_dir() {
-	(cd "$1" 2>/dev/null && pwd -P) || die "no such directory: $1"
-}
-
-# Self-signed P-256 certificate, the same key type stanzad generates for
-# itself, so TLS handshakes cost the same on every server.
-make_cert() {
-	local dir=$1 domain=$2
-	local crt="$dir/certs/$domain.crt" key="$dir/certs/$domain.key"
-	[ -s "$crt" ] && [ -s "$key" ] && return 0
-	mkdir -p "$dir/certs"
-	openssl req -x509 -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
-		-keyout "$key" -out "$crt" -days 365 -subj "/CN=$domain" \
-		-addext "subjectAltName=DNS:$domain" >/dev/null 2>&1 ||
-		die "openssl could not make a certificate in $dir/certs"
-}
+PEER=ejabberd
+# shellcheck source=bench/peers/common.sh
+. "$(dirname "$0")/common.sh"
 
 rand_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
 
@@ -210,7 +187,7 @@ wait_listening() {
 	local dir=$1 port=$2 node i
 	node=$(cat "$dir/node")
 	for i in $(seq 1 300); do
-		ss -Hltn "sport = :$port" | grep -q . && return 0
+		port_in_use "$port" && return 0
 		# the VM's command line holds "-sname NODE"
 		if [ "$i" -gt 10 ] &&
 			! pgrep -f -- "name $node" >/dev/null; then
@@ -222,19 +199,8 @@ wait_listening() {
 }
 
 cmd_start() {
-	[ $# -eq 3 ] || usage
-	local dir pid port=$2 domain=$3
-	[[ "$port" =~ ^[0-9]+$ ]] || die "bad port: $port"
-	# both go into config files verbatim
-	[[ "$domain" =~ ^[A-Za-z0-9.-]+$ ]] || die "bad domain: $domain"
-	[[ "$1" =~ ^[A-Za-z0-9._/+-]+$ ]] || die "unsupported characters in $1"
-	if [ -d "$1" ] && pid=$(server_pid "$(existing_dir "$1")"); then
-		die "already running in $1 (pid $pid)"
-	fi
-	# checked first: else a busy port would look like a successful start
-	if ss -Hltn "sport = :$port" | grep -q .; then
-		die "port $port is already in use"
-	fi
+	check_start_args "$@"
+	local dir port=$2 domain=$3
 	dir=$(abs_dir "$1")
 	[ "$(id -u)" -eq 0 ] || die "must be run as root (to become $EJ_USER)"
 	command -v ejabberdctl >/dev/null || die "ejabberd is not installed"

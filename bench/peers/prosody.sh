@@ -17,37 +17,15 @@ set -euo pipefail
 PROSODY_USER=prosody
 NOFILE=20000
 
-die() { echo "prosody.sh: $*" >&2; exit 1; }
-
-usage() {
-	echo "usage: prosody.sh start DIR PORT DOMAIN | stop DIR | pid DIR" >&2
-	exit 2
-}
-
-# absolute path of DIR (the config holds absolute paths, and prosodyctl
-# changes directory)
-abs_dir() { mkdir -p "$1" && (cd "$1" && pwd -P); }
-
-# same for stop and pid, which must not create DIR
-existing_dir() {
-	(cd "$1" 2>/dev/null && pwd -P) || die "no such directory: $1"
-}
-
-# Self-signed P-256 certificate, the same key type stanzad generates for
-# itself, so TLS handshakes cost the same on every server.
-make_cert() {
-	local dir=$1 domain=$2
-	local crt="$dir/certs/$domain.crt" key="$dir/certs/$domain.key"
-	[ -s "$crt" ] && [ -s "$key" ] && return 0
-	mkdir -p "$dir/certs"
-	openssl req -x509 -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
-		-keyout "$key" -out "$crt" -days 365 -subj "/CN=$domain" \
-		-addext "subjectAltName=DNS:$domain" >/dev/null 2>&1 ||
-		die "openssl could not make a certificate in $dir/certs"
-}
+PEER=prosody
+# shellcheck source=bench/peers/common.sh
+. "$(dirname "$0")/common.sh"
 
 write_config() {
 	local dir=$1 port=$2 domain=$3
+	local ITERATIONS=${SCRAM_ITERATIONS:-10000}
+	[[ "$ITERATIONS" =~ ^[0-9]+$ ]] ||
+		die "bad SCRAM_ITERATIONS: $ITERATIONS"
 	cat >"$dir/prosody.cfg.lua" <<EOF
 -- Written by bench/peers/prosody.sh; rewritten on every start.
 -- Private benchmark instance: all state in $dir.
@@ -82,10 +60,11 @@ ssl = {
 	key = "$dir/certs/$domain.key";
 }
 
--- SCRAM: passwords stored as salted SCRAM-SHA-1 keys, 10000 iterations
--- (stanzad's scram_iterations default).
+-- SCRAM: passwords stored as salted SCRAM-SHA-1 keys, SCRAM_ITERATIONS
+-- iterations from the environment of prosody.sh start (default 10000,
+-- stanzad's scram_iterations default).
 authentication = "internal_hashed"
-default_iteration_count = 10000
+default_iteration_count = $ITERATIONS
 storage = "internal"
 
 -- In-band registration (XEP-0077), open and not throttled: no
@@ -138,26 +117,15 @@ server_pid() {
 wait_listening() {
 	local port=$1 i
 	for i in $(seq 1 100); do
-		ss -Hltn "sport = :$port" | grep -q . && return 0
+		port_in_use "$port" && return 0
 		sleep 0.1
 	done
 	return 1
 }
 
 cmd_start() {
-	[ $# -eq 3 ] || usage
-	local dir pid port=$2 domain=$3
-	[[ "$port" =~ ^[0-9]+$ ]] || die "bad port: $port"
-	# both go into config files verbatim
-	[[ "$domain" =~ ^[A-Za-z0-9.-]+$ ]] || die "bad domain: $domain"
-	[[ "$1" =~ ^[A-Za-z0-9._/+-]+$ ]] || die "unsupported characters in $1"
-	if [ -d "$1" ] && pid=$(server_pid "$(existing_dir "$1")"); then
-		die "already running in $1 (pid $pid)"
-	fi
-	# checked first: else a busy port would look like a successful start
-	if ss -Hltn "sport = :$port" | grep -q .; then
-		die "port $port is already in use"
-	fi
+	check_start_args "$@"
+	local dir port=$2 domain=$3
 	dir=$(abs_dir "$1")
 	[ "$(id -u)" -eq 0 ] ||
 		die "must be run as root (prosodyctl drops to $PROSODY_USER)"
