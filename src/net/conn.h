@@ -11,7 +11,8 @@
  *
  * Output is queued by conn_write() and flushed once per loop iteration
  * (the shard's tick), so the replies to a batch of pipelined stanzas leave
- * in one write. A connection is freed only from libuv's close callback,
+ * in one write; over TLS the plaintext of one iteration is sealed at the
+ * flush, in as few records as fit (16 KiB each), not one per stanza. A connection is freed only from libuv's close callback,
  * after the loop iteration that asked for the close: code holding a conn
  * pointer during a callback may keep using it until it returns, but must
  * check conn_closing() before doing more work.
@@ -72,6 +73,8 @@ struct conn {
 	struct conn *next_dirty;
 	const char *rx; /* TLS bytes offered to OpenSSL during a read */
 	size_t rxlen;
+	struct buf plain;    /* TLS: plaintext queued this loop iteration,
+				sealed into records at the flush */
 	struct buf out;      /* queued bytes (TLS records when ssl) */
 	struct buf inflight; /* bytes handed to uv_write */
 	enum conn_state state;

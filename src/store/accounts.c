@@ -3,8 +3,9 @@
  * (see auth/scram_creds.h), with its migrations.
  *
  * Every statement is prepared with bound parameters; no SQL is ever built
- * from user data. The connection is shared by pool threads, so each call
- * holds the connection's mutex from prepare to finalize: the error message
+ * from user data, and kept prepared (store_stmt_get). The connection is
+ * shared by pool threads, so each call holds the connection's mutex from
+ * taking its statement to putting it back: the error message
  * and change count it reads are then its own, not another thread's.
  * Credentials read back are checked for exact lengths, so a damaged row is
  * an error, never a short key.
@@ -43,17 +44,19 @@ const struct store_schema accounts_schema = {
 
 /* One call's hold on the connection. */
 struct acc_call {
+	struct store *st;
 	sqlite3 *db;
 	sqlite3_stmt *stmt;
 };
 
 static int acc_begin(struct acc_call *c, struct store *st, const char *sql)
 {
+	c->st = st;
 	c->db = store_db(st);
 	c->stmt = NULL;
 	/* Recursive, so SQLite's own entry into it below is fine. */
 	sqlite3_mutex_enter(sqlite3_db_mutex(c->db));
-	if (sqlite3_prepare_v2(c->db, sql, -1, &c->stmt, NULL) != SQLITE_OK) {
+	if (store_stmt_get(st, sql, &c->stmt) != SQLITE_OK) {
 		log_errx("store: accounts: prepare: %s",
 			 sqlite3_errmsg(c->db));
 		return store_fail(c->db);
@@ -63,7 +66,7 @@ static int acc_begin(struct acc_call *c, struct store *st, const char *sql)
 
 static void acc_end(struct acc_call *c)
 {
-	sqlite3_finalize(c->stmt);
+	store_stmt_put(c->st, c->stmt);
 	sqlite3_mutex_leave(sqlite3_db_mutex(c->db));
 }
 

@@ -5,7 +5,8 @@
  *
  * Only table names, compile-time constants checked to be plain identifiers,
  * are pasted into SQL; every value is bound. Each call holds the
- * connection's mutex from prepare to finalize, as accounts.c does, and
+ * connection's mutex from taking its statement (kept prepared across
+ * calls, store_stmt_get) to putting it back, as accounts.c does, and
  * store_begin() holds it until commit or rollback. In serialized mode that
  * mutex is recursive, so calls inside a transaction re-enter it while other
  * threads wait for the transaction to end.
@@ -24,6 +25,7 @@
 
 /* One call's hold on the connection. */
 struct shp_call {
+	struct store *st;
 	sqlite3 *db;
 	sqlite3_stmt *stmt;
 	const char *table;
@@ -62,7 +64,9 @@ static int shp_begin(struct shp_call *c, struct store *st, const char *table,
 		     const char *op, const char *pre, const char *post)
 {
 	BUG_ON(!shp_table_ok(table));
-	*c = (struct shp_call){ .db = store_db(st), .table = table, .op = op };
+	*c = (struct shp_call){
+		.st = st, .db = store_db(st), .table = table, .op = op,
+	};
 	sqlite3_mutex_enter(sqlite3_db_mutex(c->db));
 	if (store_txn_open(st) && sqlite3_get_autocommit(c->db)) {
 		log_errx("store: %s: %s: the transaction was rolled back",
@@ -72,14 +76,14 @@ static int shp_begin(struct shp_call *c, struct store *st, const char *table,
 	char sql[SHP_SQL_MAX];
 	int n = snprintf(sql, sizeof(sql), "%s\"%s\"%s", pre, table, post);
 	BUG_ON(n < 0 || (size_t)n >= sizeof(sql));
-	if (sqlite3_prepare_v2(c->db, sql, n + 1, &c->stmt, NULL) != SQLITE_OK)
+	if (store_stmt_get(c->st, sql, &c->stmt) != SQLITE_OK)
 		return shp_fail(c, "prepare");
 	return 0;
 }
 
 static void shp_end(struct shp_call *c)
 {
-	sqlite3_finalize(c->stmt);
+	store_stmt_put(c->st, c->stmt);
 	sqlite3_mutex_leave(sqlite3_db_mutex(c->db));
 }
 

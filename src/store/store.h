@@ -51,6 +51,12 @@ void store_close(struct store *st);
  * schemas (never NULL); and whether a store_begin() transaction is open,
  * which only the thread holding the connection's mutex may read or set. */
 sqlite3 *store_db(struct store *st);
+/* For the files of store/ only, with the connection's mutex held from get
+ * to put: a prepared statement for sql (a fixed text), kept prepared for
+ * the next call with the same text; put resets it (or finalizes it). On
+ * failure *stmt_r is NULL and the SQLite result code is returned. */
+int store_stmt_get(struct store *st, const char *sql, sqlite3_stmt **stmt_r);
+void store_stmt_put(struct store *st, sqlite3_stmt *stmt);
 const struct store_schema *const *store_schemas(void);
 bool store_txn_open(const struct store *st);
 void store_set_txn_open(struct store *st, bool open);
