@@ -48,3 +48,33 @@ check_start_args() {
 		die "port $port is already in use"
 	fi
 }
+
+# Waits up to 10 s for PID to exit (TERM after 5 s), then KILLs it.
+wait_gone() {
+	local pid=$1 i
+	for i in $(seq 1 100); do
+		[ -d "/proc/$pid" ] || return 0
+		[ "$i" -eq 50 ] && kill -TERM "$pid" 2>/dev/null
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	sleep 0.2
+}
+
+cmd_pid() {
+	[ $# -eq 1 ] || usage
+	server_pid "$(existing_dir "$1")" || die "not running"
+}
+
+# The command line: start, stop (cmd_start, cmd_stop of the script) or pid.
+peer_main() {
+	[ $# -ge 1 ] || usage
+	local sub=$1
+	shift
+	case $sub in
+	start) cmd_start "$@" ;;
+	stop) cmd_stop "$@" ;;
+	pid) cmd_pid "$@" ;;
+	*) usage ;;
+	esac
+}

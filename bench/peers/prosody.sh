@@ -149,35 +149,14 @@ cmd_start() {
 
 cmd_stop() {
 	[ $# -eq 1 ] || usage
-	local dir pid i
+	local dir pid
 	# nothing to stop without a state directory
 	[ -d "$1" ] || return 0
 	dir=$(existing_dir "$1")
 	pid=$(server_pid "$dir") || { rm -f "$dir/prosody.pid"; return 0; }
 	ctl "$dir" stop || true
-	for i in $(seq 1 100); do
-		[ -d "/proc/$pid" ] || break
-		[ "$i" -eq 50 ] && kill -TERM "$pid" 2>/dev/null
-		sleep 0.1
-	done
-	if [ -d "/proc/$pid" ]; then
-		kill -KILL "$pid" 2>/dev/null || true
-		sleep 0.2
-	fi
+	wait_gone "$pid"
 	rm -f "$dir/prosody.pid"
 }
 
-cmd_pid() {
-	[ $# -eq 1 ] || usage
-	server_pid "$(existing_dir "$1")" || die "not running"
-}
-
-[ $# -ge 1 ] || usage
-sub=$1
-shift
-case $sub in
-start) cmd_start "$@" ;;
-stop) cmd_stop "$@" ;;
-pid) cmd_pid "$@" ;;
-*) usage ;;
-esac
+peer_main "$@"
