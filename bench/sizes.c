@@ -20,15 +20,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <openssl/ec.h>
 #include <openssl/err.h>
-#include <openssl/evp.h>
 #include <openssl/ssl.h>
-#include <openssl/x509.h>
 #include <uv.h>
 
 #include "core/xmalloc.h"
 #include "net/conn.h"
+#include "net/tls.h"
 #include "router/sessions.h"
 #include "stream/c2s.h"
 #include "xml/parser.h"
@@ -178,46 +176,25 @@ static size_t heap_sessions(void)
 
 /* ---- heap: OpenSSL server object after a TLS 1.3 handshake ---- */
 
-static X509 *self_signed(EVP_PKEY *key)
-{
-	X509 *x = X509_new();
-	if (x == NULL)
-		die("X509_new");
-	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-	X509_gmtime_adj(X509_getm_notBefore(x), 0);
-	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-	X509_NAME *name = X509_get_subject_name(x);
-	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-				   (const unsigned char *)"bench.test", -1,
-				   -1, 0);
-	X509_set_issuer_name(x, name);
-	X509_set_pubkey(x, key);
-	if (X509_sign(x, key, EVP_sha256()) == 0)
-		die("X509_sign");
-	return x;
-}
-
-/* The settings of src/net/tls.c that bear on per-connection memory. */
+/* The server's own context (tls.c), for a fresh self-signed certificate
+ * in a temporary directory. */
 static SSL_CTX *server_ctx(void)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-	EVP_PKEY *key = EVP_EC_gen("P-256");
-	if (ctx == NULL || key == NULL)
-		die("server context");
-	X509 *cert = self_signed(key);
-	if (SSL_CTX_use_certificate(ctx, cert) != 1 ||
-	    SSL_CTX_use_PrivateKey(ctx, key) != 1)
-		die("server certificate");
-	X509_free(cert);
-	EVP_PKEY_free(key);
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
-					 SSL_OP_NO_RENEGOTIATION |
-					 SSL_OP_CIPHER_SERVER_PREFERENCE);
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS |
-				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-				      SSL_MODE_ENABLE_PARTIAL_WRITE);
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	char dir[] = "/tmp/stanzad-sizes-XXXXXX", cert[64], key[64];
+	if (mkdtemp(dir) == NULL)
+		die("mkdtemp");
+	snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+	snprintf(key, sizeof(key), "%s/cert.key", dir);
+	const char *why;
+	char *error = NULL;
+	if (tls_make_self_signed("bench.test", cert, key, &why) < 0)
+		die(why);
+	SSL_CTX *ctx = tls_ctx_new(cert, key, &error);
+	if (ctx == NULL)
+		die(error);
+	unlink(cert);
+	unlink(key);
+	rmdir(dir);
 	return ctx;
 }
 

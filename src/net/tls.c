@@ -196,7 +196,7 @@ static int host_files(const struct config *conf, size_t i, char **cert_r,
 	return 0;
 }
 
-static SSL_CTX *make_ctx(const char *cert, const char *key, char **error_r)
+SSL_CTX *tls_ctx_new(const char *cert, const char *key, char **error_r)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	BUG_ON(ctx == NULL);
@@ -235,7 +235,7 @@ int tls_init(const struct config *conf, char **error_r)
 			tls_fini();
 			return -1;
 		}
-		host_ctx[i] = make_ctx(cert, key, error_r);
+		host_ctx[i] = tls_ctx_new(cert, key, error_r);
 		free(cert);
 		free(key);
 		if (host_ctx[i] == NULL) {

@@ -27,6 +27,12 @@ struct config;
 int tls_init(const struct config *conf, char **error_r);
 void tls_fini(void);
 
+/* A server context with stanzad's settings (TLS 1.2+, released buffers,
+ * no session cache, SNI and ALPN callbacks) for a PEM certificate chain
+ * and key; NULL with *error_r (malloc'ed) if they do not load. Exposed for
+ * bench/sizes, which measures what such a context costs per connection. */
+SSL_CTX *tls_ctx_new(const char *cert, const char *key, char **error_r);
+
 /* A server-side SSL for a new connection, starting on host's context (the
  * stream's 'to' host for STARTTLS, the default host for direct TLS; SNI may
  * switch it). Never NULL. */
