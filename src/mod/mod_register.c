@@ -74,9 +74,15 @@ static uv_mutex_t limit_lock;
 static struct hmap limit_table;
 static size_t limit_prune_at = 64;
 
+/* Bare JIDs of accounts removed by this process, until a bind finds the
+ * account exists again (see register_bound). */
+static uv_mutex_t removed_lock;
+static struct hmap removed_set;
+
 static void register_init(void)
 {
-	if (uv_mutex_init(&limit_lock) != 0)
+	if (uv_mutex_init(&limit_lock) != 0 ||
+	    uv_mutex_init(&removed_lock) != 0)
 		fatalx("register: cannot create a mutex");
 }
 
@@ -85,6 +91,29 @@ static void register_init(void)
 static bool register_advertised(void)
 {
 	return server.conf->registration;
+}
+
+/* Adds bare to (or drops it from) the accounts removed by this process. */
+static void removed_mark(struct str bare, bool add)
+{
+	uv_once(&limit_once, register_init);
+	static void *const present = (void *)1;
+	uv_mutex_lock(&removed_lock);
+	bool was = hmap_get(&removed_set, bare) != NULL;
+	if (add && !was)
+		hmap_put(&removed_set, bare, present);
+	else if (!add && was)
+		hmap_del(&removed_set, bare);
+	uv_mutex_unlock(&removed_lock);
+}
+
+static bool removed_has(struct str bare)
+{
+	uv_once(&limit_once, register_init);
+	uv_mutex_lock(&removed_lock);
+	bool has = hmap_get(&removed_set, bare) != NULL;
+	uv_mutex_unlock(&removed_lock);
+	return has;
 }
 
 static uint64_t limit_interval(void)
@@ -423,6 +452,7 @@ static void remove_done(struct iq_ctx *ctx, int status)
 	struct str bare = jid_to_str(a, &user, true);
 	log_info("register: %.*s removed", STR_FMT(bare));
 	iq_reply_result(ctx, NULL);
+	removed_mark(bare, true);
 	for (size_t i = 0; i < n; i++)
 		roster_removed(&user, str_c(contacts[i].jid),
 			       contacts[i].state);
@@ -513,7 +543,7 @@ static const struct iq_route register_iq[] = {
 
 struct bound_check {
 	struct sess_ref ref;
-	char *host, *user;
+	char *host, *user, *bare;
 };
 
 static int bound_work(struct store *st, void *ud)
@@ -529,27 +559,37 @@ static void bound_done(struct store *st, void *ud, int status)
 	if (status == 1)
 		route_kick(&b->ref, STREAM_ERR_NOT_AUTHORIZED,
 			   "account removed");
+	else if (status == 0)
+		removed_mark(str_c(b->bare), false); /* created again */
 	free(b->host);
 	free(b->user);
+	free(b->bare);
 	free(b);
 }
 
 /*
  * A login that passed SASL just before a removal may bind just after the
- * removal ended the account's sessions. The check is keyed on the account,
- * so it runs after a removal already queued: either the removal's kick
- * finds this session bound, or this finds the account gone.
+ * removal ended the account's sessions. remove_done marks the account
+ * before it kicks, and the session is in the session table before this
+ * hook runs, so either the kick finds the session or this finds the mark
+ * (two locks, each side writes one and then reads the other). Only then
+ * is the store asked, keyed on the account, so after any removal job:
+ * other logins cost nothing here.
  */
 static enum hook_ret register_bound(struct hook_ctx *ctx)
 {
-	struct bound_check *b = xcalloc(1, sizeof(*b));
-	b->ref = (struct sess_ref){ .shard = ctx->shard,
-				    .conn_id = ctx->conn_id };
-	b->host = str_xdup(ctx->user->domain);
-	b->user = str_xdup(ctx->user->node);
 	struct arena *a = arena_new(0);
-	store_queue_keyed(server.store, jid_to_str(a, ctx->user, true),
-			  bound_work, bound_done, b);
+	struct str bare = jid_to_str(a, ctx->user, true);
+	if (removed_has(bare)) {
+		struct bound_check *b = xcalloc(1, sizeof(*b));
+		b->ref = (struct sess_ref){ .shard = ctx->shard,
+					    .conn_id = ctx->conn_id };
+		b->host = str_xdup(ctx->user->domain);
+		b->user = str_xdup(ctx->user->node);
+		b->bare = str_xdup(bare);
+		store_queue_keyed(server.store, bare, bound_work, bound_done,
+				  b);
+	}
 	arena_destroy(&a);
 	return HOOK_PASS;
 }
