@@ -20,6 +20,7 @@
 #include "mod/module.h"
 #include "net/conn.h"
 #include "net/listener.h"
+#include "net/resolve.h"
 #include "net/tls.h"
 #include "router/sessions.h"
 #include "store/store.h"
@@ -49,6 +50,7 @@ static void shard_stop(struct shard *s)
 {
 	listeners_stop(s);
 	hmap_foreach(&s->conns, kick_conn, NULL);
+	resolve_shard_stop(s);
 }
 
 static void shard_tick(struct shard *s)
@@ -114,6 +116,8 @@ static int start(const char *path)
 	if (store_open(conf->data_dir, &server.store, &err) < 0)
 		goto out_sasl;
 	store_set_busy_timeout(server.store, conf->store.busy_timeout_ms);
+	if (resolve_check_config(conf, &err) < 0)
+		goto out_store;
 	if (tls_init(conf, &err) < 0)
 		goto out_store;
 	if (listeners_bind(conf, server.nshards, &err) < 0)

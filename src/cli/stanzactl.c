@@ -7,7 +7,8 @@
  * database directly: WAL mode lets it write while stanzad runs, and works
  * the same when stanzad is stopped. Passwords not given as arguments are
  * read from standard input, without echo on a terminal, so they stay out of
- * `ps` and shell history. It registers the server's list of schemas before
+ * `ps` and shell history. `stanzactl dns` runs the server's resolver
+ * (ctl_dns.c). It registers the server's list of schemas before
  * opening the store, so it migrates the same tables and `user del` removes
  * all of a user's data with the account (store_user_purge). Exit status: 0
  * on success, 1 on any error.
@@ -36,6 +37,7 @@
 #include "../store/store.h"
 #include "../xml/parser.h"
 #include "../xmpp/jid.h"
+#include "ctl_dns.h"
 
 #define CTL_DEFAULT_CONF "stanzad.yaml"
 #define CTL_MAX_WORDS 3
@@ -398,6 +400,39 @@ static int ctl_offline_list(struct ctl *ctl, int argc, char **argv)
 	return 0;
 }
 
+/* The configuration alone (for the resolver: no store). */
+static int ctl_conf(struct ctl *ctl)
+{
+	char *error = NULL;
+	if (ctl->conf != NULL)
+		return 0;
+	if (conf_load(ctl->conf_path, &ctl->conf, &error) == 0)
+		return 0;
+	ctl_err("%s", error);
+	free(error);
+	return -1;
+}
+
+static int ctl_dns(struct ctl *ctl, int argc, char **argv)
+{
+	if (ctl_conf(ctl) < 0)
+		return -1;
+	return ctl_dns_server(ctl->conf, argv[0], stdout);
+}
+
+static int ctl_dns_tlsa_cmd(struct ctl *ctl, int argc, char **argv)
+{
+	char *end;
+	unsigned long port = strtoul(argv[1], &end, 10);
+	if (*argv[1] == '\0' || *end != '\0' || port == 0 || port > 65535) {
+		ctl_err("bad port '%s'", argv[1]);
+		return -1;
+	}
+	if (ctl_conf(ctl) < 0)
+		return -1;
+	return ctl_dns_tlsa(ctl->conf, argv[0], (uint16_t)port, stdout);
+}
+
 static void ctl_usage(FILE *out)
 {
 	fprintf(out,
@@ -445,6 +480,12 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ { "offline", "list" }, "JID", 1, 1,
 	  "list an account's offline messages: id, time, sender, size",
 	  ctl_offline_list },
+	{ { "dns", "tlsa" }, "HOST PORT", 2, 2,
+	  "look up the TLSA (DANE) records of _PORT._tcp.HOST",
+	  ctl_dns_tlsa_cmd },
+	{ { "dns" }, "DOMAIN", 1, 1,
+	  "show how the server finds DOMAIN's servers: SRV targets in "
+	  "order, addresses, DNSSEC", ctl_dns },
 	{ { "help" }, "", 0, 0, "show this help", ctl_help },
 	{ { NULL }, NULL, 0, 0, NULL, NULL },
 };

@@ -94,6 +94,7 @@ static const char *const listener_type_names[] = {
 
 static int hosts_item(struct conf_ctx *c, yaml_node_t *n);
 static int listeners_item(struct conf_ctx *c, yaml_node_t *n);
+static int upstream_item(struct conf_ctx *c, yaml_node_t *n);
 static int check_host_name(struct conf_ctx *c, void *base, unsigned line);
 static int check_tls(struct conf_ctx *c, void *base, unsigned line);
 static int check_address(struct conf_ctx *c, void *base, unsigned line);
@@ -161,6 +162,20 @@ static const struct opt opts[] = {
 		 "backup) holding the database's write lock before the client "
 		 "gets `<resource-constraint/>`; the server's other storage "
 		 "work waits meanwhile. 0: fail at once." },
+	{ "", "dns", OPT_SECTION,
+	  .doc = "The resolver that finds other servers; see below." },
+	{ "dns", "hosts", OPT_PATH, CONF(dns.hosts_file),
+	  .doc = "A hosts file whose addresses are used before DNS; none: "
+		 "`/etc/hosts`." },
+	{ "dns", "upstream", OPT_LIST, .min = 1, .item = upstream_item,
+	  .doc = "Servers to send every query to, `address` or "
+		 "`address@port`; none: those of `/etc/resolv.conf`." },
+	{ "dns", "trust_anchor_file", OPT_PATH, CONF(dns.trust_anchor_file),
+	  .doc = "DNSSEC trust anchors (zone file format, DS or DNSKEY); "
+		 "none: answers are never secure, so no DANE." },
+	{ "dns", "timeout", OPT_DURATION, CONF(dns.timeout_ms), .def = "10s",
+	  .min = 100, .max = 5 * MIN,
+	  .doc = "How long one lookup (SRV, then addresses) may take." },
 	{ "hosts[]", "name", OPT_STRING, HOST(name), .required = true,
 	  .check = check_host_name,
 	  .doc = "The domain; case-folded (nameprep), must be unique." },
@@ -191,6 +206,9 @@ static const struct {
 	{ "limits", "`limits`",
 	  "Bounds on what one peer can make the server hold or do." },
 	{ "store", "`store`", NULL },
+	{ "dns", "`dns`",
+	  "How other servers are found: SRV, A and AAAA lookups through "
+	  "libunbound, DNSSEC-validated when trust anchors are given." },
 	{ "hosts[]", "`hosts` entries",
 	  "Each entry is a domain (`- example.org`) or a mapping with these "
 	  "keys." },
@@ -670,6 +688,43 @@ static int listeners_item(struct conf_ctx *c, yaml_node_t *n)
 	return 0;
 }
 
+/* An upstream DNS server: a numeric address, optionally @port. */
+static int upstream_item(struct conf_ctx *c, yaml_node_t *n)
+{
+	struct dns_conf *d = &c->conf->dns;
+	unsigned line = node_line(n);
+	if (n->type != YAML_SCALAR_NODE || is_null(n))
+		return conf_error(c, line, "dns.upstream: an entry is an "
+				  "address, got %s", node_kind(n));
+	if (check_scalar(c, n, "dns.upstream") < 0)
+		return -1;
+	const char *s = scalar(n), *at = strchr(s, '@');
+	char addr[INET6_ADDRSTRLEN];
+	unsigned char bin[sizeof(struct in6_addr)];
+	size_t alen = at ? (size_t)(at - s) : strlen(s);
+	bool ok = alen < sizeof(addr);
+	if (ok) {
+		memcpy(addr, s, alen);
+		addr[alen] = '\0';
+		ok = inet_pton(strchr(addr, ':') ? AF_INET6 : AF_INET, addr,
+			       bin) == 1;
+	}
+	if (ok && at != NULL) {
+		const char *p = at + 1;
+		uint64_t port;
+		bool overflow;
+		ok = parse_digits(&p, &port, &overflow) == 0 && *p == '\0' &&
+		     !overflow && port >= 1 && port <= 65535;
+	}
+	if (!ok)
+		return conf_error(c, line, "dns.upstream: '%.64s' is not a "
+				  "numeric address with an optional @port", s);
+	d->upstreams = xreallocarray(d->upstreams, d->nupstreams + 1,
+				     sizeof(*d->upstreams));
+	d->upstreams[d->nupstreams++] = xstrdup(s);
+	return 0;
+}
+
 /* Host names are compared as JID domains, so they are nameprep'd. */
 static int check_host_name(struct conf_ctx *c, void *base, unsigned line)
 {
@@ -867,6 +922,11 @@ void conf_free(struct config *c)
 	for (size_t i = 0; i < c->nlisteners; i++)
 		free(c->listeners[i].address);
 	free(c->listeners);
+	for (size_t i = 0; i < c->dns.nupstreams; i++)
+		free(c->dns.upstreams[i]);
+	free(c->dns.upstreams);
+	free(c->dns.hosts_file);
+	free(c->dns.trust_anchor_file);
 	free(c->data_dir);
 	free(c->path);
 	free(c);

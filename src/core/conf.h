@@ -54,6 +54,16 @@ struct store_conf {
 	unsigned busy_timeout_ms;     /* wait for another writer; 5 s */
 };
 
+/* The resolver for server-to-server (src/net/resolve.c). */
+struct dns_conf {
+	char *hosts_file;        /* NULL: /etc/hosts */
+	char **upstreams;        /* "address" or "address@port"; none: the
+				    servers of /etc/resolv.conf */
+	size_t nupstreams;
+	char *trust_anchor_file; /* NULL: no DNSSEC, nothing is secure */
+	unsigned timeout_ms;     /* per lookup; default 10 s */
+};
+
 struct config {
 	char *path;     /* the file this was loaded from */
 	char **hosts;   /* nhosts domains, nameprep'd, first is the default */
@@ -64,6 +74,7 @@ struct config {
 	size_t nlisteners;
 	struct limits_conf limits;
 	struct store_conf store;
+	struct dns_conf dns;
 	enum log_level log_level;
 	unsigned shards;         /* 0: one per core */
 	unsigned scram_iterations; /* for new passwords; default 10000 */

@@ -55,6 +55,7 @@ struct shard {
 	struct conn *dirty;       /* conns with output to flush (list) */
 	void *listeners;          /* owned by net/listener.c */
 	size_t nlisteners;
+	void *resolver;           /* owned by net/resolve.c; NULL until used */
 	struct buf scratch;         /* serialization scratch, reused */
 	char rbuf[SHARD_READ_BUF];  /* shared read buffer, borrowed per read */
 	char pbuf[SHARD_PLAIN_BUF]; /* plaintext out of SSL_read */
