@@ -139,6 +139,16 @@ static unsigned zero_weight_first(const struct dns_srv *r)
  * greater than or equal to the random number selected." */
 static void order_group(struct dns_srv *recs, size_t n, uint64_t *rng)
 {
+	/* "arrange all SRV RRs (that have not been ordered yet) in any
+	 * order, except that all those with weight 0 are placed at the
+	 * beginning": shuffled, or the first of several weight-0 records
+	 * would always win (the draw of 0 picks it). */
+	for (size_t i = n; i > 1; i--) {
+		size_t j = (size_t)(dns_random(rng) % i);
+		struct dns_srv tmp = recs[i - 1];
+		recs[i - 1] = recs[j];
+		recs[j] = tmp;
+	}
 	sort_by(recs, n, zero_weight_first);
 	for (size_t done = 0; done + 1 < n; done++) {
 		uint64_t sum = 0;

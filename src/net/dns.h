@@ -66,9 +66,10 @@ int dns_tlsa_parse(const uint8_t *rd, size_t len, struct dns_tlsa *tlsa_r);
 uint64_t dns_random(uint64_t *state);
 
 /* Sorts recs into the order to try them (RFC 2782, "Usage rules"): by
- * priority, and within a priority by the weighted random selection, with
- * weight-0 records first in the running sum so that they have a small
- * chance when others weigh more. */
+ * priority, and within a priority by the weighted random selection over a
+ * shuffled list with the weight-0 records first in the running sum, so
+ * that they have a small chance when others weigh more, and equal chances
+ * among themselves. */
 void dns_srv_order(struct dns_srv *recs, size_t n, uint64_t *rng);
 
 #endif

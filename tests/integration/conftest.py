@@ -346,3 +346,14 @@ def server_factory(request, tmp_path):
 def server(server_factory):
     """A server with the default config and the USERS accounts."""
     return server_factory()
+
+
+@pytest.fixture
+def dns_server(tmp_path):
+    """A DnsServer (dnsserver.py) in the test's temp dir: add zones, then
+    start(); stopped at teardown. Point stanzad at it with
+    `dns=dns_server.resolver_config()`."""
+    from dnsserver import DnsServer
+    dns = DnsServer(tmp_path / 'dns')
+    yield dns
+    dns.stop()

@@ -806,6 +806,49 @@ static void test_example_file(void **state)
 	free(text);
 }
 
+static void test_dns(void **state)
+{
+	(void)state;
+	struct config *c = load_ok(MINIMAL);
+	assert_null(c->dns.hosts_file);
+	assert_int_equal(c->dns.nupstreams, 0);
+	assert_null(c->dns.trust_anchor_file);
+	assert_int_equal(c->dns.timeout_ms, 10000);
+	conf_free(c);
+	c = load_ok_with("dns:\n"
+			 "  upstream: [ 127.0.0.1, \"127.0.0.1@5353\", "
+			 "\"::1@53\", 2001:db8::53 ]\n"
+			 "  timeout: 250ms\n"
+			 "  hosts: /etc/hosts\n"
+			 "  trust_anchor_file: /var/lib/unbound/root.key\n");
+	assert_int_equal(c->dns.nupstreams, 4);
+	assert_string_equal(c->dns.upstreams[0], "127.0.0.1");
+	assert_string_equal(c->dns.upstreams[1], "127.0.0.1@5353");
+	assert_string_equal(c->dns.upstreams[2], "::1@53");
+	assert_string_equal(c->dns.upstreams[3], "2001:db8::53");
+	assert_int_equal(c->dns.timeout_ms, 250);
+	assert_string_equal(c->dns.hosts_file, "/etc/hosts");
+	assert_string_equal(c->dns.trust_anchor_file,
+			    "/var/lib/unbound/root.key");
+	conf_free(c);
+	static const char *const bad[] = {
+		"resolver.example", "127.0.0.1@", "127.0.0.1@0",
+		"127.0.0.1@65536", "127.0.0.1@053", "127.0.0.1@53x",
+		"127.0.0.1:53", "@53", "::1@99999999999999999999",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char line[128];
+		snprintf(line, sizeof(line), "dns: { upstream: [ \"%s\" ] }\n",
+			 bad[i]);
+		load_err_with(line, 3, "is not a numeric address");
+	}
+	load_err_with("dns: { upstream: [] }\n", 3, "needs at least 1");
+	load_err_with("dns: { upstream: [ [a] ] }\n", 3,
+		      "dns.upstream: an entry is an address");
+	load_err_with("dns: { timeout: 10ms }\n", 3, "out of range");
+	load_err_with("dns: { hosts: \"\" }\n", 3, "empty value");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -827,6 +870,7 @@ int main(void)
 		cmocka_unit_test(test_find_host),
 		cmocka_unit_test(test_paths),
 		cmocka_unit_test(test_reference_is_docs),
+		cmocka_unit_test(test_dns),
 		cmocka_unit_test(test_example_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
