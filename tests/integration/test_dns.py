@@ -394,9 +394,19 @@ def test_shutdown_with_pending_queries(ctl):
                                 'cb tlsa shutting down']
 
 
-def test_server_starts_with_dns_config(server_factory, dns):
-    srv = server_factory(
-        users={}, dns=dns.resolver_config(trust=['secure.example']))
+def test_server_with_dns_server_fixture(server_factory, dns_server):
+    """The conftest fixture as federation tests use it: stanzad starts
+    with its resolver pointed at it, and `stanzactl dns` with the server's
+    own configuration finds the peer."""
+    dns_server.zone('peer.example', [
+        '_xmpps-server._tcp SRV 0 0 5270 xmpp.peer.example.',
+        'xmpp A 127.0.0.9'])
+    dns_server.start()
+    srv = server_factory(users={}, dns=dns_server.resolver_config())
+    secure, t = parse(srv.ctl('dns', 'peer.example').stdout)
+    assert not secure
+    assert [(x.host, x.port, x.tls, x.addrs) for x in t] == [
+        ('xmpp.peer.example', 5270, True, ['127.0.0.9'])]
     assert srv.alive()
 
 
