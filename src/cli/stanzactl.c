@@ -481,11 +481,10 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "list an account's offline messages: id, time, sender, size",
 	  ctl_offline_list },
 	{ { "dns", "tlsa" }, "HOST PORT", 2, 2,
-	  "look up the TLSA (DANE) records of _PORT._tcp.HOST",
+	  "show the TLSA (DANE) records of _PORT._tcp.HOST",
 	  ctl_dns_tlsa_cmd },
 	{ { "dns" }, "DOMAIN", 1, 1,
-	  "show how the server finds DOMAIN's servers: SRV targets in "
-	  "order, addresses, DNSSEC", ctl_dns },
+	  "show how DOMAIN's servers are found (SRV, DNSSEC)", ctl_dns },
 	{ { "help" }, "", 0, 0, "show this help", ctl_help },
 	{ { NULL }, NULL, 0, 0, NULL, NULL },
 };
