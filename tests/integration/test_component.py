@@ -11,6 +11,7 @@ offline storage); subscriptions from a component; disco#items."""
 import asyncio
 import hashlib
 import logging
+import re
 import uuid
 import xml.etree.ElementTree as ET
 
@@ -124,6 +125,40 @@ def raw_authenticated(server, secret=SECRET, upper=False):
     return s
 
 
+def component_shard(server):
+    found = server.wait_for_log(
+        rf'\[s(\d+)\] c\d+ component {re.escape(COMPONENT)} connected')
+    return int(found[-1].group(1))
+
+
+async def users_across_shards(server, user, shards, least=3):
+    """At least `least` sessions of user; with two shards, more until one
+    is on the other shard than the component (the kernel spreads
+    connections over the shards by their addresses)."""
+    comp_shard = component_shard(server)
+    users = []
+    try:
+        for i in range(24):
+            if len(users) >= least and (shards == 1 or any(
+                    s != comp_shard for s in session_shards(server, users))):
+                return users
+            users.append(await clients.connect(server, user, f'r{i}'))
+    except BaseException:
+        await clients.disconnect(*users)
+        raise
+    await clients.disconnect(*users)
+    raise AssertionError('no session landed on the other shard')
+
+
+def session_shards(server, users):
+    shards = []
+    for u in users:
+        found = server.wait_for_log(
+            rf'bound {re.escape(str(u.boundjid))} on shard (\d+)')
+        shards.append(int(found[-1].group(1)))
+    return shards
+
+
 @pytest.fixture
 def comp_server(server_factory):
     return server_factory(components=COMPONENTS)
@@ -135,14 +170,13 @@ def comp_server(server_factory):
 async def test_messages_both_ways(server_factory, shards):
     """A user's message to an address in the component's domain reaches
     the component with the user's full JID, and the component's answer
-    reaches the user; with two shards several resources make sure some
-    live on the other shard than the component."""
+    reaches the user; with two shards, from and to sessions on both
+    shards, one of them not the component's."""
     server = server_factory(components=COMPONENTS, shards=shards)
     comp = await connect_component(server)
     users = []
     try:
-        for res in ('r1', 'r2', 'r3', 'r4'):
-            users.append(await clients.connect(server, 'alice', res))
+        users = await users_across_shards(server, 'alice', shards)
         for user in users:
             body = unique('to-gw')
             user.send_message(mto=f'echo@{COMPONENT}', mbody=body,
@@ -178,8 +212,7 @@ async def test_component_answers_iq(server_factory, shards):
     comp = await connect_component(server)
     users = []
     try:
-        for res in ('r1', 'r2', 'r3'):
-            users.append(await clients.connect(server, 'bob', res))
+        users = await users_across_shards(server, 'bob', shards)
         for user in users:
             info = await user['xep_0030'].get_info(jid=COMPONENT,
                                                    timeout=WAIT)
