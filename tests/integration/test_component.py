@@ -10,7 +10,6 @@ offline storage); subscriptions from a component; disco#items."""
 
 import asyncio
 import hashlib
-import logging
 import re
 import uuid
 import xml.etree.ElementTree as ET
@@ -34,8 +33,6 @@ OTHER = 'other.example'
 COMPONENTS = [{'domain': COMPONENT, 'secret': SECRET},
               {'domain': OTHER, 'secret': 'other-secret'}]
 WAIT = 10
-
-log = logging.getLogger(__name__)
 
 
 def unique(prefix):
@@ -392,7 +389,7 @@ async def test_forged_from(comp_server, sender):
 
 
 @pytest.mark.parametrize('stanza', [
-    f"<message to='bob@localhost'><body>x</body></message>",
+    "<message to='bob@localhost'><body>x</body></message>",
     f"<message from='{COMPONENT}'><body>x</body></message>",
 ])
 def test_addresses_required(comp_server, stanza):
