@@ -406,7 +406,7 @@ async def test_raw_component_stanzas(comp_server):
     bob = await clients.connect(comp_server, 'bob', 'b')
     try:
         s = await asyncio.to_thread(raw_authenticated, comp_server)
-        s.send(f"<message from='Someone@GW.LocalHost/Res' "
+        s.send("<message from='Someone@GW.LocalHost/Res' "
                "to='bob@localhost/b' type='chat'><body>hi</body></message>")
         msg = await bob.next_message('hi')
         assert msg['from'] == f'someone@{COMPONENT}/Res'
