@@ -25,6 +25,7 @@
 #include "router/sessions.h"
 #include "store/store.h"
 #include "stream/c2s.h"
+#include "stream/component.h"
 
 
 static void usage(FILE *f)
@@ -34,9 +35,18 @@ static void usage(FILE *f)
 		   "       stanzad --config-reference\n");
 }
 
+static void accept_conn(struct shard *s, uv_stream_t *server_handle,
+			const struct listener_conf *lc)
+{
+	if (lc->type == LISTENER_COMPONENT)
+		component_accept(s, server_handle, lc);
+	else
+		c2s_accept(s, server_handle, lc);
+}
+
 static void shard_start(struct shard *s)
 {
-	listeners_start(s, server.conf, c2s_accept);
+	listeners_start(s, server.conf, accept_conn);
 }
 
 static void kick_conn(struct str key, void *value, void *ud)
@@ -125,7 +135,9 @@ static int start(const char *path)
 	conn_ip_init();
 	sessions_init();
 	c2s_init();
+	component_init();
 	run();
+	component_fini();
 	store_keyed_fini();
 	sessions_fini();
 	conn_ip_fini();

@@ -78,6 +78,7 @@ struct opt {
 #define CONF(member) FIELD(struct config, member)
 #define HOST(member) FIELD(struct host_conf, member)
 #define LISTENER(member) FIELD(struct listener_conf, member)
+#define COMPONENT(member) FIELD(struct component_conf, member)
 #define NAMES(a) .names = (a), .nnames = ARRAY_SIZE(a)
 
 static const char *const log_level_names[] = {
@@ -90,11 +91,15 @@ static const char *const log_level_names[] = {
 static const char *const listener_type_names[] = {
 	[LISTENER_C2S] = "c2s",
 	[LISTENER_C2S_TLS] = "c2s_tls",
+	[LISTENER_COMPONENT] = "component",
 };
 
 static int hosts_item(struct conf_ctx *c, yaml_node_t *n);
 static int listeners_item(struct conf_ctx *c, yaml_node_t *n);
 static int upstream_item(struct conf_ctx *c, yaml_node_t *n);
+static int components_item(struct conf_ctx *c, yaml_node_t *n);
+static int check_component_domain(struct conf_ctx *c, void *base,
+				  unsigned line);
 static int check_host_name(struct conf_ctx *c, void *base, unsigned line);
 static int check_tls(struct conf_ctx *c, void *base, unsigned line);
 static int check_address(struct conf_ctx *c, void *base, unsigned line);
@@ -107,7 +112,10 @@ static const struct opt opts[] = {
 	  .doc = "Directory of the database and generated certificates." },
 	{ "", "listeners", OPT_LIST, .required = true, .min = 1,
 	  .item = listeners_item,
-	  .doc = "Sockets to accept client connections on." },
+	  .doc = "Sockets to accept client and component connections on." },
+	{ "", "components", OPT_LIST, .item = components_item,
+	  .doc = "External components (XEP-0114): the domains they serve "
+		 "and their secrets." },
 	{ "", "log_level", OPT_ENUM, CONF(log_level), .def = "info",
 	  NAMES(log_level_names), .doc = "Least severe level logged." },
 	{ "", "shards", OPT_UINT, CONF(shards), .def = "0", .max = 64,
@@ -189,13 +197,21 @@ static const struct opt opts[] = {
 	{ "listeners[]", "type", OPT_ENUM, LISTENER(type), .required = true,
 	  NAMES(listener_type_names),
 	  .doc = "`c2s`: STARTTLS (RFC 6120); `c2s_tls`: direct TLS "
-		 "(XEP-0368)." },
+		 "(XEP-0368); `component`: external components (XEP-0114), "
+		 "plain TCP: bind it to a loopback or private address." },
 	{ "listeners[]", "address", OPT_STRING, LISTENER(address),
 	  .required = true, .check = check_address,
 	  .doc = "Numeric IPv4 or IPv6 address to bind." },
 	{ "listeners[]", "port", OPT_UINT, LISTENER(port), .required = true,
 	  .min = 1, .max = 65535,
 	  .doc = "TCP port; address and port must be unique." },
+	{ "components[]", "domain", OPT_STRING, COMPONENT(domain),
+	  .required = true, .check = check_component_domain,
+	  .doc = "The component's domain; case-folded (nameprep), unique, "
+		 "not one of `hosts`." },
+	{ "components[]", "secret", OPT_STRING, COMPONENT(secret),
+	  .required = true,
+	  .doc = "The shared secret of the component's handshake." },
 };
 
 /* The scopes in the order of the reference, with their introductions. */
@@ -217,6 +233,10 @@ static const struct {
 	{ "listeners[]", "`listeners` entries",
 	  "Each entry is a mapping; `{ type: c2s, address: 127.0.0.1, "
 	  "port: 5222 }`." },
+	{ "components[]", "`components` entries",
+	  "Each entry is a mapping; `{ domain: gateway.example.org, "
+	  "secret: \"...\" }`. Stanzas to the domain, or to any address "
+	  "in it, go to the component connected as that domain." },
 };
 
 const char *listener_type_name(enum listener_type t)
@@ -638,6 +658,25 @@ static int parse_mapping(struct conf_ctx *c, yaml_node_t *map,
 
 /* --- list entries and checks --- */
 
+/* A host's stanzas go to its accounts, so no component may serve it.
+ * Checked by whichever of the two lists comes second in the file. */
+static int check_not_both(struct conf_ctx *c, const char *domain,
+			  unsigned line)
+{
+	const struct config *conf = c->conf;
+	bool host = false, component = false;
+	for (size_t i = 0; i < conf->nhosts; i++)
+		host |= conf->host_confs[i].name != NULL &&
+			strcmp(conf->host_confs[i].name, domain) == 0;
+	for (size_t i = 0; i < conf->ncomponents; i++)
+		component |= conf->components[i].domain != NULL &&
+			     strcmp(conf->components[i].domain, domain) == 0;
+	if (host && component)
+		return conf_error(c, line, "'%s' is both a host and a "
+				  "component", domain);
+	return 0;
+}
+
 static int hosts_item(struct conf_ctx *c, yaml_node_t *n)
 {
 	struct config *conf = c->conf;
@@ -662,7 +701,7 @@ static int hosts_item(struct conf_ctx *c, yaml_node_t *n)
 		if (strcmp(conf->host_confs[i].name, h->name) == 0)
 			return conf_error(c, line, "hosts: duplicate host "
 					  "'%s'", h->name);
-	return 0;
+	return check_not_both(c, h->name, line);
 }
 
 static int listeners_item(struct conf_ctx *c, yaml_node_t *n)
@@ -725,21 +764,54 @@ static int upstream_item(struct conf_ctx *c, yaml_node_t *n)
 	return 0;
 }
 
-/* Host names are compared as JID domains, so they are nameprep'd. */
-static int check_host_name(struct conf_ctx *c, void *base, unsigned line)
+static int components_item(struct conf_ctx *c, yaml_node_t *n)
 {
-	struct host_conf *h = base;
+	struct config *conf = c->conf;
+	unsigned line = node_line(n);
+	if (n->type != YAML_MAPPING_NODE)
+		return conf_error(c, line, "components: an entry is a mapping, "
+				  "got %s", node_kind(n));
+	conf->components = xreallocarray(conf->components,
+					 conf->ncomponents + 1,
+					 sizeof(*conf->components));
+	struct component_conf *k = &conf->components[conf->ncomponents++];
+	memset(k, 0, sizeof(*k));
+	if (parse_mapping(c, n, "components[]", k, line) < 0)
+		return -1;
+	for (size_t i = 0; i + 1 < conf->ncomponents; i++)
+		if (strcmp(conf->components[i].domain, k->domain) == 0)
+			return conf_error(c, line, "components: duplicate "
+					  "domain '%s'", k->domain);
+	return check_not_both(c, k->domain, line);
+}
+
+/* Domains are compared as JID domains, so they are nameprep'd. */
+static int nameprep_domain(struct conf_ctx *c, char **name, unsigned line,
+			   const char *what)
+{
 	struct arena *a = arena_new(0);
 	struct str out;
 	const char *err;
-	int rc = jid_nameprep(a, str_c(h->name), &out, &err);
+	int rc = jid_nameprep(a, str_c(*name), &out, &err);
 	if (rc < 0)
-		conf_error(c, line, "hosts: invalid host name '%.64s': %s",
-			   h->name, err);
+		conf_error(c, line, "%s '%.64s': %s", what, *name, err);
 	else
-		store_string(&h->name, str_xdup(out));
+		store_string(name, str_xdup(out));
 	arena_destroy(&a);
 	return rc;
+}
+
+static int check_host_name(struct conf_ctx *c, void *base, unsigned line)
+{
+	return nameprep_domain(c, &((struct host_conf *)base)->name, line,
+			       "hosts: invalid host name");
+}
+
+static int check_component_domain(struct conf_ctx *c, void *base,
+				  unsigned line)
+{
+	return nameprep_domain(c, &((struct component_conf *)base)->domain,
+			       line, "components: invalid domain");
 }
 
 static int check_tls(struct conf_ctx *c, void *base, unsigned line)
@@ -927,6 +999,15 @@ void conf_free(struct config *c)
 	free(c->dns.upstreams);
 	free(c->dns.hosts_file);
 	free(c->dns.trust_anchor_file);
+	for (size_t i = 0; i < c->ncomponents; i++) {
+		free(c->components[i].domain);
+		/* a credential: not left behind in freed memory */
+		if (c->components[i].secret != NULL)
+			explicit_bzero(c->components[i].secret,
+				       strlen(c->components[i].secret));
+		free(c->components[i].secret);
+	}
+	free(c->components);
 	free(c->data_dir);
 	free(c->path);
 	free(c);
@@ -937,6 +1018,16 @@ int conf_find_host(const struct config *c, const char *host, size_t len)
 	for (size_t i = 0; i < c->nhosts; i++)
 		if (strlen(c->hosts[i]) == len &&
 		    memcmp(c->hosts[i], host, len) == 0)
+			return (int)i;
+	return -1;
+}
+
+int conf_find_component(const struct config *c, const char *domain,
+			size_t len)
+{
+	for (size_t i = 0; i < c->ncomponents; i++)
+		if (strlen(c->components[i].domain) == len &&
+		    memcmp(c->components[i].domain, domain, len) == 0)
 			return (int)i;
 	return -1;
 }
@@ -971,7 +1062,8 @@ static void write_range(FILE *out, const struct opt *o)
 		fprintf(out, "%s..%s", lo, hi);
 		break;
 	case OPT_LIST:
-		fprintf(out, "at least %" PRIu64 " entry", o->min);
+		if (o->min > 0)
+			fprintf(out, "at least %" PRIu64 " entry", o->min);
 		break;
 	default:
 		break;

@@ -21,6 +21,7 @@
 enum listener_type {
 	LISTENER_C2S,     /* STARTTLS on a plain socket (RFC 6120 §5) */
 	LISTENER_C2S_TLS, /* direct TLS (XEP-0368) */
+	LISTENER_COMPONENT, /* external components, plain TCP (XEP-0114) */
 };
 
 const char *listener_type_name(enum listener_type t);
@@ -35,6 +36,13 @@ struct host_conf {
 	char *name;      /* the domain, nameprep'd */
 	char *cert_file; /* PEM; NULL: the self-signed certificate in data_dir */
 	char *key_file;  /* PEM; NULL with cert_file NULL */
+};
+
+/* An external component (XEP-0114): the domain it serves and the secret
+ * of its handshake. */
+struct component_conf {
+	char *domain; /* nameprep'd; never one of the hosts */
+	char *secret; /* non-empty */
 };
 
 struct limits_conf {
@@ -72,6 +80,8 @@ struct config {
 	char *data_dir;
 	struct listener_conf *listeners;
 	size_t nlisteners;
+	struct component_conf *components;
+	size_t ncomponents;
 	struct limits_conf limits;
 	struct store_conf store;
 	struct dns_conf dns;
@@ -90,6 +100,9 @@ int conf_load_string(const char *name, const char *yaml, size_t len,
 void conf_free(struct config *c);
 /* Index of host in c->hosts or -1; host must already be nameprep'd. */
 int conf_find_host(const struct config *c, const char *host, size_t len);
+/* Index of domain in c->components or -1; domain must be nameprep'd. */
+int conf_find_component(const struct config *c, const char *domain,
+			size_t len);
 /* Writes the Markdown reference of every key (docs/config.md). */
 void conf_write_reference(FILE *out);
 

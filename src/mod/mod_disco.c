@@ -2,10 +2,15 @@
  * mod_disco.c - XEP-0030: Service Discovery for the server itself.
  *
  * disco#info lists the server identity (server/im) and the features of
- * every module, gathered from the module table; disco#items lists nothing
- * yet (no components or rooms). To an account's bare JID, disco#info
- * answers for the account (identity account/registered, RFC 6121 §8.5.1).
+ * every module, gathered from the module table; disco#items lists the
+ * external components (XEP-0114) whose domain is a subdomain of the host
+ * asked, as Prosody does, so clients find gateways under their server
+ * without seeing another virtual host's. To an account's bare JID,
+ * disco#info answers for the account (identity account/registered, RFC
+ * 6121 §8.5.1).
  */
+#include <string.h>
+
 #include "../core/conf.h"
 #include "../core/server.h"
 #include "../xmpp/ns.h"
@@ -62,13 +67,34 @@ static enum hook_ret info_handle(struct iq_ctx *ctx)
 	return iq_reply_result(ctx, q);
 }
 
+/* Whether sub is a subdomain of domain: "gw.example.org" of
+ * "example.org" (not "badexample.org"). */
+static bool subdomain_of(const char *sub, const char *domain)
+{
+	size_t n = strlen(sub), m = strlen(domain);
+	return n > m + 1 && sub[n - m - 1] == '.' &&
+	       memcmp(sub + n - m, domain, m) == 0;
+}
+
 static enum hook_ret items_handle(struct iq_ctx *ctx)
 {
 	struct str node = xml_attr_get(ctx->payload, "node");
 	if (node.p != NULL)
 		return iq_reply_error(ctx, STANZA_ERR_ITEM_NOT_FOUND);
-	return iq_reply_result(ctx,
-			       iq_payload_new(ctx, NS_DISCO_ITEMS, "query"));
+	struct xml_elem *q = iq_payload_new(ctx, NS_DISCO_ITEMS, "query");
+	const struct config *conf = server.conf;
+	const char *host = conf->hosts[ctx->host_idx];
+	for (size_t i = 0; ctx->target == TO_HOST && i < conf->ncomponents;
+	     i++) {
+		const char *d = conf->components[i].domain;
+		if (!subdomain_of(d, host))
+			continue;
+		struct xml_elem *e = xml_add_child(ctx->st->a, q,
+						   STR_LIT(NS_DISCO_ITEMS),
+						   STR_LIT("item"));
+		xml_attr_set(ctx->st->a, e, "jid", str_c(d));
+	}
+	return iq_reply_result(ctx, q);
 }
 
 static const struct iq_route disco_iq[] = {

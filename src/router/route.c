@@ -22,6 +22,7 @@
 #include "../net/conn.h"
 #include "../store/accounts.h"
 #include "../xmpp/ns.h"
+#include "components.h"
 #include "hooks.h"
 #include "iq.h"
 #include "route.h"
@@ -513,6 +514,8 @@ void route(struct stanza *st)
 	}
 	int h = conf_find_host(server.conf, st->to.domain.p, st->to.domain.len);
 	if (h < 0) {
+		if (component_route(st))
+			return;
 		/* Server-to-server is not there yet. */
 		route_bounce(st, STANZA_ERR_REMOTE_SERVER_NOT_FOUND, NULL);
 		return;

@@ -38,6 +38,7 @@
 #include "../xmpp/jid.h"
 #include "../xmpp/ns.h"
 #include "c2s.h"
+#include "stream.h"
 
 enum c2s_phase {
 	PHASE_TLS,     /* STARTTLS required */
@@ -114,11 +115,8 @@ static void write_buf(struct c2s *c, const struct buf *b)
 
 static void send_header(struct c2s *c)
 {
-	unsigned char rnd[12];
-	RAND_bytes(rnd, sizeof(rnd));
-	char id[2 * sizeof(rnd) + 1];
-	for (size_t i = 0; i < sizeof(rnd); i++)
-		snprintf(id + 2 * i, 3, "%02x", rnd[i]);
+	char id[STREAM_ID_LEN + 1];
+	stream_new_id(id);
 	struct buf b = { 0 };
 	buf_printf(&b,
 		   "<?xml version='1.0'?><stream:stream xmlns='" NS_CLIENT
@@ -142,15 +140,7 @@ static void stream_fail(struct c2s *c, enum stream_err err, const char *text)
 	if (!c->header_sent)
 		send_header(c);
 	struct buf b = { 0 };
-	buf_printf(&b, "<stream:error><%s xmlns='" NS_STREAM_ERRORS "'/>",
-		   stream_err_name(err));
-	if (text != NULL) {
-		buf_append_c(&b, "<text xmlns='" NS_STREAM_ERRORS
-				 "' xml:lang='en'>");
-		buf_append_xml_escaped(&b, str_c(text), false);
-		buf_append_c(&b, "</text>");
-	}
-	buf_append_c(&b, "</stream:error></stream:stream>");
+	stream_error_append(&b, err, text);
 	write_buf(c, &b);
 	buf_reset(&b);
 	conn_close(&c->conn);
@@ -593,18 +583,6 @@ static void on_iq_prebind(struct c2s *c, struct xml_elem *x, struct arena *a)
 
 /* ---- stanzas of a bound session (RFC 6120 §8) ---- */
 
-static bool iq_well_formed(const struct xml_elem *x, struct str type)
-{
-	if (xml_attr_get(x, "id").p == NULL)
-		return false;
-	size_t n = xml_child_count(x);
-	if (str_eq_c(type, "get") || str_eq_c(type, "set"))
-		return n == 1;
-	if (str_eq_c(type, "result"))
-		return n <= 1;
-	return true;
-}
-
 /* §8.1.2.1: a client's 'from', if present, must be its own full or bare
  * JID; the server stamps the full JID. */
 static bool from_ok(struct c2s *c, struct xml_elem *x, struct arena *a)
@@ -702,7 +680,7 @@ static void on_stanza(struct c2s *c, struct xml_elem *x, struct arena *a)
 		return;
 	}
 	if (str_eq_c(x->name, "iq") &&
-	    !iq_well_formed(x, xml_attr_get(x, "type"))) {
+	    !stream_iq_well_formed(x, xml_attr_get(x, "type"))) {
 		reply_iq(c, x, a, STANZA_ERR_BAD_REQUEST, NULL);
 		return;
 	}
@@ -815,7 +793,7 @@ static void on_iq_preauth(struct c2s *c, struct xml_elem *x, struct arena *a)
 {
 	struct str type = xml_attr_get(x, "type");
 	bool get = str_eq_c(type, "get");
-	if ((!get && !str_eq_c(type, "set")) || !iq_well_formed(x, type)) {
+	if ((!get && !str_eq_c(type, "set")) || !stream_iq_well_formed(x, type)) {
 		unexpected(c, x);
 		arena_destroy(&a);
 		return;
@@ -1093,12 +1071,7 @@ static const struct conn_ops c2s_ops = {
 
 void c2s_init(void)
 {
-	const struct limits_conf *lim = limits();
-	xml_limits = (struct xml_limits){
-		.max_stanza = lim->max_stanza_size,
-		.max_depth = lim->max_depth,
-		.max_attrs = lim->max_attrs,
-	};
+	stream_xml_limits(&xml_limits);
 }
 
 void c2s_accept(struct shard *s, uv_stream_t *server_handle,

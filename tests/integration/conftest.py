@@ -148,13 +148,20 @@ class Server:
         self.config_path = self.root / 'stanzad.yaml'
         self.data_dir = self.root / 'data'
         self.log_path = self.root / 'stanzad.log'
-        self.c2s_port, self.tls_port = free_ports(2)
+        self.c2s_port, self.tls_port, component_port = free_ports(3)
         self.config = copy.deepcopy(BASE_CONFIG)
         self.config['listeners'] = [
             {'type': 'c2s', 'address': '127.0.0.1', 'port': self.c2s_port},
             {'type': 'c2s_tls', 'address': '127.0.0.1',
              'port': self.tls_port},
         ]
+        # A server with components (XEP-0114) gets a component listener.
+        self.component_port = None
+        if overrides.get('components'):
+            self.component_port = component_port
+            self.config['listeners'].append(
+                {'type': 'component', 'address': '127.0.0.1',
+                 'port': self.component_port})
         _merge(self.config, overrides)
         self.config_path.write_text(
             yaml.safe_dump(self.config, sort_keys=False))
@@ -176,7 +183,8 @@ class Server:
 
     def _wait_ready(self):
         deadline = time.monotonic() + READY_TIMEOUT
-        pending = [self.c2s_port, self.tls_port]
+        pending = [p for p in (self.c2s_port, self.tls_port,
+                               self.component_port) if p]
         while pending:
             if self.proc.poll() is not None:
                 raise AssertionError(

@@ -612,7 +612,70 @@ static void test_listener_type_name(void **state)
 	(void)state;
 	assert_string_equal(listener_type_name(LISTENER_C2S), "c2s");
 	assert_string_equal(listener_type_name(LISTENER_C2S_TLS), "c2s_tls");
+	assert_string_equal(listener_type_name(LISTENER_COMPONENT),
+			    "component");
 	assert_string_equal(listener_type_name((enum listener_type)7), "?");
+}
+
+static void test_components(void **state)
+{
+	(void)state;
+	struct config *c = load_ok(
+		"hosts: [localhost]\n"
+		"listeners:\n"
+		"  - { type: component, address: 127.0.0.1, port: 5347 }\n"
+		"components:\n"
+		"  - { domain: GW.Localhost, secret: s3cret }\n"
+		"  - domain: other.example\n"
+		"    secret: \"two words\"\n");
+	assert_int_equal(c->listeners[0].type, LISTENER_COMPONENT);
+	assert_int_equal(c->ncomponents, 2);
+	/* nameprep'd like hosts */
+	assert_string_equal(c->components[0].domain, "gw.localhost");
+	assert_string_equal(c->components[0].secret, "s3cret");
+	assert_string_equal(c->components[1].domain, "other.example");
+	assert_string_equal(c->components[1].secret, "two words");
+	assert_int_equal(conf_find_component(c, "gw.localhost", 12), 0);
+	assert_int_equal(conf_find_component(c, "other.example", 13), 1);
+	assert_int_equal(conf_find_component(c, "gw.localhos", 11), -1);
+	assert_int_equal(conf_find_component(c, "localhost", 9), -1);
+	conf_free(c);
+
+	/* none by default; an empty list is fine */
+	c = load_ok(MINIMAL);
+	assert_int_equal(c->ncomponents, 0);
+	assert_null(c->components);
+	conf_free(c);
+	c = load_ok_with("components: []\n");
+	assert_int_equal(c->ncomponents, 0);
+	conf_free(c);
+
+	load_err_with("components:\n  - { domain: a.example }\n", 4,
+		      "missing required key 'components[].secret'");
+	load_err_with("components:\n  - { secret: x }\n", 4,
+		      "missing required key 'components[].domain'");
+	load_err_with("components:\n  - { domain: a.example, secret: '' }\n",
+		      4, "components[].secret: empty value");
+	load_err_with("components:\n  - { domain: a.example, secret: }\n",
+		      4, "components[].secret: no value");
+	load_err_with("components:\n  - { domain: 'a b', secret: x }\n", 4,
+		      "components: invalid domain 'a b'");
+	load_err_with("components:\n  - { domain: a@b, secret: x }\n", 4,
+		      "components: invalid domain");
+	load_err_with("components:\n  - { domain: a.example, secret: x,"
+		      " port: 1 }\n", 4, "unknown key 'components[].port'");
+	load_err_with("components: [a.example]\n", 3,
+		      "components: an entry is a mapping");
+	load_err_with("components:\n"
+		      "  - { domain: a.example, secret: x }\n"
+		      "  - { domain: A.Example, secret: y }\n",
+		      5, "components: duplicate domain 'a.example'");
+	/* a host cannot be a component, whichever list comes first */
+	load_err_with("components:\n  - { domain: LocalHost, secret: x }\n",
+		      4, "'localhost' is both a host and a component");
+	load_err("components:\n  - { domain: b.example, secret: x }\n"
+		 "hosts: [a.example, B.example]\n" LISTENER, 3,
+		 "'b.example' is both a host and a component");
 }
 
 static void test_find_host(void **state)
@@ -867,6 +930,7 @@ int main(void)
 		cmocka_unit_test(test_hosts),
 		cmocka_unit_test(test_listeners),
 		cmocka_unit_test(test_listener_type_name),
+		cmocka_unit_test(test_components),
 		cmocka_unit_test(test_find_host),
 		cmocka_unit_test(test_paths),
 		cmocka_unit_test(test_reference_is_docs),
