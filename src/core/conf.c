@@ -90,6 +90,8 @@ static const char *const log_level_names[] = {
 static const char *const listener_type_names[] = {
 	[LISTENER_C2S] = "c2s",
 	[LISTENER_C2S_TLS] = "c2s_tls",
+	[LISTENER_S2S] = "s2s",
+	[LISTENER_S2S_TLS] = "s2s_tls",
 };
 
 static int hosts_item(struct conf_ctx *c, yaml_node_t *n);
@@ -161,6 +163,29 @@ static const struct opt opts[] = {
 		 "backup) holding the database's write lock before the client "
 		 "gets `<resource-constraint/>`; the server's other storage "
 		 "work waits meanwhile. 0: fail at once." },
+	{ "", "s2s", OPT_SECTION,
+	  .doc = "Server-to-server (federation); see below." },
+	{ "s2s", "ca_file", OPT_PATH, CONF(s2s.ca_file),
+	  .doc = "PEM file of the certificate authorities trusted for other "
+		 "servers' certificates; without it, the system's store." },
+	{ "s2s", "dialback", OPT_BOOL, CONF(s2s.dialback), .def = "true",
+	  .doc = "Authenticate with Server Dialback (XEP-0220, over TLS "
+		 "only) when a certificate does not verify. `false`: only "
+		 "servers with valid certificates (SASL EXTERNAL) federate." },
+	{ "s2s", "connect_timeout", OPT_DURATION,
+	  CONF(s2s.connect_timeout_ms), .def = "10s", .min = SEC,
+	  .max = 10 * MIN,
+	  .doc = "Time to resolve, connect, secure and authenticate an "
+		 "outgoing connection; queued stanzas then bounce with "
+		 "`<remote-server-timeout/>`." },
+	{ "s2s", "idle_timeout", OPT_DURATION, CONF(s2s.idle_timeout_ms),
+	  .def = "10m", .min = SEC, .max = 24 * HOUR,
+	  .doc = "A server connection with no stanza either way for this "
+		 "long is closed." },
+	{ "s2s", "max_queue", OPT_UINT, CONF(s2s.max_queue), .def = "1000",
+	  .min = 1, .max = 1000000,
+	  .doc = "Stanzas held for a domain while its connection is set up; "
+		 "beyond it they bounce with `<resource-constraint/>`." },
 	{ "hosts[]", "name", OPT_STRING, HOST(name), .required = true,
 	  .check = check_host_name,
 	  .doc = "The domain; case-folded (nameprep), must be unique." },
@@ -173,8 +198,9 @@ static const struct opt opts[] = {
 	  .doc = "PEM private key; needs `cert`." },
 	{ "listeners[]", "type", OPT_ENUM, LISTENER(type), .required = true,
 	  NAMES(listener_type_names),
-	  .doc = "`c2s`: STARTTLS (RFC 6120); `c2s_tls`: direct TLS "
-		 "(XEP-0368)." },
+	  .doc = "`c2s`: clients, STARTTLS (RFC 6120); `c2s_tls`: clients, "
+		 "direct TLS (XEP-0368); `s2s`: servers, STARTTLS; `s2s_tls`: "
+		 "servers, direct TLS." },
 	{ "listeners[]", "address", OPT_STRING, LISTENER(address),
 	  .required = true, .check = check_address,
 	  .doc = "Numeric IPv4 or IPv6 address to bind." },
@@ -191,6 +217,7 @@ static const struct {
 	{ "limits", "`limits`",
 	  "Bounds on what one peer can make the server hold or do." },
 	{ "store", "`store`", NULL },
+	{ "s2s", "`s2s`", NULL },
 	{ "hosts[]", "`hosts` entries",
 	  "Each entry is a domain (`- example.org`) or a mapping with these "
 	  "keys." },
@@ -868,6 +895,7 @@ void conf_free(struct config *c)
 		free(c->listeners[i].address);
 	free(c->listeners);
 	free(c->data_dir);
+	free(c->s2s.ca_file);
 	free(c->path);
 	free(c);
 }
