@@ -518,6 +518,18 @@ static void conn_init(struct conn *c, struct shard *s,
 	hmap_put(&s->conns, hmap_u64(&c->id), c);
 }
 
+int conn_adopt(struct conn *c, struct shard *s, int fd,
+	       const struct conn_ops *ops, size_t max_output)
+{
+	conn_init(c, s, ops, max_output);
+	if (uv_tcp_open(&c->tcp, fd) != 0 ||
+	    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+		conn_abort(c);
+		return -1;
+	}
+	return 0;
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
 	struct conn *c = req->data;

@@ -101,6 +101,11 @@ int conn_connect(struct conn *c, struct shard *s, const struct sockaddr *sa,
 		 const struct conn_ops *ops, size_t max_output,
 		 conn_connect_fn *cb);
 
+/* Initialises c on an already connected socket fd (the fuzz targets use a
+ * socketpair). Returns 0 or -1 as conn_accept. */
+int conn_adopt(struct conn *c, struct shard *s, int fd,
+	       const struct conn_ops *ops, size_t max_output);
+
 /* Starts TLS on the connection (after <proceed/>, or at once for direct
  * TLS) with host host_idx's context. */
 void conn_start_tls(struct conn *c, size_t host_idx);

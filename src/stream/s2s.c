@@ -1227,28 +1227,51 @@ static const struct conn_ops s2s_ops = {
 	.kick = s2s_kick,
 };
 
-void s2s_accept(struct shard *sh, uv_stream_t *server_handle,
-		const struct listener_conf *lc)
+/* A new incoming stream: conn set up by accept or adopt (0), or not. */
+static void in_start(struct s2s *s, int accepted, bool direct_tls)
 {
 	const struct limits_conf *lim = &server.conf->limits;
-	struct s2s *s = xcalloc(1, sizeof(*s));
-	s->xs = xml_stream_new(&xml_limits, &s2s_xml_cbs, s);
-	s->phase = lc->type == LISTENER_S2S_TLS ? S2S_AUTH : S2S_TLS;
-	if (conn_accept(&s->conn, sh, server_handle, &s2s_ops,
-			lim->max_output) < 0)
+	if (accepted < 0)
 		return;
-	conn_debug(&s->conn, "accepted from %s on %s port %u", s->conn.ip,
-		   listener_type_name(lc->type), lc->port);
 	if (conn_count() > lim->max_connections) {
 		stream_fail(s, STREAM_ERR_POLICY_VIOLATION,
 			    "too many connections");
 		return;
 	}
 	conn_set_timer(&s->conn, server.conf->s2s.connect_timeout_ms);
-	if (lc->type == LISTENER_S2S_TLS) {
+	if (direct_tls) {
 		conn_start_tls(&s->conn, 0);
 		tls_want_peer_cert(s->conn.ssl);
 	}
+}
+
+static struct s2s *in_new(bool direct_tls)
+{
+	struct s2s *s = xcalloc(1, sizeof(*s));
+	s->xs = xml_stream_new(&xml_limits, &s2s_xml_cbs, s);
+	s->phase = direct_tls ? S2S_AUTH : S2S_TLS;
+	return s;
+}
+
+void s2s_accept(struct shard *sh, uv_stream_t *server_handle,
+		const struct listener_conf *lc)
+{
+	bool direct = lc->type == LISTENER_S2S_TLS;
+	struct s2s *s = in_new(direct);
+	int rc = conn_accept(&s->conn, sh, server_handle, &s2s_ops,
+			     server.conf->limits.max_output);
+	if (rc == 0)
+		conn_debug(&s->conn, "accepted from %s on %s port %u",
+			   s->conn.ip, listener_type_name(lc->type), lc->port);
+	in_start(s, rc, direct);
+}
+
+void s2s_adopt(struct shard *sh, int fd)
+{
+	struct s2s *s = in_new(true);
+	in_start(s, conn_adopt(&s->conn, sh, fd, &s2s_ops,
+			       server.conf->limits.max_output),
+		 false);
 }
 
 static void collect_route(struct str key, void *value, void *ud)

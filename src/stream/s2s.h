@@ -11,6 +11,8 @@
 #ifndef STANZAD_STREAM_S2S_H
 #define STANZAD_STREAM_S2S_H
 
+#include <stdbool.h>
+
 #include <uv.h>
 
 struct listener_conf;
@@ -25,6 +27,10 @@ void s2s_fini(void);
 /* On a shard: a new connection on an s2s or s2s_tls listener. */
 void s2s_accept(struct shard *s, uv_stream_t *server,
 		const struct listener_conf *lc);
+
+/* For the fuzz target: an incoming stream on a connected socket, in
+ * plaintext but past STARTTLS (what follows TLS is what it exercises). */
+void s2s_adopt(struct shard *s, int fd);
 
 /* Sends st (consumed), whose 'to' is a domain we do not serve, to its
  * server; bounces it when that cannot be done. */
