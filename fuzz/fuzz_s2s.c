@@ -20,6 +20,7 @@
 
 #include "fuzz.h"
 #include "core/conf.h"
+#include "core/log.h"
 #include "core/server.h"
 #include "core/shard.h"
 #include "net/conn.h"
@@ -98,6 +99,7 @@ static void init(void)
 		fprintf(stderr, "fuzz_s2s: %s\n", err);
 		abort();
 	}
+	log_set_level(conf->log_level);
 	server.conf = conf;
 	server.nshards = 1;
 	server.shards = &sh;
