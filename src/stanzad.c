@@ -22,10 +22,12 @@
 #include "net/listener.h"
 #include "net/resolve.h"
 #include "net/tls.h"
+#include "router/route.h"
 #include "router/sessions.h"
 #include "store/store.h"
 #include "stream/c2s.h"
 #include "stream/component.h"
+#include "stream/s2s.h"
 
 
 static void usage(FILE *f)
@@ -35,13 +37,23 @@ static void usage(FILE *f)
 		   "       stanzad --config-reference\n");
 }
 
-static void accept_conn(struct shard *s, uv_stream_t *server_handle,
+/* New connections go to the stream of their listener's type. */
+static void accept_conn(struct shard *s, uv_stream_t *handle,
 			const struct listener_conf *lc)
 {
-	if (lc->type == LISTENER_COMPONENT)
-		component_accept(s, server_handle, lc);
-	else
-		c2s_accept(s, server_handle, lc);
+	switch (lc->type) {
+	case LISTENER_C2S:
+	case LISTENER_C2S_TLS:
+		c2s_accept(s, handle, lc);
+		return;
+	case LISTENER_S2S:
+	case LISTENER_S2S_TLS:
+		s2s_accept(s, handle, lc);
+		return;
+	case LISTENER_COMPONENT:
+		component_accept(s, handle, lc);
+		return;
+	}
 }
 
 static void shard_start(struct shard *s)
@@ -59,6 +71,7 @@ static void kick_conn(struct str key, void *value, void *ud)
 static void shard_stop(struct shard *s)
 {
 	listeners_stop(s);
+	s2s_shard_stop(s);
 	hmap_foreach(&s->conns, kick_conn, NULL);
 	resolve_shard_stop(s);
 }
@@ -136,12 +149,18 @@ static int start(const char *path)
 	sessions_init();
 	c2s_init();
 	component_init();
-	run();
+	if (s2s_init(&why) < 0) {
+		log_errx("%s", why);
+	} else {
+		route_set_remote(s2s_route);
+		run();
+		s2s_fini();
+		rc = 0;
+	}
 	component_fini();
 	store_keyed_fini();
 	sessions_fini();
 	conn_ip_fini();
-	rc = 0;
 	log_info("stopped");
 	listeners_free();
 out_tls:

@@ -92,6 +92,8 @@ static const char *const listener_type_names[] = {
 	[LISTENER_C2S] = "c2s",
 	[LISTENER_C2S_TLS] = "c2s_tls",
 	[LISTENER_COMPONENT] = "component",
+	[LISTENER_S2S] = "s2s",
+	[LISTENER_S2S_TLS] = "s2s_tls",
 };
 
 static int hosts_item(struct conf_ctx *c, yaml_node_t *n);
@@ -184,6 +186,29 @@ static const struct opt opts[] = {
 	{ "dns", "timeout", OPT_DURATION, CONF(dns.timeout_ms), .def = "10s",
 	  .min = 100, .max = 5 * MIN,
 	  .doc = "How long one lookup (SRV, then addresses) may take." },
+	{ "", "s2s", OPT_SECTION,
+	  .doc = "Server-to-server (federation); see below." },
+	{ "s2s", "ca_file", OPT_PATH, CONF(s2s.ca_file),
+	  .doc = "PEM file of the certificate authorities trusted for other "
+		 "servers' certificates; without it, the system's store." },
+	{ "s2s", "dialback", OPT_BOOL, CONF(s2s.dialback), .def = "true",
+	  .doc = "Authenticate with Server Dialback (XEP-0220, over TLS "
+		 "only) when a certificate does not verify. `false`: only "
+		 "servers with valid certificates (SASL EXTERNAL) federate." },
+	{ "s2s", "connect_timeout", OPT_DURATION,
+	  CONF(s2s.connect_timeout_ms), .def = "10s", .min = SEC,
+	  .max = 10 * MIN,
+	  .doc = "Time to resolve, connect, secure and authenticate an "
+		 "outgoing connection; queued stanzas then bounce with "
+		 "`<remote-server-timeout/>`." },
+	{ "s2s", "idle_timeout", OPT_DURATION, CONF(s2s.idle_timeout_ms),
+	  .def = "10m", .min = SEC, .max = 24 * HOUR,
+	  .doc = "A server connection with no stanza either way for this "
+		 "long is closed." },
+	{ "s2s", "max_queue", OPT_UINT, CONF(s2s.max_queue), .def = "1000",
+	  .min = 1, .max = 1000000,
+	  .doc = "Stanzas held for a domain while its connection is set up; "
+		 "beyond it they bounce with `<resource-constraint/>`." },
 	{ "hosts[]", "name", OPT_STRING, HOST(name), .required = true,
 	  .check = check_host_name,
 	  .doc = "The domain; case-folded (nameprep), must be unique." },
@@ -196,9 +221,11 @@ static const struct opt opts[] = {
 	  .doc = "PEM private key; needs `cert`." },
 	{ "listeners[]", "type", OPT_ENUM, LISTENER(type), .required = true,
 	  NAMES(listener_type_names),
-	  .doc = "`c2s`: STARTTLS (RFC 6120); `c2s_tls`: direct TLS "
-		 "(XEP-0368); `component`: external components (XEP-0114), "
-		 "plain TCP: bind it to a loopback or private address." },
+	  .doc = "`c2s`: clients, STARTTLS (RFC 6120); `c2s_tls`: clients, "
+		 "direct TLS (XEP-0368); `s2s`: servers, STARTTLS; `s2s_tls`: "
+		 "servers, direct TLS; `component`: external components "
+		 "(XEP-0114), plain TCP: bind it to a loopback or private "
+		 "address." },
 	{ "listeners[]", "address", OPT_STRING, LISTENER(address),
 	  .required = true, .check = check_address,
 	  .doc = "Numeric IPv4 or IPv6 address to bind." },
@@ -225,6 +252,7 @@ static const struct {
 	{ "dns", "`dns`",
 	  "How other servers are found: SRV, A and AAAA lookups through "
 	  "libunbound, DNSSEC-validated when trust anchors are given." },
+	{ "s2s", "`s2s`", NULL },
 	{ "hosts[]", "`hosts` entries",
 	  "Each entry is a domain (`- example.org`) or a mapping with these "
 	  "keys." },
@@ -1009,6 +1037,7 @@ void conf_free(struct config *c)
 	}
 	free(c->components);
 	free(c->data_dir);
+	free(c->s2s.ca_file);
 	free(c->path);
 	free(c);
 }

@@ -22,6 +22,8 @@ enum listener_type {
 	LISTENER_C2S,     /* STARTTLS on a plain socket (RFC 6120 §5) */
 	LISTENER_C2S_TLS, /* direct TLS (XEP-0368) */
 	LISTENER_COMPONENT, /* external components, plain TCP (XEP-0114) */
+	LISTENER_S2S,     /* server-to-server, STARTTLS (RFC 6120) */
+	LISTENER_S2S_TLS, /* server-to-server, direct TLS (XEP-0368) */
 };
 
 const char *listener_type_name(enum listener_type t);
@@ -72,6 +74,14 @@ struct dns_conf {
 	unsigned timeout_ms;     /* per lookup; default 10 s */
 };
 
+struct s2s_conf {
+	char *ca_file;        /* PEM trust store; NULL: the system's */
+	bool dialback;        /* XEP-0220 when certificates do not verify */
+	unsigned connect_timeout_ms; /* DNS, connect, TLS and auth; 10 s */
+	unsigned idle_timeout_ms;    /* no stanza either way; 10 min */
+	unsigned max_queue;   /* stanzas held per domain while connecting */
+};
+
 struct config {
 	char *path;     /* the file this was loaded from */
 	char **hosts;   /* nhosts domains, nameprep'd, first is the default */
@@ -85,6 +95,7 @@ struct config {
 	struct limits_conf limits;
 	struct store_conf store;
 	struct dns_conf dns;
+	struct s2s_conf s2s;
 	enum log_level log_level;
 	unsigned shards;         /* 0: one per core */
 	unsigned scram_iterations; /* for new passwords; default 10000 */

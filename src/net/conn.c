@@ -447,21 +447,13 @@ void conn_set_timer(struct conn *c, uint64_t ms)
 		uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
+static void conn_init(struct conn *c, struct shard *s,
+		      const struct conn_ops *ops, size_t max_output);
+
 int conn_accept(struct conn *c, struct shard *s, uv_stream_t *server,
 		const struct conn_ops *ops, size_t max_output)
 {
-	c->ops = ops;
-	c->shard = s;
-	c->id = atomic_fetch_add(&next_conn_id, 1);
-	c->max_output = max_output;
-	c->state = CONN_OPEN;
-	BUG_ON(uv_tcp_init(&s->loop, &c->tcp) != 0);
-	BUG_ON(uv_timer_init(&s->loop, &c->timer) != 0);
-	c->tcp.data = c;
-	c->timer.data = c;
-	c->handles_open = 2;
-	atomic_fetch_add(&open_conns, 1);
-	hmap_put(&s->conns, hmap_u64(&c->id), c);
+	conn_init(c, s, ops, max_output);
 	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
 		conn_abort(c);
 		return -1;
@@ -484,12 +476,94 @@ int conn_accept(struct conn *c, struct shard *s, uv_stream_t *server,
 	return 0;
 }
 
-void conn_start_tls(struct conn *c, size_t host_idx)
+void conn_start_tls_with(struct conn *c, SSL *ssl)
 {
 	BUG_ON(c->ssl != NULL);
-	c->ssl = tls_new_server(host_idx);
+	c->ssl = ssl;
 	BIO *bio = BIO_new(bio_method());
 	BUG_ON(bio == NULL);
 	BIO_set_data(bio, c);
 	SSL_set_bio(c->ssl, bio, bio);
+	if (!SSL_is_server(ssl)) {
+		/* The client speaks first: queue the ClientHello. */
+		int r = SSL_do_handshake(ssl);
+		int e = SSL_get_error(ssl, r);
+		if (r <= 0 && e != SSL_ERROR_WANT_READ &&
+		    e != SSL_ERROR_WANT_WRITE) {
+			ERR_clear_error();
+			conn_abort(c);
+		}
+	}
+}
+
+void conn_start_tls(struct conn *c, size_t host_idx)
+{
+	conn_start_tls_with(c, tls_new_server(host_idx));
+}
+
+static void conn_init(struct conn *c, struct shard *s,
+		      const struct conn_ops *ops, size_t max_output)
+{
+	c->ops = ops;
+	c->shard = s;
+	c->id = atomic_fetch_add(&next_conn_id, 1);
+	c->max_output = max_output;
+	c->state = CONN_OPEN;
+	BUG_ON(uv_tcp_init(&s->loop, &c->tcp) != 0);
+	BUG_ON(uv_timer_init(&s->loop, &c->timer) != 0);
+	c->tcp.data = c;
+	c->timer.data = c;
+	c->handles_open = 2;
+	atomic_fetch_add(&open_conns, 1);
+	hmap_put(&s->conns, hmap_u64(&c->id), c);
+}
+
+int conn_adopt(struct conn *c, struct shard *s, int fd,
+	       const struct conn_ops *ops, size_t max_output)
+{
+	conn_init(c, s, ops, max_output);
+	if (uv_tcp_open(&c->tcp, fd) != 0 ||
+	    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+		conn_abort(c);
+		return -1;
+	}
+	return 0;
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+	struct conn *c = req->data;
+	conn_connect_fn *cb = c->connect_cb;
+	free(req);
+	c->connect_cb = NULL;
+	if (c->state != CONN_OPEN) /* closed meanwhile (UV_ECANCELED) */
+		return;
+	if (status == 0) {
+		uv_tcp_nodelay(&c->tcp, 1);
+		if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+			status = UV_EIO;
+	}
+	cb(c, status);
+}
+
+int conn_connect(struct conn *c, struct shard *s, const struct sockaddr *sa,
+		 const struct conn_ops *ops, size_t max_output,
+		 conn_connect_fn *cb)
+{
+	conn_init(c, s, ops, max_output);
+	if (sa->sa_family == AF_INET6)
+		uv_ip6_name((const struct sockaddr_in6 *)sa, c->ip, sizeof(c->ip));
+	else
+		uv_ip4_name((const struct sockaddr_in *)sa, c->ip, sizeof(c->ip));
+	uv_connect_t *req = xmalloc(sizeof(*req));
+	req->data = c;
+	c->connect_cb = cb;
+	int r = uv_tcp_connect(req, &c->tcp, sa, on_connect);
+	if (r != 0) {
+		free(req);
+		c->connect_cb = NULL;
+		conn_abort(c);
+		return r;
+	}
+	return 0;
 }

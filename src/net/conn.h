@@ -53,6 +53,8 @@ struct conn_ops {
 	void (*kick)(struct conn *c, enum stream_err err, const char *text);
 };
 
+typedef void conn_connect_fn(struct conn *c, int status);
+
 enum conn_state {
 	CONN_OPEN,
 	CONN_CLOSING, /* flushing what is queued, then closing */
@@ -71,6 +73,7 @@ struct conn {
 	uint64_t id;
 	SSL *ssl;
 	struct conn *next_dirty;
+	conn_connect_fn *connect_cb; /* while an outgoing connect runs */
 	const char *rx; /* TLS bytes offered to OpenSSL during a read */
 	size_t rxlen;
 	struct buf plain;    /* TLS: plaintext queued this loop iteration,
@@ -90,9 +93,25 @@ struct conn {
 int conn_accept(struct conn *c, struct shard *s, uv_stream_t *server,
 		const struct conn_ops *ops, size_t max_output);
 
+/* Initialises c and connects it to sa (an outgoing server connection).
+ * cb runs once with 0 (reading has started) or a libuv error; it does not
+ * run when the conn is closed first. Returns 0, or a libuv error (c is
+ * then already closing and ops->destroy will be called). */
+int conn_connect(struct conn *c, struct shard *s, const struct sockaddr *sa,
+		 const struct conn_ops *ops, size_t max_output,
+		 conn_connect_fn *cb);
+
+/* Initialises c on an already connected socket fd (the fuzz targets use a
+ * socketpair). Returns 0 or -1 as conn_accept. */
+int conn_adopt(struct conn *c, struct shard *s, int fd,
+	       const struct conn_ops *ops, size_t max_output);
+
 /* Starts TLS on the connection (after <proceed/>, or at once for direct
  * TLS) with host host_idx's context. */
 void conn_start_tls(struct conn *c, size_t host_idx);
+/* Starts TLS with a given SSL (owned by the conn from now on): a client
+ * SSL sends its ClientHello at once. */
+void conn_start_tls_with(struct conn *c, SSL *ssl);
 
 /* Queues bytes for the peer (encrypting when TLS is on). Returns 0, or -1
  * when the queue would pass max_output: the caller must end the stream. */

@@ -23,6 +23,8 @@
 #include "tls.h"
 
 static SSL_CTX **host_ctx;
+static SSL_CTX **client_ctx;   /* s2s: outgoing, our certificate per host */
+static X509_STORE *trust;      /* s2s: authorities for peers' certificates */
 static const struct config *tls_conf;
 
 /* Modern suites for TLS 1.2; TLS 1.3 suites are OpenSSL's defaults. */
@@ -54,12 +56,13 @@ static int on_servername(SSL *ssl, int *alert, void *arg)
 	return SSL_TLSEXT_ERR_OK;
 }
 
-/* XEP-0368: direct TLS clients may offer ALPN "xmpp-client". Accept it;
- * without a match, continue without ALPN rather than failing. */
+/* XEP-0368: direct TLS clients offer ALPN "xmpp-client", servers
+ * "xmpp-server". Accept them; without a match, continue without ALPN
+ * rather than failing. */
 static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 		   const unsigned char *in, unsigned inlen, void *arg)
 {
-	static const unsigned char want[] = "\x0bxmpp-client";
+	static const unsigned char want[] = "\x0bxmpp-client\x0bxmpp-server";
 	unsigned char *sel;
 	if (SSL_select_next_proto(&sel, outlen, want, sizeof(want) - 1, in,
 				  inlen) == OPENSSL_NPN_NEGOTIATED) {
@@ -225,10 +228,67 @@ SSL_CTX *tls_ctx_new(const char *cert, const char *key, char **error_r)
 	return NULL;
 }
 
+/* Peers' certificates are checked after the handshake (tls_peer_verified),
+ * so that a server whose certificate does not verify can still use
+ * dialback: the handshake itself never fails on them. */
+static int accept_any(int ok, X509_STORE_CTX *x)
+{
+	(void)ok, (void)x;
+	return 1;
+}
+
+/* The context of outgoing server-to-server connections from one host: its
+ * certificate (for SASL EXTERNAL) and the trust store. */
+static SSL_CTX *client_ctx_new(const char *cert, const char *key,
+			       char **error_r)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	BUG_ON(ctx == NULL);
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
+					 SSL_OP_NO_RENEGOTIATION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS |
+				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+				      SSL_MODE_ENABLE_PARTIAL_WRITE);
+	SSL_CTX_set_cipher_list(ctx, tls12_ciphers);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set1_cert_store(ctx, trust);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+		*error_r = ssl_error("cannot load certificate", cert);
+	} else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+		*error_r = ssl_error("cannot load key", key);
+	} else {
+		return ctx;
+	}
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+static int trust_init(const struct config *conf, char **error_r)
+{
+	trust = X509_STORE_new();
+	BUG_ON(trust == NULL);
+	const char *ca = conf->s2s.ca_file;
+	int ok = ca != NULL ? X509_STORE_load_file(trust, ca)
+			    : X509_STORE_set_default_paths(trust);
+	if (ok != 1) {
+		*error_r = ssl_error("cannot load trusted certificates",
+				     ca ? ca : "(system)");
+		return -1;
+	}
+	return 0;
+}
+
 int tls_init(const struct config *conf, char **error_r)
 {
 	tls_conf = conf;
 	host_ctx = xcalloc(conf->nhosts, sizeof(*host_ctx));
+	client_ctx = xcalloc(conf->nhosts, sizeof(*client_ctx));
+	if (trust_init(conf, error_r) < 0) {
+		tls_fini();
+		return -1;
+	}
 	for (size_t i = 0; i < conf->nhosts; i++) {
 		char *cert, *key;
 		if (host_files(conf, i, &cert, &key, error_r) < 0) {
@@ -236,9 +296,14 @@ int tls_init(const struct config *conf, char **error_r)
 			return -1;
 		}
 		host_ctx[i] = tls_ctx_new(cert, key, error_r);
+		if (host_ctx[i] != NULL) {
+			/* for the certificates of incoming servers */
+			SSL_CTX_set1_cert_store(host_ctx[i], trust);
+			client_ctx[i] = client_ctx_new(cert, key, error_r);
+		}
 		free(cert);
 		free(key);
-		if (host_ctx[i] == NULL) {
+		if (host_ctx[i] == NULL || client_ctx[i] == NULL) {
 			tls_fini();
 			return -1;
 		}
@@ -250,10 +315,55 @@ void tls_fini(void)
 {
 	if (host_ctx == NULL)
 		return;
-	for (size_t i = 0; i < tls_conf->nhosts; i++)
+	for (size_t i = 0; i < tls_conf->nhosts; i++) {
 		SSL_CTX_free(host_ctx[i]);
+		SSL_CTX_free(client_ctx[i]);
+	}
 	free(host_ctx);
+	free(client_ctx);
+	X509_STORE_free(trust);
+	trust = NULL;
 	host_ctx = NULL;
+	client_ctx = NULL;
+}
+
+SSL *tls_new_client(size_t host_idx, const char *domain, bool direct)
+{
+	BUG_ON(client_ctx == NULL || host_idx >= tls_conf->nhosts);
+	SSL *ssl = SSL_new(client_ctx[host_idx]);
+	BUG_ON(ssl == NULL);
+	SSL_set_connect_state(ssl);
+	SSL_set_tlsext_host_name(ssl, domain);
+	if (direct) /* XEP-0368 */
+		SSL_set_alpn_protos(ssl, (const unsigned char *)"\x0bxmpp-server",
+				    12);
+	return ssl;
+}
+
+void tls_want_peer_cert(SSL *ssl)
+{
+	SSL_set_verify(ssl, SSL_VERIFY_PEER, accept_any);
+}
+
+bool tls_peer_verified(SSL *ssl, const char *domain, const char **why_r)
+{
+	X509 *cert = SSL_get0_peer_certificate(ssl);
+	long v = SSL_get_verify_result(ssl);
+	if (cert == NULL) {
+		*why_r = "no certificate";
+		return false;
+	}
+	if (v != X509_V_OK) {
+		*why_r = X509_verify_cert_error_string(v);
+		return false;
+	}
+	/* RFC 6125 DNS-ID (a wildcard only as the whole leftmost label) */
+	if (X509_check_host(cert, domain, 0,
+			    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) != 1) {
+		*why_r = "the certificate is not for this domain";
+		return false;
+	}
+	return true;
 }
 
 SSL *tls_new_server(size_t host_idx)

@@ -38,6 +38,17 @@ SSL_CTX *tls_ctx_new(const char *cert, const char *key, char **error_r);
  * switch it). Never NULL. */
 SSL *tls_new_server(size_t host_idx);
 
+/* Server-to-server. An SSL for an outgoing connection from our host
+ * host_idx to domain (SNI), offering the host's certificate (for SASL
+ * EXTERNAL); direct: XEP-0368 direct TLS (ALPN xmpp-server). Never NULL. */
+SSL *tls_new_client(size_t host_idx, const char *domain, bool direct);
+/* An incoming server connection: ask the peer for its certificate too. */
+void tls_want_peer_cert(SSL *ssl);
+/* After the handshake: true when the peer's certificate chains to a
+ * trusted authority (s2s.ca_file or the system's) and names domain (RFC
+ * 6125 DNS-ID); else false with *why_r (static). */
+bool tls_peer_verified(SSL *ssl, const char *domain, const char **why_r);
+
 /* Channel binding data. Each returns 0 and fills out (size TLS_CB_MAX) and
  * *len_r, or -1 when the binding is not available on this connection. */
 int tls_cb_exporter(SSL *ssl, unsigned char *out, size_t *len_r);

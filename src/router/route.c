@@ -79,6 +79,18 @@ static void copy_jid(struct arena *a, struct jid *dst, const struct jid *src)
 	dst->resource = arena_strdup(a, src->resource);
 }
 
+bool stanza_iq_well_formed(const struct xml_elem *x, struct str type)
+{
+	if (xml_attr_get(x, "id").p == NULL)
+		return false;
+	size_t n = xml_child_count(x);
+	if (str_eq_c(type, "get") || str_eq_c(type, "set"))
+		return n == 1;
+	if (str_eq_c(type, "result"))
+		return n <= 1;
+	return true;
+}
+
 struct stanza *stanza_wrap(struct arena *a, struct xml_elem *x,
 			   const struct jid *from, enum stanza_err *err_r)
 {
@@ -98,7 +110,8 @@ struct stanza *stanza_wrap(struct arena *a, struct xml_elem *x,
 	st->type = xml_attr_get(x, "type");
 	if (st->type.p == NULL)
 		st->type = STR_LIT("");
-	if (!type_valid(kind, st->type)) {
+	if (!type_valid(kind, st->type) ||
+	    (kind == STANZA_IQ && !stanza_iq_well_formed(x, st->type))) {
 		*err_r = STANZA_ERR_BAD_REQUEST;
 		return NULL;
 	}
@@ -496,6 +509,13 @@ static void to_account(struct stanza *st, size_t host_idx)
 	}
 }
 
+static route_remote_fn *remote_fn;
+
+void route_set_remote(route_remote_fn *fn)
+{
+	remote_fn = fn;
+}
+
 void route(struct stanza *st)
 {
 	BUG_ON(shard_self == NULL);
@@ -516,8 +536,11 @@ void route(struct stanza *st)
 	if (h < 0) {
 		if (component_route(st))
 			return;
-		/* Server-to-server is not there yet. */
-		route_bounce(st, STANZA_ERR_REMOTE_SERVER_NOT_FOUND, NULL);
+		if (remote_fn != NULL)
+			remote_fn(st);
+		else
+			route_bounce(st, STANZA_ERR_REMOTE_SERVER_NOT_FOUND,
+				     NULL);
 		return;
 	}
 	if (st->to.node.len > 0) {

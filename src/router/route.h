@@ -8,8 +8,8 @@
  * not touch it afterwards.
  *
  * route() applies the delivery rules: to the server (host services in
- * modules), to a local account (bare or full JID), or elsewhere (no s2s yet:
- * remote-server-not-found). Errors go back to the sender as stanza errors,
+ * modules), to a local account (bare or full JID), or elsewhere (through
+ * route_set_remote's function: server-to-server). Errors go back to the sender as stanza errors,
  * never in reply to an error.
  */
 #ifndef STANZAD_ROUTER_ROUTE_H
@@ -47,10 +47,15 @@ struct stanza {
 };
 
 /* Wraps a parsed element (owned by arena a) as a stanza. Returns NULL, with
- * *err_r set, for an invalid 'to' (JID_MALFORMED) or type (BAD_REQUEST);
+ * *err_r set, for an invalid 'to' (JID_MALFORMED) or type, or an iq of the
+ * wrong shape (BAD_REQUEST);
  * the caller still owns a then. from is copied into the arena. */
 struct stanza *stanza_wrap(struct arena *a, struct xml_elem *x,
 			   const struct jid *from, enum stanza_err *err_r);
+/* RFC 6120 §8.2.3: an iq has an id; a get or set exactly one payload, a
+ * result at most one. */
+bool stanza_iq_well_formed(const struct xml_elem *x, struct str type);
+
 /* Builds a new empty stanza (own arena) of kind with the given addresses
  * (to may be NULL) and type (may be NULL). */
 struct stanza *stanza_new(enum stanza_kind kind, const struct jid *from,
@@ -68,6 +73,11 @@ void stanza_set_error(struct arena *a, struct xml_elem *x,
 
 /* Routes st (consumed). Call on a shard thread. */
 void route(struct stanza *st);
+
+/* Where stanzas for domains we do not serve go (server-to-server, set at
+ * start-up); without one they bounce with <remote-server-not-found/>. */
+typedef void route_remote_fn(struct stanza *st);
+void route_set_remote(route_remote_fn *fn);
 
 /* Answers st (consumed) with error err: swaps to/from, sets type='error'
  * and adds the <error/> element (RFC 6120 §8.3). Stanzas of type error are

@@ -680,7 +680,7 @@ static void on_stanza(struct c2s *c, struct xml_elem *x, struct arena *a)
 		return;
 	}
 	if (str_eq_c(x->name, "iq") &&
-	    !stream_iq_well_formed(x, xml_attr_get(x, "type"))) {
+	    !stanza_iq_well_formed(x, xml_attr_get(x, "type"))) {
 		reply_iq(c, x, a, STANZA_ERR_BAD_REQUEST, NULL);
 		return;
 	}
@@ -793,7 +793,7 @@ static void on_iq_preauth(struct c2s *c, struct xml_elem *x, struct arena *a)
 {
 	struct str type = xml_attr_get(x, "type");
 	bool get = str_eq_c(type, "get");
-	if ((!get && !str_eq_c(type, "set")) || !stream_iq_well_formed(x, type)) {
+	if ((!get && !str_eq_c(type, "set")) || !stanza_iq_well_formed(x, type)) {
 		unexpected(c, x);
 		arena_destroy(&a);
 		return;

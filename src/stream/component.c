@@ -279,7 +279,7 @@ static void on_stanza(struct component_stream *cs, struct xml_elem *x,
 	}
 	struct str type = xml_attr_get(x, "type");
 	bool error = str_eq_c(type, "error");
-	if (str_eq_c(x->name, "iq") && !stream_iq_well_formed(x, type)) {
+	if (str_eq_c(x->name, "iq") && !stanza_iq_well_formed(x, type)) {
 		if (error)
 			arena_destroy(&a);
 		else

@@ -42,15 +42,3 @@ void stream_xml_limits(struct xml_limits *l)
 		.max_attrs = lim->max_attrs,
 	};
 }
-
-bool stream_iq_well_formed(const struct xml_elem *x, struct str type)
-{
-	if (xml_attr_get(x, "id").p == NULL)
-		return false;
-	size_t n = xml_child_count(x);
-	if (str_eq_c(type, "get") || str_eq_c(type, "set"))
-		return n == 1;
-	if (str_eq_c(type, "result"))
-		return n <= 1;
-	return true;
-}

@@ -27,8 +27,4 @@ void stream_error_append(struct buf *b, enum stream_err err,
 /* The parser limits of the configuration (limits.*). */
 void stream_xml_limits(struct xml_limits *l);
 
-/* RFC 6120 §8.2.3: an iq has an id; a get or set exactly one child, a
- * result at most one. */
-bool stream_iq_well_formed(const struct xml_elem *x, struct str type);
-
 #endif

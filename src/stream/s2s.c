@@ -1,0 +1,1301 @@
+/*
+ * s2s.c - server-to-server streams in both directions; see s2s.h.
+ *
+ * One struct s2s per TCP connection, `out` telling who opened it. An
+ * incoming stream authenticates the peer's domain (its certificate through
+ * SASL EXTERNAL, else dialback), then its stanzas enter route(). An
+ * outgoing stream authenticates our domain to the peer the same way, then
+ * carries the stanzas of its route: the (our host, remote domain) pair,
+ * kept on the shard the pair hashes to, with the queue of stanzas waiting
+ * for the stream and the db:verify requests (XEP-0220 §2.3) that incoming
+ * streams on any shard asked it to send.
+ *
+ * TLS is required in both directions, and dialback only runs over TLS.
+ * Stanzas travel in jabber:server on the wire and in jabber:client inside
+ * the server (RFC 6120 §4.8.3), so every tree is renamed at the border.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include "../auth/sasl_external.h"
+#include "../core/bug.h"
+#include "../core/conf.h"
+#include "../core/hmap.h"
+#include "../core/log.h"
+#include "../core/server.h"
+#include "../core/shard.h"
+#include "../core/xmalloc.h"
+#include "../net/conn.h"
+#include "../net/resolve.h"
+#include "../net/tls.h"
+#include "../router/route.h"
+#include "../xml/parser.h"
+#include "../xmpp/jid.h"
+#include "../xmpp/ns.h"
+#include "s2s.h"
+#include "stream.h"
+
+#define NS_DIALBACK "jabber:server:dialback"
+#define NS_DIALBACK_FEATURE "urn:xmpp:features:dialback"
+#define DB_KEY_LEN 64 /* hex of HMAC-SHA256 */
+#define MAX_ADDRS 32
+
+enum s2s_phase {
+	S2S_CONNECTING, /* out: TCP (and direct TLS) */
+	S2S_TLS,        /* no TLS yet: STARTTLS is all that is allowed */
+	S2S_AUTH,       /* TLS up: EXTERNAL or dialback */
+	S2S_READY,      /* authenticated: stanzas flow */
+};
+
+struct s2s_route;
+
+struct s2s {
+	struct conn conn; /* first: the conn callbacks cast back */
+	struct xml_stream *xs;
+	bool out;
+	enum s2s_phase phase;
+	size_t host_idx;
+	char *remote;     /* the peer's domain; NULL until known (in) */
+	char id[STREAM_ID_LEN + 1]; /* in: ours; out: the peer's */
+	bool header_sent, reset_pending, discard_rest;
+	bool verified;    /* the peer's certificate holds for remote */
+	bool sasl_done;   /* out: EXTERNAL succeeded, features follow */
+	bool db_offered;  /* out: the peer offered dialback */
+	bool features_seen; /* out: post-TLS features arrived */
+	bool db_pending;  /* in: a db:result is being verified */
+	bool direct_tls;
+	struct s2s_route *route; /* out: the route this stream carries */
+};
+
+/* A db:verify that an incoming stream asked its route to send. */
+struct verify_req {
+	struct verify_req *next;
+	unsigned shard;   /* of the incoming stream */
+	uint64_t conn_id;
+	char *id, *key;
+};
+
+struct route_addr {
+	struct sockaddr_storage sa;
+	bool direct_tls;
+};
+
+struct s2s_route {
+	char *key;        /* "host remote" */
+	size_t host_idx;
+	char *remote;
+	struct shard *shard;
+	struct s2s *s;    /* the outgoing stream, or NULL */
+	struct resolve_req *rr;
+	struct route_addr addrs[MAX_ADDRS];
+	size_t naddrs, next_addr;
+	struct stanza **queue;
+	size_t nqueue, queue_cap;
+	struct verify_req *verifies; /* to send once the stream can */
+	struct verify_req *sent;     /* sent, awaiting the answer */
+	uv_timer_t timer;            /* set-up deadline */
+	const char *why;             /* the last failure, for bounces */
+	bool timed_out;
+};
+
+static const struct conn_ops s2s_ops;
+static const struct xml_stream_cbs s2s_xml_cbs;
+static struct xml_limits xml_limits;
+static struct hmap *routes; /* per shard: key -> struct s2s_route */
+static unsigned char db_secret[32]; /* XEP-0185; per start */
+
+static const char *host_of(const struct s2s *s)
+{
+	return server.conf->hosts[s->host_idx];
+}
+
+/* ---- dialback keys (XEP-0185) ---- */
+
+/* HMAC-SHA256(SHA256(secret), receiving ' ' originating ' ' id), in hex. */
+static void db_key(const char *recv, const char *orig, const char *id,
+		   char out[DB_KEY_LEN + 1])
+{
+	unsigned char k[32], mac[32];
+	unsigned len = 0;
+	EVP_Digest(db_secret, sizeof(db_secret), k, NULL, EVP_sha256(), NULL);
+	struct buf b = { 0 };
+	buf_printf(&b, "%s %s %s", recv, orig, id);
+	HMAC(EVP_sha256(), k, sizeof(k), (unsigned char *)b.data, b.len, mac,
+	     &len);
+	buf_reset(&b);
+	for (size_t i = 0; i < sizeof(mac); i++)
+		snprintf(out + 2 * i, 3, "%02x", mac[i]);
+}
+
+static bool db_key_ok(const char *recv, const char *orig, const char *id,
+		      struct str key)
+{
+	char want[DB_KEY_LEN + 1];
+	db_key(recv, orig, id, want);
+	return key.len == DB_KEY_LEN &&
+	       CRYPTO_memcmp(want, key.p, DB_KEY_LEN) == 0;
+}
+
+/* ---- output ---- */
+
+static void write_buf(struct s2s *s, const struct buf *b)
+{
+	if (conn_write(&s->conn, b->data, b->len) < 0)
+		conn_abort(&s->conn);
+}
+
+static void write_str(struct s2s *s, const char *str)
+{
+	if (conn_write_str(&s->conn, str) < 0)
+		conn_abort(&s->conn);
+}
+
+static void send_header(struct s2s *s)
+{
+	struct buf b = { 0 };
+	buf_append_c(&b, "<?xml version='1.0'?><stream:stream xmlns='" NS_SERVER
+			 "' xmlns:stream='" NS_STREAMS
+			 "' xmlns:db='" NS_DIALBACK "' from='");
+	buf_append_xml_escaped(&b, str_c(host_of(s)), true);
+	if (s->remote != NULL) {
+		buf_append_c(&b, "' to='");
+		buf_append_xml_escaped(&b, str_c(s->remote), true);
+	}
+	if (!s->out) {
+		stream_new_id(s->id);
+		buf_printf(&b, "' id='%s", s->id);
+	}
+	buf_append_c(&b, "' version='1.0' xml:lang='en'>");
+	write_buf(s, &b);
+	buf_reset(&b);
+	s->header_sent = true;
+}
+
+static void stream_fail(struct s2s *s, enum stream_err err, const char *text)
+{
+	if (conn_closing(&s->conn))
+		return;
+	conn_log(LOG_LEVEL_INFO, &s->conn, "s2s %s %s: stream error %s: %s",
+		 s->out ? "to" : "from", s->remote ? s->remote : "?",
+		 stream_err_name(err), text ? text : "");
+	if (s->route != NULL && text != NULL)
+		s->route->why = text;
+	if (!s->header_sent && !s->out)
+		send_header(s);
+	struct buf b = { 0 };
+	stream_error_append(&b, err, text);
+	if (s->header_sent)
+		write_buf(s, &b);
+	buf_reset(&b);
+	conn_close(&s->conn);
+}
+
+/* Renames the elements of namespace from (the stanza and its jabber:client
+ * or jabber:server children) to namespace to. */
+static void rename_ns(struct xml_elem *x, const char *from, const char *to)
+{
+	if (str_eq_c(x->ns, from))
+		x->ns = str_c(to);
+	xml_foreach_child(c, x)
+		rename_ns(c, from, to);
+}
+
+static void send_stanza(struct s2s *s, struct stanza *st)
+{
+	rename_ns(st->x, NS_CLIENT, NS_SERVER);
+	struct buf *scratch = &s->conn.shard->scratch;
+	scratch->len = 0;
+	if (xml_serialize(scratch, st->x, STR_LIT(NS_SERVER)) < 0 ||
+	    conn_write(&s->conn, scratch->data, scratch->len) < 0)
+		stream_fail(s, STREAM_ERR_POLICY_VIOLATION,
+			    "output limit reached");
+	if (scratch->cap > 64 * 1024)
+		buf_reset(scratch);
+	stanza_free(&st);
+	conn_set_timer(&s->conn, server.conf->s2s.idle_timeout_ms);
+}
+
+/* <db:result/> or <db:verify/> with from, to, optional id, type, key. */
+static void send_db(struct s2s *s, const char *name, const char *from,
+		    const char *to, const char *id, const char *type,
+		    const char *key)
+{
+	struct buf b = { 0 };
+	buf_printf(&b, "<db:%s from='", name);
+	buf_append_xml_escaped(&b, str_c(from), true);
+	buf_append_c(&b, "' to='");
+	buf_append_xml_escaped(&b, str_c(to), true);
+	if (id != NULL) {
+		buf_append_c(&b, "' id='");
+		buf_append_xml_escaped(&b, str_c(id), true);
+	}
+	if (type != NULL)
+		buf_printf(&b, "' type='%s", type);
+	if (key != NULL) {
+		buf_append_c(&b, "'>");
+		buf_append_xml_escaped(&b, str_c(key), false);
+		buf_printf(&b, "</db:%s>", name);
+	} else {
+		buf_append_c(&b, "'/>");
+	}
+	write_buf(s, &b);
+	buf_reset(&b);
+}
+
+/* ---- routes: the outgoing side ---- */
+
+static void route_try_next(struct s2s_route *r);
+static void route_drop(struct s2s_route *r);
+
+static unsigned owner_of(const char *key)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (const char *p = key; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	return (unsigned)(h % server.nshards);
+}
+
+static char *route_key(const char *host, const char *remote)
+{
+	size_t n = strlen(host) + strlen(remote) + 2;
+	char *k = xmalloc(n);
+	snprintf(k, n, "%s %s", host, remote);
+	return k;
+}
+
+/* Tells the incoming stream of v the verdict (on its shard). */
+struct verdict_msg {
+	struct shard_msg m;
+	uint64_t conn_id;
+	const char *type; /* "valid", "invalid", "error" */
+};
+
+static void on_verdict(struct shard *sh, struct shard_msg *m);
+
+static void verdict(struct verify_req *v, const char *type)
+{
+	struct verdict_msg *vm = xcalloc(1, sizeof(*vm));
+	vm->m.fn = on_verdict;
+	vm->conn_id = v->conn_id;
+	vm->type = type;
+	shard_post(&server.shards[v->shard], &vm->m);
+	free(v->id);
+	free(v->key);
+	free(v);
+}
+
+static void verifies_fail(struct verify_req **list)
+{
+	while (*list != NULL) {
+		struct verify_req *v = *list;
+		*list = v->next;
+		verdict(v, "error");
+	}
+}
+
+static void route_on_timer_closed(uv_handle_t *h)
+{
+	struct s2s_route *r = h->data;
+	free(r->key);
+	free(r->remote);
+	free(r->queue);
+	free(r);
+}
+
+/* Removes r from its shard's table and frees it; what it still holds is
+ * bounced (stanzas) or answered (verifies) with its failure. */
+static void route_drop(struct s2s_route *r)
+{
+	hmap_del(&routes[r->shard->id], str_c(r->key));
+	if (r->rr != NULL)
+		resolve_cancel(r->rr);
+	r->rr = NULL;
+	if (r->s != NULL)
+		r->s->route = NULL;
+	enum stanza_err err = r->timed_out ? STANZA_ERR_REMOTE_SERVER_TIMEOUT
+					   : STANZA_ERR_REMOTE_SERVER_NOT_FOUND;
+	if (r->nqueue > 0)
+		log_info("s2s to %s: %zu stanzas bounced: %s", r->remote,
+			 r->nqueue, r->why ? r->why : "connection failed");
+	for (size_t i = 0; i < r->nqueue; i++)
+		if (r->shard->stopped_hook_ran)
+			stanza_free(&r->queue[i]);
+		else
+			route_bounce(r->queue[i], err, r->why);
+	r->nqueue = 0;
+	verifies_fail(&r->verifies);
+	verifies_fail(&r->sent);
+	uv_close((uv_handle_t *)&r->timer, route_on_timer_closed);
+}
+
+static void on_route_timeout(uv_timer_t *t)
+{
+	struct s2s_route *r = t->data;
+	r->timed_out = true;
+	r->why = "timed out";
+	if (r->s != NULL) {
+		struct s2s *s = r->s;
+		r->s = NULL;
+		s->route = NULL;
+		stream_fail(s, STREAM_ERR_CONNECTION_TIMEOUT,
+			    "set-up took too long");
+	}
+	route_drop(r);
+}
+
+static void on_resolved(void *arg, const struct resolve_result *res)
+{
+	struct s2s_route *r = arg;
+	r->rr = NULL;
+	if (res->status != 0 || res->ntargets == 0) {
+		r->why = "the domain has no XMPP server";
+		route_drop(r);
+		return;
+	}
+	r->naddrs = r->next_addr = 0;
+	for (size_t i = 0; i < res->ntargets; i++) {
+		const struct resolve_target *t = &res->targets[i];
+		for (size_t j = 0; j < t->naddrs && r->naddrs < MAX_ADDRS; j++) {
+			struct route_addr *a = &r->addrs[r->naddrs++];
+			memcpy(&a->sa, &t->addrs[j].sa, t->addrs[j].len);
+			if (a->sa.ss_family == AF_INET6)
+				((struct sockaddr_in6 *)&a->sa)->sin6_port =
+					htons(t->port);
+			else
+				((struct sockaddr_in *)&a->sa)->sin_port =
+					htons(t->port);
+			a->direct_tls = t->direct_tls;
+		}
+	}
+	if (r->naddrs == 0)
+		r->why = "the domain's servers have no address";
+	route_try_next(r);
+}
+
+static void route_start(struct s2s_route *r)
+{
+	r->why = NULL;
+	r->timed_out = false;
+	uv_timer_start(&r->timer, on_route_timeout,
+		       server.conf->s2s.connect_timeout_ms, 0);
+	r->rr = resolve_server(r->shard, r->remote, on_resolved, r);
+	if (r->rr == NULL) {
+		r->why = "cannot resolve the domain";
+		route_drop(r);
+	}
+}
+
+static struct s2s_route *route_find(struct shard *sh, size_t host_idx,
+				    const char *remote, bool create)
+{
+	char *key = route_key(server.conf->hosts[host_idx], remote);
+	struct s2s_route *r = hmap_get(&routes[sh->id], str_c(key));
+	if (r != NULL || !create) {
+		free(key);
+		return r;
+	}
+	r = xcalloc(1, sizeof(*r));
+	r->key = key;
+	r->host_idx = host_idx;
+	r->remote = xstrdup(remote);
+	r->shard = sh;
+	BUG_ON(uv_timer_init(&sh->loop, &r->timer) != 0);
+	r->timer.data = r;
+	hmap_put(&routes[sh->id], str_c(r->key), r);
+	route_start(r);
+	return r;
+}
+
+/* The stream can carry db:verify (TLS up, the peer's features seen). */
+static void route_send_verifies(struct s2s_route *r)
+{
+	struct s2s *s = r->s;
+	while (r->verifies != NULL && s != NULL && s->features_seen &&
+	       !conn_closing(&s->conn)) {
+		struct verify_req *v = r->verifies;
+		r->verifies = v->next;
+		send_db(s, "verify", host_of(s), r->remote, v->id, NULL,
+			v->key);
+		v->next = r->sent;
+		r->sent = v;
+	}
+}
+
+static void route_ready(struct s2s_route *r)
+{
+	struct s2s *s = r->s;
+	uv_timer_stop(&r->timer);
+	conn_log(LOG_LEVEL_INFO, &s->conn, "s2s to %s ready (%s)", r->remote,
+		 s->sasl_done ? "SASL EXTERNAL" : "dialback");
+	for (size_t i = 0; i < r->nqueue; i++)
+		send_stanza(s, r->queue[i]);
+	r->nqueue = 0;
+	free(r->queue);
+	r->queue = NULL;
+	r->queue_cap = 0;
+	conn_set_timer(&s->conn, server.conf->s2s.idle_timeout_ms);
+}
+
+static void route_enqueue(struct s2s_route *r, struct stanza *st)
+{
+	if (r->s != NULL && r->s->phase == S2S_READY &&
+	    !conn_closing(&r->s->conn)) {
+		send_stanza(r->s, st);
+		return;
+	}
+	if (r->nqueue >= server.conf->s2s.max_queue) {
+		route_bounce(st, STANZA_ERR_RESOURCE_CONSTRAINT,
+			     "too many stanzas waiting for this server");
+		return;
+	}
+	if (r->nqueue == r->queue_cap) {
+		r->queue_cap = r->queue_cap ? 2 * r->queue_cap : 8;
+		r->queue = xreallocarray(r->queue, r->queue_cap,
+					 sizeof(*r->queue));
+	}
+	r->queue[r->nqueue++] = st;
+	/* A route whose stream closed while idle connects again. */
+	if (r->s == NULL && r->rr == NULL && r->next_addr >= r->naddrs)
+		route_start(r);
+}
+
+struct route_msg {
+	struct shard_msg m;
+	size_t host_idx;
+	struct stanza *st;
+	struct verify_req *v; /* or a verify request */
+	char *remote;
+};
+
+static void route_local(size_t host_idx, const char *remote,
+			struct stanza *st, struct verify_req *v)
+{
+	struct s2s_route *r = route_find(shard_self, host_idx, remote, true);
+	if (st != NULL)
+		route_enqueue(r, st);
+	if (v != NULL) {
+		v->next = r->verifies;
+		r->verifies = v;
+		route_send_verifies(r);
+	}
+}
+
+static void on_route_msg(struct shard *sh, struct shard_msg *m)
+{
+	struct route_msg *rm = (struct route_msg *)m;
+	if (sh->stopped_hook_ran) {
+		stanza_free(&rm->st);
+		if (rm->v != NULL) {
+			free(rm->v->id);
+			free(rm->v->key);
+			free(rm->v);
+		}
+	} else {
+		route_local(rm->host_idx, rm->remote, rm->st, rm->v);
+	}
+	free(rm->remote);
+	free(rm);
+}
+
+/* Hands st or v to the shard that owns the route host -> remote. */
+static void route_post(size_t host_idx, const char *remote,
+		       struct stanza *st, struct verify_req *v)
+{
+	char *key = route_key(server.conf->hosts[host_idx], remote);
+	unsigned owner = owner_of(key);
+	free(key);
+	if (owner == shard_self->id) {
+		route_local(host_idx, remote, st, v);
+		return;
+	}
+	struct route_msg *rm = xcalloc(1, sizeof(*rm));
+	rm->m.fn = on_route_msg;
+	rm->host_idx = host_idx;
+	rm->remote = xstrdup(remote);
+	rm->st = st;
+	rm->v = v;
+	shard_post(&server.shards[owner], &rm->m);
+}
+
+void s2s_route(struct stanza *st)
+{
+	int h = conf_find_host(server.conf, st->from.domain.p,
+			       st->from.domain.len);
+	if (h < 0 || server.nshards == 0) {
+		/* Only our own hosts' traffic leaves through s2s. */
+		route_bounce(st, STANZA_ERR_REMOTE_SERVER_NOT_FOUND, NULL);
+		return;
+	}
+	char remote[1024];
+	if (st->to.domain.len >= sizeof(remote)) {
+		route_bounce(st, STANZA_ERR_REMOTE_SERVER_NOT_FOUND, NULL);
+		return;
+	}
+	memcpy(remote, st->to.domain.p, st->to.domain.len);
+	remote[st->to.domain.len] = '\0';
+	route_post((size_t)h, remote, st, NULL);
+}
+
+/* ---- outgoing streams ---- */
+
+static void out_on_connected(struct conn *c, int status);
+
+static void route_try_next(struct s2s_route *r)
+{
+	if (r->next_addr >= r->naddrs) {
+		if (r->why == NULL)
+			r->why = "cannot connect to the domain's servers";
+		route_drop(r);
+		return;
+	}
+	struct route_addr *a = &r->addrs[r->next_addr++];
+	struct s2s *s = xcalloc(1, sizeof(*s));
+	s->out = true;
+	s->phase = S2S_CONNECTING;
+	s->host_idx = r->host_idx;
+	s->remote = xstrdup(r->remote);
+	s->direct_tls = a->direct_tls;
+	s->xs = xml_stream_new(&xml_limits, &s2s_xml_cbs, s);
+	s->route = r;
+	r->s = s;
+	int rc = conn_connect(&s->conn, r->shard, (struct sockaddr *)&a->sa,
+			      &s2s_ops, server.conf->limits.max_output,
+			      out_on_connected);
+	if (rc != 0)
+		conn_debug(&s->conn, "s2s connect to %s: %s", r->remote,
+			   uv_strerror(rc));
+	/* on failure the conn closes and out_gone tries the next address */
+}
+
+static void out_on_connected(struct conn *c, int status)
+{
+	struct s2s *s = (struct s2s *)c;
+	if (status != 0) {
+		conn_debug(c, "s2s connect to %s (%s): %s", s->remote, c->ip,
+			   uv_strerror(status));
+		conn_abort(c);
+		return;
+	}
+	conn_debug(c, "s2s connected to %s at %s%s", s->remote, c->ip,
+		   s->direct_tls ? " (direct TLS)" : "");
+	if (s->direct_tls) {
+		s->phase = S2S_AUTH;
+		conn_start_tls_with(c, tls_new_client(s->host_idx, s->remote,
+						      true));
+		return; /* the header follows the handshake: tls_ready */
+	}
+	s->phase = S2S_TLS;
+	send_header(s);
+}
+
+/* The stream of route r ended (s is being destroyed). */
+static void out_gone(struct s2s *s)
+{
+	struct s2s_route *r = s->route;
+	if (r == NULL)
+		return;
+	r->s = NULL;
+	s->route = NULL;
+	verifies_fail(&r->sent);
+	if (s->phase == S2S_READY) {
+		/* An established stream closed (idle, or the peer went):
+		 * drop the route unless stanzas wait, which reconnect. */
+		if (r->nqueue == 0 && r->verifies == NULL)
+			route_drop(r);
+		else
+			route_start(r);
+		return;
+	}
+	route_try_next(r);
+}
+
+static void out_features(struct s2s *s, struct xml_elem *x)
+{
+	struct s2s_route *r = s->route;
+	if (s->phase == S2S_TLS) {
+		if (xml_child(x, NS_TLS, "starttls") == NULL) {
+			stream_fail(s, STREAM_ERR_POLICY_VIOLATION,
+				    "the server does not offer TLS");
+			return;
+		}
+		write_str(s, "<starttls xmlns='" NS_TLS "'/>");
+		return;
+	}
+	if (s->phase != S2S_AUTH)
+		return;
+	s->features_seen = true;
+	if (r != NULL)
+		route_send_verifies(r);
+	if (s->sasl_done) {
+		s->phase = S2S_READY;
+		if (r != NULL)
+			route_ready(r);
+		return;
+	}
+	if (!s->verified && !server.conf->s2s.dialback) {
+		stream_fail(s, STREAM_ERR_POLICY_VIOLATION,
+			    "the server's certificate does not verify");
+		return;
+	}
+	bool external = false;
+	struct xml_elem *mechs = xml_child(x, NS_SASL, "mechanisms");
+	if (mechs != NULL) {
+		xml_foreach_child(m, mechs) {
+			struct arena *a = arena_new(0);
+			if (str_eq_c(m->name, "mechanism") &&
+			    str_eq_c(xml_text(a, m), "EXTERNAL"))
+				external = true;
+			arena_destroy(&a);
+		}
+	}
+	s->db_offered = xml_child(x, NS_DIALBACK_FEATURE, "dialback") != NULL;
+	if (external) {
+		char *ir = sasl_external_client(host_of(s));
+		if (ir != NULL) {
+			struct buf b = { 0 };
+			buf_printf(&b, "<auth xmlns='" NS_SASL
+				       "' mechanism='EXTERNAL'>%s</auth>",
+				   ir);
+			write_buf(s, &b);
+			buf_reset(&b);
+			free(ir);
+			return;
+		}
+	}
+	if (s->db_offered && server.conf->s2s.dialback) {
+		char key[DB_KEY_LEN + 1];
+		db_key(s->remote, host_of(s), s->id, key);
+		send_db(s, "result", host_of(s), s->remote, NULL, NULL, key);
+		return;
+	}
+	stream_fail(s, STREAM_ERR_POLICY_VIOLATION,
+		    server.conf->s2s.dialback
+			    ? "no authentication method in common"
+			    : "the server does not accept our certificate "
+			      "and dialback is off");
+}
+
+static void out_tls_ready(struct s2s *s)
+{
+	const char *why = NULL;
+	s->verified = tls_peer_verified(s->conn.ssl, s->remote, &why);
+	conn_debug(&s->conn, "s2s to %s: TLS up, certificate %s%s%s",
+		   s->remote, s->verified ? "verified" : "not verified",
+		   why ? ": " : "", why ? why : "");
+	if (!s->verified && s->route != NULL)
+		s->route->why = why;
+	s->phase = S2S_AUTH;
+	send_header(s);
+}
+
+static void out_db_result(struct s2s *s, struct xml_elem *x)
+{
+	struct str type = xml_attr_get(x, "type");
+	if (s->phase != S2S_AUTH || s->sasl_done) {
+		stream_fail(s, STREAM_ERR_NOT_AUTHORIZED, "unexpected db:result");
+		return;
+	}
+	if (str_eq_c(type, "valid")) {
+		s->phase = S2S_READY;
+		if (s->route != NULL)
+			route_ready(s->route);
+		return;
+	}
+	stream_fail(s, STREAM_ERR_NOT_AUTHORIZED, "dialback refused");
+}
+
+/* The authoritative server's answer to one of our db:verify. */
+static void out_db_verify(struct s2s *s, struct xml_elem *x)
+{
+	struct s2s_route *r = s->route;
+	struct str id = xml_attr_get(x, "id");
+	struct str type = xml_attr_get(x, "type");
+	if (r == NULL || id.p == NULL)
+		return;
+	for (struct verify_req **p = &r->sent; *p != NULL; p = &(*p)->next) {
+		if (!str_eq_c(id, (*p)->id))
+			continue;
+		struct verify_req *v = *p;
+		*p = v->next;
+		verdict(v, str_eq_c(type, "valid") ? "valid" : "invalid");
+		return;
+	}
+}
+
+/* ---- incoming streams ---- */
+
+static void in_send_features(struct s2s *s)
+{
+	struct buf b = { 0 };
+	buf_append_c(&b, "<stream:features>");
+	if (s->phase == S2S_TLS) {
+		buf_append_c(&b, "<starttls xmlns='" NS_TLS
+				 "'><required/></starttls>");
+	} else if (s->phase == S2S_AUTH) {
+		if (s->verified)
+			buf_append_c(&b, "<mechanisms xmlns='" NS_SASL
+					 "'><mechanism>EXTERNAL</mechanism>"
+					 "</mechanisms>");
+		if (server.conf->s2s.dialback)
+			buf_append_c(&b, "<dialback xmlns='" NS_DIALBACK_FEATURE
+					 "'><errors/></dialback>");
+	}
+	buf_append_c(&b, "</stream:features>");
+	write_buf(s, &b);
+	buf_reset(&b);
+}
+
+static void in_check_cert(struct s2s *s)
+{
+	if (s->conn.ssl == NULL || s->remote == NULL)
+		return;
+	const char *why = NULL;
+	s->verified = tls_peer_verified(s->conn.ssl, s->remote, &why);
+	conn_debug(&s->conn, "s2s from %s: certificate %s%s%s", s->remote,
+		   s->verified ? "verified" : "not verified", why ? ": " : "",
+		   why ? why : "");
+}
+
+static void in_stream_open(struct s2s *s, const struct xml_elem *hdr)
+{
+	struct str to = xml_attr_get(hdr, "to");
+	struct str from = xml_attr_get(hdr, "from");
+	int h = -1;
+	struct arena *a = arena_new(0);
+	struct str prepped;
+	const char *why;
+	if (to.p != NULL && jid_nameprep(a, to, &prepped, &why) == 0)
+		h = conf_find_host(server.conf, prepped.p, prepped.len);
+	if (h >= 0)
+		s->host_idx = (size_t)h;
+	if (from.p != NULL && s->remote == NULL &&
+	    jid_nameprep(a, from, &prepped, &why) == 0)
+		s->remote = str_xdup(prepped);
+	arena_destroy(&a);
+	if (h < 0) {
+		stream_fail(s, STREAM_ERR_HOST_UNKNOWN, "unknown host");
+		return;
+	}
+	send_header(s);
+	if (s->phase == S2S_AUTH && !s->verified)
+		in_check_cert(s);
+	if (s->phase == S2S_AUTH && !s->verified &&
+	    !server.conf->s2s.dialback) {
+		stream_fail(s, STREAM_ERR_NOT_AUTHORIZED,
+			    "certificate not trusted and dialback is off");
+		return;
+	}
+	in_send_features(s);
+}
+
+static void in_starttls(struct s2s *s)
+{
+	write_str(s, "<proceed xmlns='" NS_TLS "'/>");
+	conn_start_tls(&s->conn, s->host_idx);
+	tls_want_peer_cert(s->conn.ssl);
+	s->phase = S2S_AUTH;
+	s->reset_pending = true;
+	s->discard_rest = true;
+	s->header_sent = false;
+}
+
+static void in_auth(struct s2s *s, struct xml_elem *x, struct arena *a)
+{
+	struct str mech = xml_attr_get(x, "mechanism");
+	struct str text = xml_text(a, x);
+	const char *cond = "not-authorized";
+	if (!str_eq_c(mech, "EXTERNAL")) {
+		cond = "invalid-mechanism";
+	} else if (s->verified && s->remote != NULL) {
+		char *in = str_xdup(text.len ? text : STR_LIT("="));
+		bool ok = sasl_external_server(in, s->remote, &cond);
+		free(in);
+		if (ok) {
+			write_str(s, "<success xmlns='" NS_SASL "'/>");
+			conn_log(LOG_LEVEL_INFO, &s->conn,
+				 "s2s from %s authenticated (SASL EXTERNAL)",
+				 s->remote);
+			s->phase = S2S_READY;
+			s->reset_pending = true;
+			s->header_sent = false;
+			conn_set_timer(&s->conn,
+				       server.conf->s2s.idle_timeout_ms);
+			return;
+		}
+	}
+	struct buf b = { 0 };
+	buf_printf(&b, "<failure xmlns='" NS_SASL "'><%s/></failure>", cond);
+	write_buf(s, &b);
+	buf_reset(&b);
+	stream_fail(s, STREAM_ERR_NOT_AUTHORIZED, "SASL EXTERNAL failed");
+}
+
+/* db:result from the originating server (XEP-0220 §2.1.2). */
+static void in_db_result(struct s2s *s, struct xml_elem *x, struct arena *a)
+{
+	struct str from = xml_attr_get(x, "from");
+	struct str to = xml_attr_get(x, "to");
+	struct str key = xml_text(a, x);
+	struct str prepped;
+	const char *why;
+	int h = to.p ? conf_find_host(server.conf, to.p, to.len) : -1;
+	if (!server.conf->s2s.dialback || s->db_pending || h < 0 ||
+	    from.p == NULL || jid_nameprep(a, from, &prepped, &why) < 0 ||
+	    (s->remote != NULL && !str_eq_c(prepped, s->remote)) ||
+	    key.len == 0) {
+		stream_fail(s, STREAM_ERR_NOT_AUTHORIZED,
+			    "dialback request refused");
+		return;
+	}
+	if (s->remote == NULL)
+		s->remote = str_xdup(prepped);
+	s->host_idx = (size_t)h;
+	if (s->verified) {
+		/* XEP-0344 §2.4: the certificate already proves the domain;
+		 * no need to ask its authoritative server. */
+		send_db(s, "result", host_of(s), s->remote, NULL, "valid", NULL);
+		conn_log(LOG_LEVEL_INFO, &s->conn,
+			 "s2s from %s authenticated (dialback, certificate)",
+			 s->remote);
+		s->phase = S2S_READY;
+		conn_set_timer(&s->conn, server.conf->s2s.idle_timeout_ms);
+		return;
+	}
+	s->db_pending = true;
+	/* Ask the authoritative server of the peer's domain, over our own
+	 * outgoing stream there (XEP-0220 §2.3). */
+	struct verify_req *v = xcalloc(1, sizeof(*v));
+	v->shard = s->conn.shard->id;
+	v->conn_id = s->conn.id;
+	v->id = xstrdup(s->id);
+	v->key = str_xdup(key);
+	conn_debug(&s->conn, "s2s from %s: verifying dialback key",
+		   s->remote);
+	route_post(s->host_idx, s->remote, NULL, v);
+}
+
+static void on_verdict(struct shard *sh, struct shard_msg *m)
+{
+	struct verdict_msg *vm = (struct verdict_msg *)m;
+	struct conn *c = sh->stopped_hook_ran
+				 ? NULL
+				 : hmap_get(&sh->conns, hmap_u64(&vm->conn_id));
+	const char *type = vm->type;
+	free(vm);
+	if (c == NULL || c->ops != &s2s_ops || conn_closing(c))
+		return;
+	struct s2s *s = (struct s2s *)c;
+	if (s->out || !s->db_pending)
+		return;
+	s->db_pending = false;
+	send_db(s, "result", host_of(s), s->remote, NULL, type, NULL);
+	if (strcmp(type, "valid") != 0) {
+		stream_fail(s, STREAM_ERR_NOT_AUTHORIZED,
+			    "dialback verification failed");
+		return;
+	}
+	conn_log(LOG_LEVEL_INFO, c, "s2s from %s authenticated (dialback)",
+		 s->remote);
+	s->phase = S2S_READY;
+	conn_set_timer(c, server.conf->s2s.idle_timeout_ms);
+}
+
+/* db:verify: we are the authoritative server (XEP-0220 §2.4). */
+static void in_db_verify(struct s2s *s, struct xml_elem *x, struct arena *a)
+{
+	struct str from = xml_attr_get(x, "from");
+	struct str to = xml_attr_get(x, "to");
+	struct str id = xml_attr_get(x, "id");
+	struct str key = xml_text(a, x);
+	if (from.p == NULL || to.p == NULL || id.p == NULL) {
+		stream_fail(s, STREAM_ERR_INVALID_XML, "incomplete db:verify");
+		return;
+	}
+	char *f = str_xdup(from), *t = str_xdup(to), *i = str_xdup(id);
+	bool ok = conf_find_host(server.conf, to.p, to.len) >= 0 &&
+		  db_key_ok(f, t, i, key);
+	send_db(s, "verify", t, f, i, ok ? "valid" : "invalid", NULL);
+	free(f);
+	free(t);
+	free(i);
+}
+
+/* RFC 6120 §8.1.1.1, §13.9.3: a stanza from a server must carry to and
+ * from, from in the domain the peer authenticated, to one of ours. */
+static void in_stanza(struct s2s *s, struct xml_elem *x, struct arena *a)
+{
+	struct str from = xml_attr_get(x, "from");
+	struct str to = xml_attr_get(x, "to");
+	struct jid jf, jt;
+	const char *why;
+	if (from.p == NULL || to.p == NULL ||
+	    jid_parse(a, from, &jf, &why) < 0 ||
+	    jid_parse(a, to, &jt, &why) < 0) {
+		arena_destroy(&a);
+		stream_fail(s, STREAM_ERR_IMPROPER_ADDRESSING,
+			    "stanzas need valid to and from");
+		return;
+	}
+	if (!str_eq_c(jf.domain, s->remote)) {
+		arena_destroy(&a);
+		stream_fail(s, STREAM_ERR_INVALID_FROM,
+			    "not the domain you authenticated as");
+		return;
+	}
+	if (conf_find_host(server.conf, jt.domain.p, jt.domain.len) < 0) {
+		arena_destroy(&a);
+		stream_fail(s, STREAM_ERR_HOST_UNKNOWN, "not a host of ours");
+		return;
+	}
+	rename_ns(x, NS_SERVER, NS_CLIENT);
+	enum stanza_err err;
+	struct stanza *st = stanza_wrap(a, x, &jf, &err);
+	if (st == NULL) {
+		/* Answer it with the error, from where it was sent to. */
+		if (!str_eq_c(xml_attr_get(x, "type"), "error")) {
+			xml_attr_set(a, x, "to", from);
+			xml_attr_set(a, x, "from", to);
+			stanza_set_error(a, x, err, NULL);
+			st = stanza_wrap(a, x, &jt, &err);
+		}
+		if (st == NULL)
+			arena_destroy(&a);
+		else
+			route(st);
+		return;
+	}
+	conn_set_timer(&s->conn, server.conf->s2s.idle_timeout_ms);
+	route(st);
+}
+
+/* ---- the XML stream, both directions ---- */
+
+static enum xml_cb_ret on_stream_open(void *ud, const struct xml_elem *hdr,
+				      struct str default_ns, struct str prefix)
+{
+	(void)prefix;
+	struct s2s *s = ud;
+	if (!str_eq_c(hdr->ns, NS_STREAMS) || !str_eq_c(hdr->name, "stream")) {
+		stream_fail(s, STREAM_ERR_INVALID_NAMESPACE,
+			    "not an XMPP stream");
+	} else if (!str_eq_c(default_ns, NS_SERVER)) {
+		stream_fail(s, STREAM_ERR_INVALID_NAMESPACE,
+			    "default namespace must be jabber:server");
+	} else if (s->out) {
+		struct str id = xml_attr_get(hdr, "id");
+		if (id.p == NULL || id.len == 0 || id.len > STREAM_ID_LEN * 4) {
+			stream_fail(s, STREAM_ERR_INVALID_XML,
+				    "the stream has no id");
+		} else {
+			/* The id keys dialback, so keep it whole. */
+			size_t n = id.len < sizeof(s->id) - 1 ? id.len
+							      : sizeof(s->id) - 1;
+			memcpy(s->id, id.p, n);
+			s->id[n] = '\0';
+			if (id.len != n)
+				stream_fail(s, STREAM_ERR_INVALID_XML,
+					    "stream id too long");
+		}
+	} else {
+		in_stream_open(s, hdr);
+	}
+	return conn_closing(&s->conn) ? XML_PAUSE : XML_CONTINUE;
+}
+
+static enum xml_cb_ret on_stream_close(void *ud)
+{
+	struct s2s *s = ud;
+	conn_debug(&s->conn, "s2s stream closed by peer");
+	write_str(s, "</stream:stream>");
+	conn_close(&s->conn);
+	return XML_PAUSE;
+}
+
+static bool is(const struct xml_elem *x, const char *ns, const char *name)
+{
+	return str_eq_c(x->ns, ns) && str_eq_c(x->name, name);
+}
+
+static void on_element_out(struct s2s *s, struct xml_elem *x, struct arena *a)
+{
+	if (is(x, NS_STREAMS, "features")) {
+		out_features(s, x);
+	} else if (is(x, NS_TLS, "proceed") && s->phase == S2S_TLS &&
+		   s->conn.ssl == NULL) {
+		conn_start_tls_with(&s->conn, tls_new_client(s->host_idx,
+							     s->remote, false));
+		s->reset_pending = true;
+		s->discard_rest = true;
+		s->header_sent = false;
+	} else if (is(x, NS_SASL, "success") && s->phase == S2S_AUTH) {
+		s->sasl_done = true;
+		s->features_seen = false;
+		s->reset_pending = true;
+		s->header_sent = false;
+	} else if (is(x, NS_SASL, "failure") && s->phase == S2S_AUTH) {
+		if (s->db_offered && server.conf->s2s.dialback) {
+			char key[DB_KEY_LEN + 1];
+			db_key(s->remote, host_of(s), s->id, key);
+			send_db(s, "result", host_of(s), s->remote, NULL, NULL,
+				key);
+		} else {
+			stream_fail(s, STREAM_ERR_NOT_AUTHORIZED,
+				    "SASL EXTERNAL refused");
+		}
+	} else if (is(x, NS_DIALBACK, "result")) {
+		out_db_result(s, x);
+	} else if (is(x, NS_DIALBACK, "verify")) {
+		out_db_verify(s, x);
+	} else if (is(x, NS_STREAMS, "error")) {
+		struct xml_elem *c = xml_first_child_elem(x);
+		conn_log(LOG_LEVEL_INFO, &s->conn, "s2s to %s: stream error %.*s",
+			 s->remote, c ? (int)c->name.len : 1,
+			 c ? c->name.p : "?");
+		if (s->route != NULL)
+			s->route->why = "the remote server refused the stream";
+		conn_close(&s->conn);
+	} else if (s->phase != S2S_READY) {
+		stream_fail(s, STREAM_ERR_UNSUPPORTED_STANZA_TYPE,
+			    "unexpected element");
+	}
+	/* Stanzas on our outgoing stream would need XEP-0288; dropped. */
+	arena_destroy(&a);
+}
+
+static void on_element_in(struct s2s *s, struct xml_elem *x, struct arena *a)
+{
+	if (is(x, NS_TLS, "starttls") && s->phase == S2S_TLS) {
+		in_starttls(s);
+	} else if (s->phase == S2S_TLS) {
+		stream_fail(s, STREAM_ERR_POLICY_VIOLATION, "STARTTLS first");
+	} else if (is(x, NS_DIALBACK, "verify")) {
+		in_db_verify(s, x, a);
+	} else if (is(x, NS_DIALBACK, "result") && s->phase == S2S_AUTH) {
+		in_db_result(s, x, a);
+	} else if (is(x, NS_SASL, "auth") && s->phase == S2S_AUTH) {
+		in_auth(s, x, a);
+	} else if (s->phase == S2S_READY &&
+		   (is(x, NS_SERVER, "message") || is(x, NS_SERVER, "presence") ||
+		    is(x, NS_SERVER, "iq"))) {
+		in_stanza(s, x, a);
+		return; /* a is the stanza's now */
+	} else if (is(x, NS_STREAMS, "error")) {
+		conn_close(&s->conn);
+	} else if (s->phase != S2S_READY) {
+		stream_fail(s, STREAM_ERR_NOT_AUTHORIZED, "authenticate first");
+	} else {
+		stream_fail(s, STREAM_ERR_UNSUPPORTED_STANZA_TYPE,
+			    "unknown first-level element");
+	}
+	arena_destroy(&a);
+}
+
+static enum xml_cb_ret on_xml_stanza(void *ud, struct xml_elem *x,
+				     struct arena *a)
+{
+	struct s2s *s = ud;
+	if (conn_closing(&s->conn)) {
+		arena_destroy(&a);
+		return XML_PAUSE;
+	}
+	if (s->out)
+		on_element_out(s, x, a);
+	else
+		on_element_in(s, x, a);
+	if (conn_closing(&s->conn) || s->reset_pending)
+		return XML_PAUSE;
+	return XML_CONTINUE;
+}
+
+static const struct xml_stream_cbs s2s_xml_cbs = {
+	.stream_open = on_stream_open,
+	.stanza = on_xml_stanza,
+	.stream_close = on_stream_close,
+};
+
+/* ---- connection callbacks ---- */
+
+static void feed(struct s2s *s, const char *p, size_t len)
+{
+	while (len > 0 && !conn_closing(&s->conn)) {
+		size_t used = 0;
+		enum stream_err err;
+		const char *why;
+		int r = xml_stream_feed(s->xs, p, len, &used, &err, &why);
+		if (r < 0) {
+			stream_fail(s, err, why);
+			return;
+		}
+		if (r == 0)
+			return;
+		p += used;
+		len -= used;
+		if (s->discard_rest) {
+			s->discard_rest = false;
+			len = 0;
+		}
+		if (s->reset_pending) {
+			xml_stream_reset(s->xs);
+			s->reset_pending = false;
+			/* after SASL success the initiator speaks first */
+			if (s->out && s->sasl_done && !conn_closing(&s->conn))
+				send_header(s);
+		}
+	}
+}
+
+static void s2s_data(struct conn *c, const char *p, size_t len)
+{
+	feed((struct s2s *)c, p, len);
+}
+
+static void s2s_tls_ready(struct conn *c)
+{
+	struct s2s *s = (struct s2s *)c;
+	if (s->out) {
+		out_tls_ready(s);
+	} else {
+		in_check_cert(s);
+	}
+}
+
+static void s2s_timeout(struct conn *c)
+{
+	struct s2s *s = (struct s2s *)c;
+	if (s->phase == S2S_READY) {
+		conn_debug(c, "s2s %s %s: idle, closing", s->out ? "to" : "from",
+			   s->remote ? s->remote : "?");
+		write_str(s, "</stream:stream>");
+		conn_close(c);
+	} else {
+		stream_fail(s, STREAM_ERR_CONNECTION_TIMEOUT,
+			    "authentication took too long");
+	}
+}
+
+static void s2s_deliver(struct conn *c, struct stanza *st)
+{
+	(void)c; /* server streams hold no session */
+	stanza_free(&st);
+}
+
+static void s2s_kick(struct conn *c, enum stream_err err, const char *text)
+{
+	stream_fail((struct s2s *)c, err, text);
+}
+
+static void s2s_destroy(struct conn *c)
+{
+	struct s2s *s = (struct s2s *)c;
+	conn_debug(c, "s2s %s %s closed", s->out ? "to" : "from",
+		   s->remote ? s->remote : "?");
+	if (s->out)
+		out_gone(s);
+	xml_stream_free(s->xs);
+	free(s->remote);
+	free(s);
+}
+
+static const struct conn_ops s2s_ops = {
+	.data = s2s_data,
+	.timeout = s2s_timeout,
+	.destroy = s2s_destroy,
+	.tls_ready = s2s_tls_ready,
+	.deliver = s2s_deliver,
+	.kick = s2s_kick,
+};
+
+/* A new incoming stream: conn set up by accept or adopt (0), or not. */
+static void in_start(struct s2s *s, int accepted, bool direct_tls)
+{
+	const struct limits_conf *lim = &server.conf->limits;
+	if (accepted < 0)
+		return;
+	if (conn_count() > lim->max_connections) {
+		stream_fail(s, STREAM_ERR_POLICY_VIOLATION,
+			    "too many connections");
+		return;
+	}
+	conn_set_timer(&s->conn, server.conf->s2s.connect_timeout_ms);
+	if (direct_tls) {
+		conn_start_tls(&s->conn, 0);
+		tls_want_peer_cert(s->conn.ssl);
+	}
+}
+
+static struct s2s *in_new(bool direct_tls)
+{
+	struct s2s *s = xcalloc(1, sizeof(*s));
+	s->xs = xml_stream_new(&xml_limits, &s2s_xml_cbs, s);
+	s->phase = direct_tls ? S2S_AUTH : S2S_TLS;
+	return s;
+}
+
+void s2s_accept(struct shard *sh, uv_stream_t *server_handle,
+		const struct listener_conf *lc)
+{
+	bool direct = lc->type == LISTENER_S2S_TLS;
+	struct s2s *s = in_new(direct);
+	int rc = conn_accept(&s->conn, sh, server_handle, &s2s_ops,
+			     server.conf->limits.max_output);
+	if (rc == 0)
+		conn_debug(&s->conn, "accepted from %s on %s port %u",
+			   s->conn.ip, listener_type_name(lc->type), lc->port);
+	in_start(s, rc, direct);
+}
+
+void s2s_adopt(struct shard *sh, int fd)
+{
+	struct s2s *s = in_new(true);
+	in_start(s, conn_adopt(&s->conn, sh, fd, &s2s_ops,
+			       server.conf->limits.max_output),
+		 false);
+}
+
+static void collect_route(struct str key, void *value, void *ud)
+{
+	(void)key;
+	struct s2s_route ***p = ud;
+	*(*p)++ = value;
+}
+
+void s2s_shard_stop(struct shard *sh)
+{
+	/* Each route's stream is kicked with the shard's other conns. */
+	struct hmap *m = &routes[sh->id];
+	if (m->count == 0)
+		return;
+	struct s2s_route **all = xcalloc(m->count, sizeof(*all)), **p = all;
+	size_t n = m->count;
+	hmap_foreach(m, collect_route, &p);
+	for (size_t i = 0; i < n; i++)
+		route_drop(all[i]);
+	free(all);
+}
+
+int s2s_init(const char **error_r)
+{
+	if (sasl_external_init(error_r) < 0)
+		return -1;
+	RAND_bytes(db_secret, sizeof(db_secret));
+	stream_xml_limits(&xml_limits);
+	routes = xcalloc(server.nshards ? server.nshards : 1, sizeof(*routes));
+	return 0;
+}
+
+void s2s_fini(void)
+{
+	if (routes != NULL)
+		for (unsigned i = 0; i < (server.nshards ? server.nshards : 1);
+		     i++)
+			hmap_clear(&routes[i]);
+	free(routes);
+	routes = NULL;
+	sasl_external_fini();
+}
