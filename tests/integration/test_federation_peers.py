@@ -1,0 +1,234 @@
+"""Prosody 0.12 <-> ejabberd 23.01 through the federation harness.
+
+These prove the harness (federation.py) on two servers known to federate,
+before stanzad's own s2s is tested with it: each on its own loopback
+address and domain, finding the other through the test's hosts file.
+
+- SASL EXTERNAL (RFC 6120 §6.4, XEP-0178): both trust the test CA, no
+  dialback: a message each way, a subscription accepted across servers
+  and both contacts seeing each other online, an iq ping to the remote
+  server, and the servers' logs show EXTERNAL in both directions.
+- Dialback (XEP-0220): certificates signed by a CA neither trusts,
+  dialback on: a message each way, and the logs show dialback.
+- Refused: ejabberd's certificate is self-signed, dialback is off on
+  both: no message gets through either way, the senders get an error
+  back, and Prosody's log says the certificate is why.
+"""
+
+import uuid
+
+import pytest
+
+from clients import connect, disconnect, send_and_receive, until
+from federation import Federation, attach_peers
+
+USERS_P = {'alice': 'alice-secret'}
+USERS_E = {'bob': 'bob-secret'}
+P_DOMAIN = 'prosody.test'
+E_DOMAIN = 'ejabberd.test'
+
+
+def pair(root, *, trust_ca, dialback, ejabberd_cert=None):
+    fed = Federation(root)
+    try:
+        p = fed.prosody(P_DOMAIN, trust_ca=trust_ca, dialback=dialback,
+                        users=USERS_P)
+        cert = fed.ca.self_signed(E_DOMAIN) if ejabberd_cert == 'bad' \
+            else None
+        e = fed.ejabberd(E_DOMAIN, trust_ca=trust_ca, dialback=dialback,
+                         users=USERS_E, cert=cert)
+        fed.start(p, e)
+    except BaseException:
+        fed.close()
+        raise
+    return fed, p, e
+
+
+async def clients(p, e):
+    """alice on Prosody and bob on ejabberd, logged in, available and
+    with their rosters fetched (a server pushes roster changes and
+    subscription requests only to resources that asked for the roster,
+    RFC 6121 §2.1.6 and §3.1.3)."""
+    a = await connect(p, 'alice', 'home', mech=p.mech)
+    try:
+        b = await connect(e, 'bob', 'work', mech=e.mech)
+    except BaseException:
+        await disconnect(a)
+        raise
+    try:
+        for c in (a, b):
+            # subscriptions are answered by the tests, not by slixmpp
+            c.roster.auto_authorize = None
+            c.roster.auto_subscribe = False
+            await c.get_roster(timeout=10)
+    except BaseException:
+        await disconnect(a, b)
+        raise
+    return a, b
+
+
+async def presence_of(client, sender, ptype, status=None, timeout=15):
+    """The next presence of `ptype` ('available' if it has none) from
+    `sender` (a bare or full JID), with `status` if given."""
+    while True:
+        pres = await client.next_presence(timeout=timeout)
+        frm = pres['from']
+        if sender in (frm.bare, frm.full) and pres['type'] == ptype and \
+                (status is None or pres['status'] == status):
+            return pres
+
+
+def subscription(client, contact):
+    return client.client_roster[contact]['subscription']
+
+
+# ---- SASL EXTERNAL ---------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def external_pair(tmp_path_factory):
+    fed, p, e = pair(tmp_path_factory.mktemp('external'), trust_ca=True,
+                     dialback=False)
+    yield fed, p, e
+    fed.close()
+
+
+@pytest.fixture
+def external(request, external_pair):
+    attach_peers(request, external_pair[0])
+    return external_pair[1:]
+
+
+@pytest.mark.deadline(40)
+async def test_message_each_way(external):
+    p, e = external
+    a, b = await clients(p, e)
+    try:
+        # the first message also waits for the s2s connection
+        await send_and_receive(a, b, timeout=20)
+        await send_and_receive(b, a, timeout=20)
+    finally:
+        await disconnect(a, b)
+
+
+@pytest.mark.deadline(40)
+async def test_subscription_and_presence_across(external):
+    p, e = external
+    a, b = await clients(p, e)
+    try:
+        a_bare, b_bare = a.boundjid.bare, b.boundjid.bare
+        # alice asks, bob approves: alice's server pushes the roster
+        # change (subscription "to")
+        a.send_presence(pto=b_bare, ptype='subscribe')
+        await presence_of(b, a_bare, 'subscribe', timeout=20)
+        b.send_presence(pto=a_bare, ptype='subscribed')
+        await until(lambda: subscription(a, b_bare) == 'to',
+                    what='alice subscribed to bob')
+        # and the other way round: both
+        b.send_presence(pto=a_bare, ptype='subscribe')
+        await presence_of(a, b_bare, 'subscribe')
+        a.send_presence(pto=b_bare, ptype='subscribed')
+        await until(lambda: subscription(b, a_bare) == 'both',
+                    what='bob subscribed both ways')
+        await until(lambda: subscription(a, b_bare) == 'both',
+                    what='alice subscribed both ways')
+        # each now sees the other online: a new available presence of
+        # one reaches the other across the servers
+        a.send_presence(pstatus='here')
+        b.send_presence(pstatus='there')
+        await presence_of(a, b.boundjid.full, 'available', status='there')
+        await presence_of(b, a.boundjid.full, 'available', status='here')
+        # and offline, when bob leaves
+        b.send_presence(ptype='unavailable')
+        await presence_of(a, b.boundjid.full, 'unavailable')
+    finally:
+        await disconnect(a, b)
+
+
+@pytest.mark.deadline(40)
+async def test_ping_remote_server(external):
+    p, e = external
+    a, b = await clients(p, e)
+    try:
+        # XEP-0199 §4.2 client-to-server ping, to the other server
+        await a['xep_0199'].ping(E_DOMAIN, timeout=15)
+        await b['xep_0199'].ping(P_DOMAIN, timeout=15)
+        # and one to a domain nobody serves fails
+        with pytest.raises(Exception):
+            await a['xep_0199'].ping('nowhere.test', timeout=10)
+    finally:
+        await disconnect(a, b)
+
+
+@pytest.mark.deadline(40)
+async def test_sasl_external_both_ways(external):
+    p, e = external
+    # stanzas both ways (the s2s streams may exist already)
+    a, b = await clients(p, e)
+    try:
+        await send_and_receive(a, b, timeout=20)
+        await send_and_receive(b, a, timeout=20)
+    finally:
+        await disconnect(a, b)
+    # Prosody -> ejabberd: Prosody authenticated with EXTERNAL
+    p.wait_for_log(rf'SASL EXTERNAL with {E_DOMAIN} succeeded')
+    # ejabberd -> Prosody: Prosody accepted ejabberd's EXTERNAL
+    p.wait_for_log(rf'Accepting SASL EXTERNAL identity from {E_DOMAIN}')
+    # ejabberd's side of both
+    e.wait_for_log(rf'Accepted inbound s2s EXTERNAL authentication '
+                   rf'{P_DOMAIN} -> {E_DOMAIN}')
+    e.wait_for_log(rf'Accepted outbound s2s EXTERNAL authentication '
+                   rf'{E_DOMAIN} -> {P_DOMAIN}')
+    # and no dialback anywhere
+    assert 'dialback' not in p.log_text().lower()
+
+
+# ---- dialback ----------------------------------------------------------------
+
+@pytest.mark.deadline(60)
+async def test_dialback(request, tmp_path):
+    fed, p, e = pair(tmp_path, trust_ca=False, dialback=True)
+    attach_peers(request, fed)
+    try:
+        a, b = await clients(p, e)
+        try:
+            await send_and_receive(a, b, timeout=20)
+            await send_and_receive(b, a, timeout=20)
+        finally:
+            await disconnect(a, b)
+        # the certificates did not verify, so EXTERNAL was not offered;
+        # each authenticated by dialback
+        p.wait_for_log(r'verified dialback key\.\.\. it is valid')
+        e.wait_for_log(rf'Accepted inbound s2s dialback authentication '
+                       rf'{P_DOMAIN} -> {E_DOMAIN}')
+        assert 'SASL EXTERNAL with' not in p.log_text()
+        assert 'Accepting SASL EXTERNAL' not in p.log_text()
+    finally:
+        fed.close()
+
+
+# ---- refused -------------------------------------------------------------------
+
+@pytest.mark.deadline(60)
+async def test_bad_certificate_refused(request, tmp_path):
+    fed, p, e = pair(tmp_path, trust_ca=True, dialback=False,
+                     ejabberd_cert='bad')
+    attach_peers(request, fed)
+    try:
+        a, b = await clients(p, e)
+        try:
+            for src, dst in ((a, b), (b, a)):
+                body = f'must not arrive {uuid.uuid4().hex}'
+                src.send_message(mto=dst.boundjid.full, mbody=body,
+                                 mtype='chat')
+                # the sender's server gives the message back as an error
+                err = await src.next_message(body, timeout=25)
+                assert err['type'] == 'error', err
+                assert err['from'] == dst.boundjid.full, err
+                assert dst.messages.empty(), 'delivered anyway'
+        finally:
+            await disconnect(a, b)
+        # and Prosody says why: ejabberd's certificate does not verify
+        p.wait_for_log(rf'Forbidding insecure connection to/from '
+                       rf'{E_DOMAIN} because its certificate')
+    finally:
+        fed.close()
