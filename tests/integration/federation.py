@@ -36,6 +36,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -303,6 +304,7 @@ class Peer:
         self.cafile = self.certs / 'ca.crt'
         shutil.copyfile(fed.ca.cert, self.cafile)
         self.running = False
+        self.kept_logs = None  # the copies, once the Federation closed
         fed.names.add(domain, self.address)
 
     def jid(self, user, resource=None):
@@ -705,21 +707,26 @@ modules:
 # ---- one test's federation ------------------------------------------------
 
 class Federation:
-    """The CA, the names and the peers of one test."""
+    """The CA, the names and the peers of one test.
 
-    def __init__(self, root):
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        # the servers run as other users: they must get through the
-        # directories above to their own and to the hosts file
-        os.chmod(self.root, 0o755)
-        for p in self.root.parents:
-            if p == Path(p.anchor):
-                break
-            os.chmod(p, os.stat(p).st_mode | 0o001)
-        self.ca = TestCA(self.root / 'ca')
-        self.names = Names(self.root)
-        self.names.start_dns()
+    The servers run as other users, so their files cannot live under
+    pytest's temp dirs: every pytest session that starts (another suite
+    on the same machine, say) makes pytest-of-USER 0700 again. They get a
+    directory of their own instead, removed by close(), which first
+    copies the servers' logs into `keep` (the test's temp dir)."""
+
+    def __init__(self, keep):
+        self.keep = Path(keep)
+        self.keep.mkdir(parents=True, exist_ok=True)
+        self.root = Path(tempfile.mkdtemp(prefix='xmpp-federation-'))
+        try:
+            os.chmod(self.root, 0o755)
+            self.ca = TestCA(self.root / 'ca')
+            self.names = Names(self.root)
+            self.names.start_dns()
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
         self.peers = []
 
     def add_host(self, domain, address=None):
@@ -752,10 +759,23 @@ class Federation:
                 f.result()
 
     def close(self):
-        with concurrent.futures.ThreadPoolExecutor(
-                max(1, len(self.peers))) as pool:
-            list(pool.map(lambda p: p.stop(), self.peers))
-        self.names.stop_dns()
+        try:
+            with concurrent.futures.ThreadPoolExecutor(
+                    max(1, len(self.peers))) as pool:
+                list(pool.map(lambda p: p.stop(), self.peers))
+        finally:
+            self.names.stop_dns()
+            for peer in self.peers:
+                dest = self.keep / peer.root.name
+                dest.mkdir(exist_ok=True)
+                kept = {}
+                for name, path in peer.logs().items():
+                    if Path(path).exists():
+                        shutil.copyfile(path, dest / name)
+                        kept[name] = dest / name
+                peer.kept_logs = kept
+            shutil.copyfile(self.names.hosts_path, self.keep / 'hosts')
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def attach_peers(request, fed):
@@ -781,7 +801,8 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if report.failed:
         for peer in item.stash.get(_peers_key, []):
-            for name, path in peer.logs().items():
+            logs = peer.kept_logs or peer.logs()
+            for name, path in logs.items():
                 report.sections.append(
                     (f'{peer.kind} {peer.domain} {name} ({path})',
                      tail(path)))

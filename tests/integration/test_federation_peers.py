@@ -15,6 +15,7 @@ address and domain, finding the other through the test's hosts file.
   back, and Prosody's log says the certificate is why.
 """
 
+import asyncio
 import uuid
 
 import pytest
@@ -28,20 +29,15 @@ P_DOMAIN = 'prosody.test'
 E_DOMAIN = 'ejabberd.test'
 
 
-def pair(root, *, trust_ca, dialback, ejabberd_cert=None):
-    fed = Federation(root)
-    try:
-        p = fed.prosody(P_DOMAIN, trust_ca=trust_ca, dialback=dialback,
-                        users=USERS_P)
-        cert = fed.ca.self_signed(E_DOMAIN) if ejabberd_cert == 'bad' \
-            else None
-        e = fed.ejabberd(E_DOMAIN, trust_ca=trust_ca, dialback=dialback,
-                         users=USERS_E, cert=cert)
-        fed.start(p, e)
-    except BaseException:
-        fed.close()
-        raise
-    return fed, p, e
+def pair(fed, *, trust_ca, dialback, ejabberd_cert=None):
+    """Prosody (alice) and ejabberd (bob) in `fed`, started."""
+    p = fed.prosody(P_DOMAIN, trust_ca=trust_ca, dialback=dialback,
+                    users=USERS_P)
+    cert = fed.ca.self_signed(E_DOMAIN) if ejabberd_cert == 'bad' else None
+    e = fed.ejabberd(E_DOMAIN, trust_ca=trust_ca, dialback=dialback,
+                     users=USERS_E, cert=cert)
+    fed.start(p, e)
+    return p, e
 
 
 async def clients(p, e):
@@ -60,6 +56,8 @@ async def clients(p, e):
             # subscriptions are answered by the tests, not by slixmpp
             c.roster.auto_authorize = None
             c.roster.auto_subscribe = False
+            # bounces too (slixmpp gives them an event of their own)
+            c.add_event_handler('message_error', c.messages.put_nowait)
             await c.get_roster(timeout=10)
     except BaseException:
         await disconnect(a, b)
@@ -78,6 +76,27 @@ async def presence_of(client, sender, ptype, status=None, timeout=15):
             return pres
 
 
+async def next_with_id(client, msg_id, timeout):
+    """The next message received with this id."""
+    async def matching():
+        while True:
+            msg = await client.messages.get()
+            if msg['id'] == msg_id:
+                return msg
+    try:
+        return await asyncio.wait_for(matching(), timeout)
+    except asyncio.TimeoutError:
+        raise AssertionError(f'{client.boundjid}: no message {msg_id} '
+                             f'back in {timeout}s')
+
+
+def drain(queue):
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
+
+
 def subscription(client, contact):
     return client.client_roster[contact]['subscription']
 
@@ -86,10 +105,13 @@ def subscription(client, contact):
 
 @pytest.fixture(scope='module')
 def external_pair(tmp_path_factory):
-    fed, p, e = pair(tmp_path_factory.mktemp('external'), trust_ca=True,
-                     dialback=False)
-    yield fed, p, e
-    fed.close()
+    """One pair for the SASL EXTERNAL tests (starting one takes seconds)."""
+    fed = Federation(tmp_path_factory.mktemp('external'))
+    try:
+        p, e = pair(fed, trust_ca=True, dialback=False)
+        yield fed, p, e
+    finally:
+        fed.close()
 
 
 @pytest.fixture
@@ -185,50 +207,59 @@ async def test_sasl_external_both_ways(external):
 # ---- dialback ----------------------------------------------------------------
 
 @pytest.mark.deadline(60)
-async def test_dialback(request, tmp_path):
-    fed, p, e = pair(tmp_path, trust_ca=False, dialback=True)
-    attach_peers(request, fed)
+async def test_dialback(federation):
+    p, e = pair(federation, trust_ca=False, dialback=True)
+    a, b = await clients(p, e)
     try:
-        a, b = await clients(p, e)
-        try:
-            await send_and_receive(a, b, timeout=20)
-            await send_and_receive(b, a, timeout=20)
-        finally:
-            await disconnect(a, b)
-        # the certificates did not verify, so EXTERNAL was not offered;
-        # each authenticated by dialback
-        p.wait_for_log(r'verified dialback key\.\.\. it is valid')
-        e.wait_for_log(rf'Accepted inbound s2s dialback authentication '
-                       rf'{P_DOMAIN} -> {E_DOMAIN}')
-        assert 'SASL EXTERNAL with' not in p.log_text()
-        assert 'Accepting SASL EXTERNAL' not in p.log_text()
+        await send_and_receive(a, b, timeout=20)
+        await send_and_receive(b, a, timeout=20)
     finally:
-        fed.close()
+        await disconnect(a, b)
+    # the certificates did not verify, so EXTERNAL failed where it
+    # was tried; each direction authenticated by dialback
+    p.wait_for_log(r'verified dialback key\.\.\. it is valid')
+    e.wait_for_log(rf'Accepted inbound s2s dialback authentication '
+                   rf'{P_DOMAIN} -> {E_DOMAIN}')
+    e.wait_for_log(rf'Accepted outbound s2s dialback authentication '
+                   rf'{E_DOMAIN} -> {P_DOMAIN}')
+    log = p.log_text()
+    assert f'SASL EXTERNAL with {E_DOMAIN} succeeded' not in log
+    assert 'Accepting SASL EXTERNAL identity' not in log
+    assert 'Accepted inbound s2s EXTERNAL' not in e.log_text()
 
 
 # ---- refused -------------------------------------------------------------------
 
 @pytest.mark.deadline(60)
-async def test_bad_certificate_refused(request, tmp_path):
-    fed, p, e = pair(tmp_path, trust_ca=True, dialback=False,
-                     ejabberd_cert='bad')
-    attach_peers(request, fed)
+async def test_bad_certificate_refused(federation):
+    p, e = pair(federation, trust_ca=True, dialback=False,
+                ejabberd_cert='bad')
+    a, b = await clients(p, e)
     try:
-        a, b = await clients(p, e)
-        try:
-            for src, dst in ((a, b), (b, a)):
-                body = f'must not arrive {uuid.uuid4().hex}'
-                src.send_message(mto=dst.boundjid.full, mbody=body,
-                                 mtype='chat')
-                # the sender's server gives the message back as an error
-                err = await src.next_message(body, timeout=25)
-                assert err['type'] == 'error', err
-                assert err['from'] == dst.boundjid.full, err
-                assert dst.messages.empty(), 'delivered anyway'
-        finally:
-            await disconnect(a, b)
-        # and Prosody says why: ejabberd's certificate does not verify
-        p.wait_for_log(rf'Forbidding insecure connection to/from '
-                       rf'{E_DOMAIN} because its certificate')
+        for src, dst in ((a, b), (b, a)):
+            body = f'must not arrive {uuid.uuid4().hex}'
+            msg = src.make_message(mto=dst.boundjid.full, mbody=body,
+                                   mtype='chat')
+            msg_id = msg['id'] = uuid.uuid4().hex
+            msg.send()
+            # the sender's server gives the message back as an error
+            # (the error need not carry the body: match the id)
+            err = await next_with_id(src, msg_id, timeout=25)
+            assert err['type'] == 'error', err
+            assert err['from'] == dst.boundjid.full, err
+            assert err['error']['condition'], err
+        # nothing got through either way (the bounces may quote it)
+        for c in (a, b):
+            got = [m for m in drain(c.messages) if m['type'] != 'error'
+                   and 'must not arrive' in m['body']]
+            assert not got, (c.boundjid, got)
     finally:
-        fed.close()
+        await disconnect(a, b)
+    # and the logs say why: ejabberd's certificate does not verify, as
+    # a server (Prosody's outgoing stream) nor as a client (incoming)
+    for stream in ('s2sout', 's2sin'):
+        p.wait_for_log(rf'{stream}\S*\s+warn\s+Forbidding insecure '
+                       rf'connection to/from {E_DOMAIN} because its '
+                       rf'certificate is not trusted')
+    e.wait_for_log(r"Stream closed by peer: Your server's certificate is "
+                   r"not trusted")
