@@ -7,16 +7,24 @@ that the test owns; nothing on the system (/etc/hosts, resolv.conf) is
 read for these names or changed.
 
 - `TestCA`: a CA made with the openssl CLI, and certificates signed by it
-  (subjectAltName DNS:domain, id-on-xmppAddr and the _xmpp-server SRV-ID,
-  RFC 6120 §13.7.1.2); `self_signed()` makes a "bad" one.
+  (subjectAltName DNS:domain and the _xmpp-server SRV-ID, RFC 6120
+  §13.7.1.2; id-on-xmppAddr only on request, see TestCA._san);
+  `self_signed()` makes a "bad" one.
+- `pick_address()`: a fresh 127.x.y.z where 5222 and 5269 are free.
 - `Names`: the hosts file (domain -> address) plus a small DNS server on
   127.0.0.1 that answers A queries from that same file and NXDOMAIN for
-  everything else (so SRV lookups fail at once and every server falls
-  back to domain:5269, RFC 6120 §3.2.2). Prosody reads the file itself
-  (lua-unbound's `hoststxt`) and forwards anything else to the DNS server;
-  ejabberd needs the DNS server, because Erlang's inet_res, which its s2s
-  uses for SRV and A lookups, never reads hosts files. stanzad gets
-  `dns: {hosts: ..., upstream: [...]}` from `Federation.dns_config()`.
+  every other name (so SRV lookups fail at once and every server falls
+  back to domain:5269, RFC 6120 §3.2.2). Prosody 0.12 resolves with
+  lua-unbound (net.unbound replaces net.adns when lunbound loads): its
+  `unbound` table gives libunbound the file as `hoststxt` and the DNS
+  server as `forward`, with `resolvconf = false`. ejabberd 23.01 looks up
+  SRV records with Erlang's inet_res, which never reads hosts files: its
+  inetrc (ejabberdctl always sets ERL_INETRC to CONFIG_DIR/inetrc) names
+  the DNS server and no resolv.conf; and it looks up addresses with
+  glibc's getaddrinfo, so it runs in a mount namespace of its own where
+  the hosts file is bind-mounted on /etc/hosts (the system's file is
+  untouched). stanzad gets `dns: {hosts, upstream}` from
+  `Federation.dns_config()`.
 - `Prosody`, `Ejabberd`: a private instance in a directory of its own
   (config, certificate, data, logs), started and stopped within bounded
   times, run as the packages require (the tests run as root: prosodyctl
@@ -178,7 +186,10 @@ def pick_address(ports=(XMPP_C2S_PORT, XMPP_S2S_PORT)):
             if _ports_free(addr, ports):
                 _taken.add(addr)
                 return addr
-    raise AssertionError(f'no loopback address with {ports} free')
+    raise AssertionError(
+        f'no loopback address with {ports} free: is a system XMPP server '
+        'listening on all addresses? (bench/peers/install.sh stops and '
+        'disables the packaged ones)')
 
 
 class _HostsResolver(BaseResolver):
@@ -239,17 +250,17 @@ class Names:
             return self._entries.get(domain)
 
     def start_dns(self):
+        """The DNS server, UDP and TCP on one free port of 127.0.0.1."""
         resolver = _HostsResolver(self)
         for _ in range(20):
-            port = random.SystemRandom().randint(20000, 60000)
+            udp = DNSServer(resolver, address=self.dns_address, port=0,
+                            logger=_QuietLogger())
+            port = udp.server.server_address[1]
             try:
-                udp = DNSServer(resolver, address=self.dns_address,
-                                port=port, logger=_QuietLogger())
                 tcp = DNSServer(resolver, address=self.dns_address,
                                 port=port, tcp=True, logger=_QuietLogger())
-            except OSError:
-                if 'udp' in locals():
-                    udp.server.server_close()
+            except OSError:  # that port is taken for TCP: another one
+                udp.server.server_close()
                 continue
             break
         else:
@@ -544,10 +555,11 @@ class Ejabberd(Peer):
         a, b, c, d = self.address.split('.')
         dns_ip = ','.join(self.fed.names.dns_address.split('.'))
         # ejabberdctl sets ERL_INETRC to CONFIG_DIR/inetrc. inet_res,
-        # which ejabberd's s2s uses for its SRV and A lookups, asks DNS
-        # only (it never reads hosts files), so it asks the test's DNS
-        # server; resolv_conf "" keeps the system's out. The node's own
-        # host name, localhost, comes from the host entry.
+        # which ejabberd's s2s uses for its SRV lookups, asks DNS only
+        # (it never reads hosts files): here the test's DNS server, and
+        # resolv_conf "" keeps the system's servers out. The addresses
+        # come from getaddrinfo (see _ctl). The node's own host name,
+        # localhost, comes from the host entry.
         (r / 'inetrc').write_text(f'''\
 {{host, {{127,0,0,1}}, ["localhost"]}}.
 {{hosts_file, "{self.fed.names.hosts_path}"}}.

@@ -16,9 +16,11 @@ address and domain, finding the other through the test's hosts file.
 """
 
 import asyncio
+import subprocess
 import uuid
 
 import pytest
+from dnslib import RCODE, DNSRecord
 
 from clients import connect, disconnect, send_and_receive, until
 from federation import Federation, attach_peers
@@ -99,6 +101,63 @@ def drain(queue):
 
 def subscription(client, contact):
     return client.client_roster[contact]['subscription']
+
+
+# ---- names -------------------------------------------------------------------
+
+LUA_RESOLVE = """
+local ub = require "lunbound"
+local ctx = ub.new{ hoststxt = arg[1], forward = arg[2],
+                    resolvconf = false, async = false }
+for _, q in ipairs{ {arg[3], 1}, {"_xmpp-server._tcp." .. arg[3], 33},
+                    {"nowhere.example", 1} } do
+  local r = ctx:resolve(q[1], q[2], 1)
+  print(q[1], r.rcode, r[1] and table.concat({r[1]:byte(1, -1)}, ".") or "-")
+end
+"""
+
+
+def test_names_resolve(tmp_path):
+    """The hosts file and the DNS server agree, as libunbound (Prosody's
+    and stanzad's resolver library) sees them with dns_config()."""
+    fed = Federation(tmp_path)
+    try:
+        addr = fed.add_host('stanzad.test')
+        assert addr.startswith('127.') and addr != '127.0.0.1'
+        assert fed.add_host('other.test') != addr
+        hosts = fed.names.hosts_path.read_text()
+        assert f'{addr} stanzad.test\n' in hosts
+        cfg = fed.dns_config()
+        assert cfg['hosts'] == str(fed.names.hosts_path)
+        # from the file
+        res = subprocess.run(
+            ['lua5.4', '-', cfg['hosts'], cfg['upstream'][0],
+             'stanzad.test'],
+            input=LUA_RESOLVE, capture_output=True, text=True, timeout=20)
+        assert res.returncode == 0, res.stderr
+        lines = [ln.split('\t') for ln in res.stdout.splitlines()]
+        assert lines == [
+            ['stanzad.test', '0', addr],
+            ['_xmpp-server._tcp.stanzad.test', '3', '-'],  # NXDOMAIN
+            ['nowhere.example', '3', '-'],
+        ], res.stdout
+        # libunbound answers for .test itself (a static local zone, RFC
+        # 6761), anything else it asks the test's DNS server, never the
+        # system's
+        assert fed.names.queries == [('nowhere.example', 'A')]
+        # from the DNS server (for resolvers that skip hosts files)
+        q = DNSRecord.question('other.test', 'A')
+        reply = DNSRecord.parse(q.send(fed.names.dns_address,
+                                       fed.names.dns_port, timeout=5))
+        assert [str(rr.rdata) for rr in reply.rr] == \
+            [fed.names.lookup('other.test')]
+        q = DNSRecord.question('_xmpp-server._tcp.other.test', 'SRV')
+        reply = DNSRecord.parse(q.send(fed.names.dns_address,
+                                       fed.names.dns_port, tcp=True,
+                                       timeout=5))
+        assert reply.header.rcode == RCODE.NXDOMAIN and not reply.rr
+    finally:
+        fed.close()
 
 
 # ---- SASL EXTERNAL ---------------------------------------------------------
@@ -202,6 +261,9 @@ async def test_sasl_external_both_ways(external):
                    rf'{E_DOMAIN} -> {P_DOMAIN}')
     # and no dialback anywhere
     assert 'dialback' not in p.log_text().lower()
+    # Prosody found ejabberd through lua-unbound and the hosts file
+    p.wait_for_log(rf'unbound\S*\s+debug\s+Results for {E_DOMAIN} IN A: '
+                   rf'1 items')
 
 
 # ---- dialback ----------------------------------------------------------------
