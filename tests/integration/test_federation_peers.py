@@ -12,7 +12,9 @@ address and domain, finding the other through the test's hosts file.
   dialback on: a message each way, and the logs show dialback.
 - Refused: ejabberd's certificate is self-signed, dialback is off on
   both: no message gets through either way, the senders get an error
-  back, and Prosody's log says the certificate is why.
+  back, and both logs say the certificate is why.
+- Names: the hosts file, the test's DNS server and libunbound agree
+  (no servers needed).
 """
 
 import asyncio
