@@ -12,7 +12,9 @@
 # where present, systemd. Nothing else in /etc is changed.
 set -euo pipefail
 
-PACKAGES=(prosody ejabberd openssl iproute2 procps util-linux
+# lua-unbound is only recommended by prosody, but the federation tests
+# configure Prosody's resolver through it (net.unbound)
+PACKAGES=(prosody ejabberd lua-unbound openssl iproute2 procps util-linux
 	python3-slixmpp)
 SERVICES=(prosody ejabberd)
 POLICY=/usr/sbin/policy-rc.d

@@ -107,7 +107,9 @@ async def connect(server, user, resource=None, *, mech=DEFAULT_MECH,
     client.add_event_handler('disconnected',
                              lambda e: finish(f'disconnected: {e}'))
     port = server.tls_port if direct_tls else server.c2s_port
-    client.connect(('127.0.0.1', port), use_ssl=direct_tls,
+    # the federation peers each listen on an address of their own
+    host = getattr(server, 'c2s_address', '127.0.0.1')
+    client.connect((host, port), use_ssl=direct_tls,
                    force_starttls=not direct_tls)
     try:
         await asyncio.wait_for(done, timeout)

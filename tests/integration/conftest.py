@@ -66,6 +66,9 @@ BASE_CONFIG = {
 
 _servers_key = pytest.StashKey[list]()
 
+# the federation fixture and its report hook (tests/integration/federation.py)
+pytest_plugins = ('federation',)
+
 
 def _binary(env_name, default):
     path = Path(os.environ.get(env_name) or default)
