@@ -282,8 +282,9 @@ static void test_wrong_type(void **state)
 		 "      port: http }\n", 4,
 		 "listeners[].port: expected an unsigned integer");
 	load_err("hosts: [localhost]\n"
-		 "listeners: [{ type: s2s, address: 127.0.0.1, port: 5269 }]\n",
-		 2, "listeners[].type: expected one of c2s, c2s_tls");
+		 "listeners: [{ type: xmpp, address: 127.0.0.1, port: 5269 }]\n",
+		 2, "listeners[].type: expected one of c2s, c2s_tls, component, "
+		    "s2s, s2s_tls");
 	load_err("- hosts\n", 1, "the configuration must be a mapping");
 	load_err("just a string\n", 1, "the configuration must be a mapping");
 }
