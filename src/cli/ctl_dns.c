@@ -46,16 +46,24 @@ static void print_addr(FILE *out, const struct resolve_addr *a)
 	fprintf(out, "    %s\n", text);
 }
 
+/* Ends the loop; false (reported) when the lookup failed. */
+static bool answered(struct ctl_dns *d, int status)
+{
+	uv_stop(d->loop);
+	if (status != RESOLVE_OK) {
+		fprintf(stderr, "stanzactl: %s: %s\n", d->name,
+			resolve_strerror(status));
+		d->rc = -1;
+		return false;
+	}
+	return true;
+}
+
 static void server_done(void *arg, const struct resolve_result *r)
 {
 	struct ctl_dns *d = arg;
-	uv_stop(d->loop);
-	if (r->status != RESOLVE_OK) {
-		fprintf(stderr, "stanzactl: %s: %s\n", d->name,
-			resolve_strerror(r->status));
-		d->rc = -1;
+	if (!answered(d, r->status))
 		return;
-	}
 	fprintf(d->out, "%s: %zu target%s, DNSSEC %s\n", d->name,
 		r->ntargets, r->ntargets == 1 ? "" : "s",
 		r->secure ? "secure" : "insecure");
@@ -72,13 +80,8 @@ static void server_done(void *arg, const struct resolve_result *r)
 static void tlsa_done(void *arg, const struct resolve_tlsa_result *r)
 {
 	struct ctl_dns *d = arg;
-	uv_stop(d->loop);
-	if (r->status != RESOLVE_OK) {
-		fprintf(stderr, "stanzactl: %s: %s\n", d->name,
-			resolve_strerror(r->status));
-		d->rc = -1;
+	if (!answered(d, r->status))
 		return;
-	}
 	fprintf(d->out, "%s: %zu TLSA record%s, DNSSEC %s\n", d->name,
 		r->nrecords, r->nrecords == 1 ? "" : "s",
 		r->secure ? "secure" : "insecure");

@@ -108,7 +108,7 @@ static const struct conn_ops s2s_ops;
 static const struct xml_stream_cbs s2s_xml_cbs;
 static struct xml_limits xml_limits;
 static struct hmap *routes; /* per shard: key -> struct s2s_route */
-static unsigned char db_secret[32]; /* XEP-0185; per start */
+static unsigned char db_hkey[32]; /* XEP-0185: SHA256 of a per-start secret */
 
 static const char *host_of(const struct s2s *s)
 {
@@ -121,13 +121,12 @@ static const char *host_of(const struct s2s *s)
 static void db_key(const char *recv, const char *orig, const char *id,
 		   char out[DB_KEY_LEN + 1])
 {
-	unsigned char k[32], mac[32];
+	unsigned char mac[32];
 	unsigned len = 0;
-	EVP_Digest(db_secret, sizeof(db_secret), k, NULL, EVP_sha256(), NULL);
 	struct buf b = { 0 };
 	buf_printf(&b, "%s %s %s", recv, orig, id);
-	HMAC(EVP_sha256(), k, sizeof(k), (unsigned char *)b.data, b.len, mac,
-	     &len);
+	HMAC(EVP_sha256(), db_hkey, sizeof(db_hkey), (unsigned char *)b.data,
+	     b.len, mac, &len);
 	buf_reset(&b);
 	for (size_t i = 0; i < sizeof(mac); i++)
 		snprintf(out + 2 * i, 3, "%02x", mac[i]);
@@ -255,10 +254,7 @@ static void route_drop(struct s2s_route *r);
 
 static unsigned owner_of(const char *key)
 {
-	uint64_t h = 1469598103934665603ULL;
-	for (const char *p = key; *p; p++)
-		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-	return (unsigned)(h % server.nshards);
+	return (unsigned)(hash_bytes(key, strlen(key)) % server.nshards);
 }
 
 static char *route_key(const char *host, const char *remote)
@@ -527,7 +523,7 @@ void s2s_route(struct stanza *st)
 {
 	int h = conf_find_host(server.conf, st->from.domain.p,
 			       st->from.domain.len);
-	if (h < 0 || server.nshards == 0) {
+	if (h < 0) {
 		/* Only our own hosts' traffic leaves through s2s. */
 		route_bounce(st, STANZA_ERR_REMOTE_SERVER_NOT_FOUND, NULL);
 		return;
@@ -543,6 +539,14 @@ void s2s_route(struct stanza *st)
 }
 
 /* ---- outgoing streams ---- */
+
+/* XEP-0220 §2.1.1: ask the peer to verify us by dialback. */
+static void out_send_db_result(struct s2s *s)
+{
+	char key[DB_KEY_LEN + 1];
+	db_key(s->remote, host_of(s), s->id, key);
+	send_db(s, "result", host_of(s), s->remote, NULL, NULL, key);
+}
 
 static void out_on_connected(struct conn *c, int status);
 
@@ -669,9 +673,7 @@ static void out_features(struct s2s *s, struct xml_elem *x)
 		}
 	}
 	if (s->db_offered && server.conf->s2s.dialback) {
-		char key[DB_KEY_LEN + 1];
-		db_key(s->remote, host_of(s), s->id, key);
-		send_db(s, "result", host_of(s), s->remote, NULL, NULL, key);
+		out_send_db_result(s);
 		return;
 	}
 	stream_fail(s, STREAM_ERR_POLICY_VIOLATION,
@@ -1039,15 +1041,11 @@ static void on_element_out(struct s2s *s, struct xml_elem *x, struct arena *a)
 		s->reset_pending = true;
 		s->header_sent = false;
 	} else if (is(x, NS_SASL, "failure") && s->phase == S2S_AUTH) {
-		if (s->db_offered && server.conf->s2s.dialback) {
-			char key[DB_KEY_LEN + 1];
-			db_key(s->remote, host_of(s), s->id, key);
-			send_db(s, "result", host_of(s), s->remote, NULL, NULL,
-				key);
-		} else {
+		if (s->db_offered && server.conf->s2s.dialback)
+			out_send_db_result(s);
+		else
 			stream_fail(s, STREAM_ERR_NOT_AUTHORIZED,
 				    "SASL EXTERNAL refused");
-		}
 	} else if (is(x, NS_DIALBACK, "result")) {
 		out_db_result(s, x);
 	} else if (is(x, NS_DIALBACK, "verify")) {
@@ -1283,7 +1281,10 @@ int s2s_init(const char **error_r)
 {
 	if (sasl_external_init(error_r) < 0)
 		return -1;
-	RAND_bytes(db_secret, sizeof(db_secret));
+	unsigned char secret[32];
+	RAND_bytes(secret, sizeof(secret));
+	EVP_Digest(secret, sizeof(secret), db_hkey, NULL, EVP_sha256(), NULL);
+	OPENSSL_cleanse(secret, sizeof(secret));
 	stream_xml_limits(&xml_limits);
 	routes = xcalloc(server.nshards ? server.nshards : 1, sizeof(*routes));
 	return 0;
