@@ -21,6 +21,7 @@
 struct config;
 
 #define TLS_CB_MAX 64
+#define TLS_CB_EXPORTER_LEN 32 /* RFC 9266 §2 */
 
 /* Creates the contexts (and any missing self-signed certificates). Returns 0
  * or -1 with *error_r (malloc'ed, caller frees). Call once at start-up. */
@@ -39,7 +40,10 @@ SSL_CTX *tls_ctx_new(const char *cert, const char *key, char **error_r);
 SSL *tls_new_server(size_t host_idx);
 
 /* Channel binding data. Each returns 0 and fills out (size TLS_CB_MAX) and
- * *len_r, or -1 when the binding is not available on this connection. */
+ * *len_r, or -1 when the binding is not available on this connection.
+ * tls-exporter exists exactly on TLS 1.3 (tls_is_13) and costs a key
+ * derivation; tls-server-end-point is the context's certificate hash,
+ * computed once per context. */
 int tls_cb_exporter(SSL *ssl, unsigned char *out, size_t *len_r);
 int tls_cb_server_end_point(SSL *ssl, unsigned char *out, size_t *len_r);
 int tls_cb_unique(SSL *ssl, unsigned char *out, size_t *len_r);

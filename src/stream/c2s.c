@@ -59,6 +59,7 @@ struct c2s {
 			      thread pool */
 	bool dead;         /* destroyed while busy: free when it ends */
 	bool over_limit;   /* too many connections: refuse at the header */
+	bool exporter_pending; /* cb->exporter not derived yet */
 	unsigned sasl_failures;
 	struct sasl *sasl;
 	struct sasl_cb *cb;
@@ -114,11 +115,15 @@ static void write_buf(struct c2s *c, const struct buf *b)
 
 static void send_header(struct c2s *c)
 {
+	static const char hex[] = "0123456789abcdef";
 	unsigned char rnd[12];
 	RAND_bytes(rnd, sizeof(rnd));
 	char id[2 * sizeof(rnd) + 1];
-	for (size_t i = 0; i < sizeof(rnd); i++)
-		snprintf(id + 2 * i, 3, "%02x", rnd[i]);
+	for (size_t i = 0; i < sizeof(rnd); i++) {
+		id[2 * i] = hex[rnd[i] >> 4];
+		id[2 * i + 1] = hex[rnd[i] & 15];
+	}
+	id[2 * sizeof(rnd)] = '\0';
 	struct buf b = { 0 };
 	buf_printf(&b,
 		   "<?xml version='1.0'?><stream:stream xmlns='" NS_CLIENT
@@ -156,18 +161,45 @@ static void stream_fail(struct c2s *c, enum stream_err err, const char *text)
 	conn_close(&c->conn);
 }
 
+/* The connection's channel bindings, for the features (XEP-0440, -PLUS
+ * mechanisms) and SASL. tls-exporter is a key derivation that only a
+ * -PLUS exchange uses: here it is only marked as existing (TLS 1.3),
+ * derived by plus_bindings() when such an exchange starts. */
 static struct sasl_cb *channel_bindings(struct c2s *c)
 {
 	if (c->cb != NULL || c->conn.ssl == NULL)
 		return c->cb;
 	struct sasl_cb *cb = xcalloc(1, sizeof(*cb));
-	if (tls_cb_exporter(c->conn.ssl, cb->exporter, &cb->exporter_len) < 0)
-		cb->exporter_len = 0;
+	if (tls_is_13(c->conn.ssl)) {
+		cb->exporter_len = TLS_CB_EXPORTER_LEN;
+		c->exporter_pending = true;
+	}
 	if (tls_cb_server_end_point(c->conn.ssl, cb->tsep, &cb->tsep_len) < 0)
 		cb->tsep_len = 0;
 	if (tls_cb_unique(c->conn.ssl, cb->unique, &cb->unique_len) < 0)
 		cb->unique_len = 0;
 	c->cb = cb;
+	return cb;
+}
+
+/* The bindings for an exchange of mech: with tls-exporter's data for a
+ * -PLUS one; without tls-exporter for the others, which sasl.c gives no
+ * exporter data anyway (*tmp holds that copy). */
+static const struct sasl_cb *bindings_for(struct c2s *c, const char *mech,
+					  struct sasl_cb *tmp)
+{
+	struct sasl_cb *cb = channel_bindings(c);
+	if (cb == NULL || !c->exporter_pending)
+		return cb;
+	size_t n = strlen(mech);
+	if (n < 5 || strcmp(mech + n - 5, "-PLUS") != 0) {
+		*tmp = *cb;
+		tmp->exporter_len = 0;
+		return tmp;
+	}
+	if (tls_cb_exporter(c->conn.ssl, cb->exporter, &cb->exporter_len) < 0)
+		cb->exporter_len = 0;
+	c->exporter_pending = false;
 	return cb;
 }
 
@@ -460,7 +492,8 @@ static void on_auth(struct c2s *c, struct xml_elem *x, struct arena *a)
 	}
 	memcpy(name, mech.p, mech.len);
 	name[mech.len] = '\0';
-	c->sasl = sasl_start(name, host(c), channel_bindings(c),
+	struct sasl_cb tmp;
+	c->sasl = sasl_start(name, host(c), bindings_for(c, name, &tmp),
 			     server.conf->scram_iterations);
 	if (c->sasl == NULL) {
 		arena_destroy(&a);
