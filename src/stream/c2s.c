@@ -113,11 +113,35 @@ static void write_buf(struct c2s *c, const struct buf *b)
 		conn_abort(&c->conn);
 }
 
+/*
+ * Unpredictable bytes for stream ids and generated resources. Each
+ * RAND_bytes call costs thousands of instructions and a getpid() (the
+ * DRBG's fork check) whatever its size, so a shard draws them in blocks;
+ * bytes are handed out once. n is at most the block.
+ */
+static void random_bytes(unsigned char *out, size_t n)
+{
+	static _Thread_local unsigned char pool[256];
+	static _Thread_local size_t left;
+	BUG_ON(n > sizeof(pool));
+	if (left < n) {
+		if (RAND_bytes(pool, sizeof(pool)) != 1) {
+			RAND_bytes(out, (int)n); /* as before the pool */
+			return;
+		}
+		left = sizeof(pool);
+	}
+	unsigned char *p = pool + sizeof(pool) - left;
+	memcpy(out, p, n);
+	memset(p, 0, n);
+	left -= n;
+}
+
 static void send_header(struct c2s *c)
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char rnd[12];
-	RAND_bytes(rnd, sizeof(rnd));
+	random_bytes(rnd, sizeof(rnd));
 	char id[2 * sizeof(rnd) + 1];
 	for (size_t i = 0; i < sizeof(rnd); i++) {
 		id[2 * i] = hex[rnd[i] >> 4];
@@ -569,7 +593,7 @@ static void make_resource(struct c2s *c, char *out, size_t n)
 {
 	unsigned char rnd[8];
 	do {
-		RAND_bytes(rnd, sizeof(rnd));
+		random_bytes(rnd, sizeof(rnd));
 		for (size_t i = 0; i < sizeof(rnd) && 2 * i + 2 < n; i++)
 			snprintf(out + 2 * i, 3, "%02x", rnd[i]);
 	} while (c->bare.p != NULL && sessions_has(c->bare, str_c(out)));
