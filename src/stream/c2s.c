@@ -9,10 +9,11 @@
  *
  * Each phase has a table of the first-level elements it accepts; an
  * element no entry takes ends the stream with the phase's error. A SASL
- * step, or a module's pre-authentication iq job (XEP-0077 registration,
- * through struct module.preauth_iq), runs on the thread pool: meanwhile
- * the connection does not read, input that had already arrived is held,
- * and the object is freed only after the job returns.
+ * step that loads credentials (later SCRAM steps run here), or a module's
+ * pre-authentication iq job (XEP-0077 registration, through struct
+ * module.preauth_iq), runs on the thread pool: meanwhile the connection
+ * does not read, input that had already arrived is held, and the object
+ * is freed only after the job returns.
  */
 #include <stdio.h>
 #include <stdlib.h>
