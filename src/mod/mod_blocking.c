@@ -23,9 +23,11 @@
  *
  * Most lists are empty. An account whose load found its list empty, with
  * no block queued since, is known empty (a set in memory, empty at start,
- * one entry per such account): pinning it needs no load. A block forgets
- * that before its job is queued; a load queued before any block since it
- * was queued can prove it (bl_blocks counts blocks).
+ * one entry per such account): a bind needs no load when nothing of the
+ * account is queued (see pin()). A block forgets that before its job is
+ * queued; a load queued before any block since it was queued can prove it
+ * (bl_blocks counts blocks). Stanzas for an account with no session load
+ * the list as before.
  * A user's own resources are never blocked from each other, nor is the
  * user's own server.
  */
@@ -274,8 +276,12 @@ static struct str cache_key(const struct jid *user, char buf[JID_TEXT_MAX])
 	return STR(buf, (size_t)n);
 }
 
-/* Keeps owner's list cached (loading it first if needed) until unpin(). */
-static void pin(struct str owner, const struct jid *user)
+/* Keeps owner's list cached (loading it first if needed) until unpin().
+ * With at_bind, a list known empty is taken as loaded when nothing of the
+ * account is queued: a stanza held behind an earlier load (they wait in
+ * the account's queue, some unpinned) must not be overtaken by a later one
+ * that would pass at once. */
+static void pin(struct str owner, const struct jid *user, bool at_bind)
 {
 	uv_once(&bl_once, bl_init);
 	uv_rwlock_wrlock(&bl_lock);
@@ -285,7 +291,8 @@ static void pin(struct str owner, const struct jid *user)
 		e = xcalloc(1, sizeof(*e));
 		e->gen = ++bl_gen;
 		hmap_put(&bl_cache, owner, e);
-		if (hmap_get(&bl_empty, owner) != NULL) {
+		if (at_bind && hmap_get(&bl_empty, owner) != NULL &&
+		    !store_keyed_busy(owner)) {
 			e->loaded = true; /* known empty: nothing to load */
 			fresh = false;
 		}
@@ -315,7 +322,7 @@ static void unpin(struct str owner)
 static enum hook_ret session_bound(struct hook_ctx *ctx)
 {
 	char bare[JID_TEXT_MAX];
-	pin(cache_key(ctx->user, bare), ctx->user);
+	pin(cache_key(ctx->user, bare), ctx->user, true);
 	return HOOK_PASS;
 }
 
@@ -388,7 +395,7 @@ static enum hook_ret hold(struct hook_ctx *ctx, struct str owner,
 			    .initial = ctx->initial,
 			    .pinned = pin_user ? str_xdup(owner) : NULL };
 	if (pin_user != NULL)
-		pin(owner, pin_user);
+		pin(owner, pin_user, false);
 	store_queue_keyed(server.store, owner, NULL, held_done, h);
 	return HOOK_STOP;
 }
