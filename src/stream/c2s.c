@@ -189,7 +189,7 @@ static void stream_fail(struct c2s *c, enum stream_err err, const char *text)
 /* The connection's channel bindings, for the features (XEP-0440, -PLUS
  * mechanisms) and SASL. tls-exporter is a key derivation that only a
  * -PLUS exchange uses: here it is only marked as existing (TLS 1.3),
- * derived by plus_bindings() when such an exchange starts. */
+ * derived by bindings_for() when such an exchange starts. */
 static struct sasl_cb *channel_bindings(struct c2s *c)
 {
 	if (c->cb != NULL || c->conn.ssl == NULL)
