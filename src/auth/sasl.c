@@ -35,6 +35,7 @@ struct sasl {
 	unsigned iterations;
 	enum scram_hash hash;
 	bool plus, first_step_done;
+	bool creds_loaded;      /* SCRAM: the first step loaded them */
 	int load_status;        /* of the SCRAM credential load */
 };
 
@@ -150,6 +151,8 @@ static int load_scram(struct sasl *s, Gsasl_session *gs)
 					 s->iterations, &c, &s->user);
 	if (s->load_status < 0)
 		return GSASL_NO_CALLBACK;
+	/* Real or fake, the exchange needs nothing more from the store. */
+	s->creds_loaded = true;
 	char iter[16];
 	snprintf(iter, sizeof(iter), "%u", c.iterations);
 	gsasl_property_set(gs, GSASL_SCRAM_ITER, iter);
@@ -269,6 +272,11 @@ const char *sasl_mech(const struct sasl *s)
 	return s->mech;
 }
 
+bool sasl_step_blocks(const struct sasl *s)
+{
+	return !s->creds_loaded;
+}
+
 /* ---- steps ---- */
 
 static const char *gsasl_cond(int rc)
@@ -342,6 +350,9 @@ static enum sasl_status step_tsep(struct sasl *s, struct store *st,
 					     raw ? raw : "", rawlen, &out,
 					     &outlen, &user, cond_r);
 	gsasl_free(raw);
+	/* scram_tsep challenges only after loading the credentials. */
+	if (r == SASL_CHALLENGE)
+		s->creds_loaded = true;
 	if (user != NULL) {
 		free(s->user);
 		s->user = user;

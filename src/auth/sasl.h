@@ -12,8 +12,11 @@
  * users get a deterministic fake salt so SCRAM does not reveal which
  * accounts exist.
  *
- * sasl_step() blocks (database, PBKDF2): run it on the thread pool. A
- * struct sasl is used by one thread at a time.
+ * A step that loads credentials (the first SCRAM message, PLAIN's only
+ * one) blocks (database; PBKDF2 for PLAIN): run it on the thread pool. The
+ * SCRAM steps after that use only what the first one loaded (a few HMACs)
+ * and may run anywhere; sasl_step_blocks() says which is next. A struct
+ * sasl is used by one thread at a time.
  */
 #ifndef STANZAD_AUTH_SASL_H
 #define STANZAD_AUTH_SASL_H
@@ -54,9 +57,14 @@ size_t sasl_cb_types(const struct sasl_cb *cb, const char **names,
  * (invalid-mechanism). cb is copied. */
 struct sasl *sasl_start(const char *mech, const char *host,
 			const struct sasl_cb *cb, unsigned iterations);
+/* True if the next step may block (load credentials, derive keys): run it
+ * on the thread pool. False once a SCRAM exchange has its credentials: the
+ * next step needs no store (sasl_step's st may be NULL) and is cheap. */
+bool sasl_step_blocks(const struct sasl *s);
 /*
  * One step. in is the element's text (base64, "=" for empty, NULL when the
- * element had no text). Blocking. On SASL_CHALLENGE and SASL_SUCCESS,
+ * element had no text). Blocks unless sasl_step_blocks() said it would
+ * not. On SASL_CHALLENGE and SASL_SUCCESS,
  * *out_r is malloc'ed base64 (or NULL for no data); on SASL_FAILURE,
  * *cond_r is the RFC 6120 §6.5 condition name.
  */

@@ -20,6 +20,14 @@
  * An account with no bound session has no cache. A stanza for it that
  * matters (needs_check()) pins the list: it is loaded as at bind, the
  * stanza held behind the load and checked, then the list is dropped again.
+ *
+ * Most lists are empty. An account whose load found its list empty, with
+ * no block queued since, is known empty (a set in memory, empty at start,
+ * one entry per such account): a bind needs no load when nothing of the
+ * account is queued (see pin()). A block forgets that before its job is
+ * queued; a load queued before any block since it was queued can prove it
+ * (bl_blocks counts blocks). Stanzas for an account with no session load
+ * the list as before.
  * A user's own resources are never blocked from each other, nor is the
  * user's own server.
  */
@@ -64,6 +72,8 @@ static uv_rwlock_t bl_lock;
 static uv_once_t bl_once = UV_ONCE_INIT;
 static struct hmap bl_cache; /* bare JID -> struct bl_entry */
 static uint64_t bl_gen;      /* under the write lock */
+static struct hmap bl_empty; /* bare JID -> present: known empty */
+static uint64_t bl_blocks;   /* blocks queued; under the write lock */
 
 static void bl_init(void)
 {
@@ -207,6 +217,7 @@ struct load_job {
 	char *bare; /* NUL-terminated */
 	const char *host, *user;
 	uint64_t gen;
+	uint64_t blocks; /* bl_blocks when it was queued */
 	struct jidvec keys;
 };
 
@@ -232,12 +243,17 @@ static void load_done(struct store *st, void *ud, int status)
 			hmap_put(&e->items, j->keys.v[i], present);
 		e->loaded = true;
 	}
+	/* No block was queued since this load: none can have been stored
+	 * after it read the list. */
+	if (status >= 0 && j->keys.n == 0 && j->blocks == bl_blocks)
+		hmap_put(&bl_empty, str_c(j->bare), present);
 	uv_rwlock_wrunlock(&bl_lock);
 	struct arena *a = j->a; /* j lives in it */
 	arena_destroy(&a);
 }
 
-static void load_start(struct str bare, const struct jid *user, uint64_t gen)
+static void load_start(struct str bare, const struct jid *user, uint64_t gen,
+		       uint64_t blocks)
 {
 	struct arena *a = arena_new(0);
 	struct load_job *j = arena_zalloc(a, sizeof(*j));
@@ -246,6 +262,7 @@ static void load_start(struct str bare, const struct jid *user, uint64_t gen)
 	j->host = arena_strdup(a, user->domain).p;
 	j->user = arena_strdup(a, user->node).p;
 	j->gen = gen;
+	j->blocks = blocks;
 	j->keys.a = a;
 	store_queue_keyed(server.store, bare, load_work, load_done, j);
 }
@@ -259,8 +276,12 @@ static struct str cache_key(const struct jid *user, char buf[JID_TEXT_MAX])
 	return STR(buf, (size_t)n);
 }
 
-/* Keeps owner's list cached (loading it first if needed) until unpin(). */
-static void pin(struct str owner, const struct jid *user)
+/* Keeps owner's list cached (loading it first if needed) until unpin().
+ * With at_bind, a list known empty is taken as loaded when nothing of the
+ * account is queued: a stanza held behind an earlier load (they wait in
+ * the account's queue, some unpinned) must not be overtaken by a later one
+ * that would pass at once. */
+static void pin(struct str owner, const struct jid *user, bool at_bind)
 {
 	uv_once(&bl_once, bl_init);
 	uv_rwlock_wrlock(&bl_lock);
@@ -270,13 +291,18 @@ static void pin(struct str owner, const struct jid *user)
 		e = xcalloc(1, sizeof(*e));
 		e->gen = ++bl_gen;
 		hmap_put(&bl_cache, owner, e);
+		if (at_bind && hmap_get(&bl_empty, owner) != NULL &&
+		    !store_keyed_busy(owner)) {
+			e->loaded = true; /* known empty: nothing to load */
+			fresh = false;
+		}
 	}
 	e->pins++;
-	uint64_t gen = e->gen;
+	uint64_t gen = e->gen, blocks = bl_blocks;
 	uv_rwlock_wrunlock(&bl_lock);
 	/* Queued after the lock: a keyed job may run (and lock) at once. */
 	if (fresh)
-		load_start(owner, user, gen);
+		load_start(owner, user, gen, blocks);
 }
 
 static void unpin(struct str owner)
@@ -296,7 +322,7 @@ static void unpin(struct str owner)
 static enum hook_ret session_bound(struct hook_ctx *ctx)
 {
 	char bare[JID_TEXT_MAX];
-	pin(cache_key(ctx->user, bare), ctx->user);
+	pin(cache_key(ctx->user, bare), ctx->user, true);
 	return HOOK_PASS;
 }
 
@@ -369,7 +395,7 @@ static enum hook_ret hold(struct hook_ctx *ctx, struct str owner,
 			    .initial = ctx->initial,
 			    .pinned = pin_user ? str_xdup(owner) : NULL };
 	if (pin_user != NULL)
-		pin(owner, pin_user);
+		pin(owner, pin_user, false);
 	store_queue_keyed(server.store, owner, NULL, held_done, h);
 	return HOOK_STOP;
 }
@@ -756,7 +782,17 @@ static enum hook_ret blocklist_set(struct iq_ctx *ctx)
 	}
 	if (err != STANZA_ERR_NONE)
 		return iq_reply_error(ctx, err);
-	return iq_defer_keyed(ctx, account_key(ctx), set_work, set_done);
+	struct str key = account_key(ctx);
+	if (r->block) {
+		/* Before the job is queued: a pin after this loads the list
+		 * (behind the block), a load before it cannot mark it empty. */
+		uv_once(&bl_once, bl_init);
+		uv_rwlock_wrlock(&bl_lock);
+		hmap_del(&bl_empty, key);
+		bl_blocks++;
+		uv_rwlock_wrunlock(&bl_lock);
+	}
+	return iq_defer_keyed(ctx, key, set_work, set_done);
 }
 
 static const struct iq_route blocking_iq[] = {

@@ -15,12 +15,19 @@
  *
  * Storage and delivery are keyed jobs of the account (store_queue_keyed),
  * ordered with its roster and presence jobs.
+ *
+ * Accounts whose last check found nothing, with no message stored since,
+ * are known to have none (a set in memory, empty at start): their initial
+ * presence skips the check, the commonest case at login. Storing a
+ * message forgets that before its job is queued, so a check queued after
+ * it runs as before; see empty_*.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include "../core/conf.h"
+#include "../core/hmap.h"
 #include "../core/log.h"
 #include "../core/server.h"
 #include "../router/route.h"
@@ -31,6 +38,8 @@
 #include "../xmpp/datetime.h"
 #include "../xmpp/ns.h"
 #include "module.h"
+
+#include <uv.h>
 
 #define NS_DELAY "urn:xmpp:delay"
 #define NS_MSGOFFLINE "msgoffline"
@@ -66,6 +75,65 @@ static const struct store_schema offline_schema = {
 	.migrations = offline_migrations,
 	.user_tables = (const char *const[]){ "offline", NULL },
 };
+
+/* ---- accounts known to have no stored messages ---- */
+
+/*
+ * Bare JID -> empty_known, or the check job that may prove it. A check
+ * records itself when it is queued; if no store removed that by the time
+ * its done runs and it found nothing, the account is known empty. A store
+ * removes the entry before its job is queued: a check queued later runs
+ * (and sees the message, being behind the store in the account's queue),
+ * one queued earlier cannot mark the account. The set lives as long as
+ * the process (one entry per account that logged in).
+ */
+static uv_mutex_t empty_lock;
+static uv_once_t empty_once = UV_ONCE_INIT;
+static struct hmap empty_set;
+static char empty_known_c;
+static void *const empty_known = &empty_known_c;
+
+static void empty_init(void)
+{
+	if (uv_mutex_init(&empty_lock) != 0)
+		fatalx("offline: cannot create a mutex");
+}
+
+/* Before a store is queued: the account may have messages. */
+static void empty_forget(struct str key)
+{
+	uv_once(&empty_once, empty_init);
+	uv_mutex_lock(&empty_lock);
+	hmap_del(&empty_set, key);
+	uv_mutex_unlock(&empty_lock);
+}
+
+/* Before a check is queued: false if the account is known empty (no
+ * check needed), else records check as the one that may prove it. */
+static bool empty_check_start(struct str key, void *check)
+{
+	uv_once(&empty_once, empty_init);
+	uv_mutex_lock(&empty_lock);
+	bool need = hmap_get(&empty_set, key) != empty_known;
+	if (need)
+		hmap_put(&empty_set, key, check);
+	uv_mutex_unlock(&empty_lock);
+	return need;
+}
+
+/* When check is done: found_none says it read the table and found no
+ * message. */
+static void empty_check_done(struct str key, void *check, bool found_none)
+{
+	uv_mutex_lock(&empty_lock);
+	if (hmap_get(&empty_set, key) == check) {
+		if (found_none)
+			hmap_put(&empty_set, key, empty_known);
+		else
+			hmap_del(&empty_set, key);
+	}
+	uv_mutex_unlock(&empty_lock);
+}
 
 static struct offline_job *job_new(struct stanza *st, const struct jid *user)
 {
@@ -163,6 +231,7 @@ static enum hook_ret offline_store(struct hook_ctx *ctx)
 	struct offline_job *j = job_new(st, &user);
 	if (j == NULL)
 		return HOOK_PASS;
+	empty_forget(j->key);
 	store_queue_keyed(server.store, j->key, store_work, store_done, j);
 	return HOOK_STOP;
 }
@@ -213,6 +282,7 @@ static void list_done(struct store *store, void *ud, int status)
 		log_warnx("offline: could not read the stored messages of "
 			  "%s@%s; they stay stored for the next session",
 			  j->user, j->host);
+	empty_check_done(j->key, j, status >= 0 && j->last_id == 0);
 	if (status < 0 || j->last_id == 0) {
 		buf_reset(&j->items);
 		struct stanza *st = j->st; /* j lives in st's arena */
@@ -248,6 +318,10 @@ static enum hook_ret offline_deliver(struct hook_ctx *ctx)
 	struct jid user = *ctx->user;
 	user.resource = STR_NULL;
 	struct offline_job *j = job_new(marker, &user);
+	if (!empty_check_start(j->key, j)) {
+		stanza_free(&marker); /* j lived in it */
+		return HOOK_PASS;
+	}
 	j->to = (struct sess_ref){ .shard = ctx->shard,
 				   .conn_id = ctx->conn_id };
 	store_queue_keyed(server.store, j->key, list_work, list_done, j);

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,6 +200,8 @@ static int host_files(const struct config *conf, size_t i, char **cert_r,
 	return 0;
 }
 
+static void end_point_cache(SSL_CTX *ctx);
+
 SSL_CTX *tls_ctx_new(const char *cert, const char *key, char **error_r)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -222,6 +225,7 @@ SSL_CTX *tls_ctx_new(const char *cert, const char *key, char **error_r)
 	} else if (SSL_CTX_check_private_key(ctx) != 1) {
 		*error_r = ssl_error("key does not match certificate", cert);
 	} else {
+		end_point_cache(ctx);
 		return ctx;
 	}
 	SSL_CTX_free(ctx);
@@ -385,20 +389,17 @@ int tls_cb_exporter(SSL *ssl, unsigned char *out, size_t *len_r)
 	static const char label[] = "EXPORTER-Channel-Binding";
 	if (!tls_is_13(ssl))
 		return -1;
-	if (SSL_export_keying_material(ssl, out, 32, label, sizeof(label) - 1,
-				       NULL, 0, 0) != 1)
+	if (SSL_export_keying_material(ssl, out, TLS_CB_EXPORTER_LEN, label,
+				       sizeof(label) - 1, NULL, 0, 0) != 1)
 		return -1;
-	*len_r = 32;
+	*len_r = TLS_CB_EXPORTER_LEN;
 	return 0;
 }
 
 /* RFC 5929 §4.1: the hash of the server certificate, using its signature
  * hash, with MD5 and SHA-1 replaced by SHA-256. */
-int tls_cb_server_end_point(SSL *ssl, unsigned char *out, size_t *len_r)
+static int end_point_hash(X509 *cert, unsigned char *out, size_t *len_r)
 {
-	X509 *cert = SSL_get_certificate(ssl);
-	if (cert == NULL)
-		return -1;
 	int md_nid;
 	if (!X509_get_signature_info(cert, &md_nid, NULL, NULL, NULL))
 		return -1;
@@ -412,6 +413,64 @@ int tls_cb_server_end_point(SSL *ssl, unsigned char *out, size_t *len_r)
 		return -1;
 	*len_r = n;
 	return 0;
+}
+
+/*
+ * The hash depends on the certificate only: each context keeps its
+ * certificate's (ex_data), so a login does not encode and hash the
+ * certificate again. Taken only while the connection still uses that
+ * certificate.
+ */
+struct end_point {
+	X509 *cert; /* not a reference: the context holds it */
+	size_t len;
+	unsigned char hash[TLS_CB_MAX];
+};
+
+static int end_point_idx = -1;
+static pthread_once_t end_point_once = PTHREAD_ONCE_INIT;
+
+static void end_point_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad,
+			   int idx, long argl, void *argp)
+{
+	(void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+	free(ptr);
+}
+
+static void end_point_init(void)
+{
+	end_point_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL,
+						 end_point_free);
+}
+
+static void end_point_cache(SSL_CTX *ctx)
+{
+	BUG_ON(pthread_once(&end_point_once, end_point_init) != 0);
+	X509 *cert = SSL_CTX_get0_certificate(ctx);
+	if (end_point_idx < 0 || cert == NULL)
+		return;
+	struct end_point *e = xcalloc(1, sizeof(*e));
+	e->cert = cert;
+	if (end_point_hash(cert, e->hash, &e->len) < 0 ||
+	    SSL_CTX_set_ex_data(ctx, end_point_idx, e) != 1)
+		free(e);
+}
+
+int tls_cb_server_end_point(SSL *ssl, unsigned char *out, size_t *len_r)
+{
+	X509 *cert = SSL_get_certificate(ssl);
+	if (cert == NULL)
+		return -1;
+	const struct end_point *e =
+		end_point_idx < 0 ? NULL
+				  : SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl),
+							end_point_idx);
+	if (e != NULL && e->cert == cert) {
+		memcpy(out, e->hash, e->len);
+		*len_r = e->len;
+		return 0;
+	}
+	return end_point_hash(cert, out, len_r);
 }
 
 /* RFC 5929 §3: the first Finished message of the handshake; on the server

@@ -21,6 +21,7 @@
 struct config;
 
 #define TLS_CB_MAX 64
+#define TLS_CB_EXPORTER_LEN 32 /* RFC 9266 §2 */
 
 /* Creates the contexts (and any missing self-signed certificates). Returns 0
  * or -1 with *error_r (malloc'ed, caller frees). Call once at start-up. */
@@ -50,7 +51,10 @@ void tls_want_peer_cert(SSL *ssl);
 bool tls_peer_verified(SSL *ssl, const char *domain, const char **why_r);
 
 /* Channel binding data. Each returns 0 and fills out (size TLS_CB_MAX) and
- * *len_r, or -1 when the binding is not available on this connection. */
+ * *len_r, or -1 when the binding is not available on this connection.
+ * tls-exporter exists exactly on TLS 1.3 (tls_is_13) and costs a key
+ * derivation; tls-server-end-point is the context's certificate hash,
+ * computed once per context. */
 int tls_cb_exporter(SSL *ssl, unsigned char *out, size_t *len_r);
 int tls_cb_server_end_point(SSL *ssl, unsigned char *out, size_t *len_r);
 int tls_cb_unique(SSL *ssl, unsigned char *out, size_t *len_r);

@@ -163,6 +163,15 @@ int store_queue_keyed(struct store *st, struct str key, store_work_fn *work,
 	return 0;
 }
 
+bool store_keyed_busy(struct str key)
+{
+	uv_once(&kinit, init_lock);
+	uv_mutex_lock(&klock);
+	bool r = hmap_get(&busy, key) != NULL;
+	uv_mutex_unlock(&klock);
+	return r;
+}
+
 void store_keyed_fini(void)
 {
 	/* Every job has finished or been cancelled by now. */

@@ -104,6 +104,9 @@ int store_queue_work(uv_loop_t *loop, struct store *st, store_work_fn *work,
  */
 int store_queue_keyed(struct store *st, struct str key, store_work_fn *work,
 		      store_done_fn *done, void *ud);
+/* True while a job with this key runs or waits (a snapshot: a job may be
+ * queued right after). */
+bool store_keyed_busy(struct str key);
 /* Frees the key table after the shards stopped. */
 void store_keyed_fini(void);
 

@@ -9,16 +9,16 @@
  *
  * Each phase has a table of the first-level elements it accepts; an
  * element no entry takes ends the stream with the phase's error. A SASL
- * step, or a module's pre-authentication iq job (XEP-0077 registration,
- * through struct module.preauth_iq), runs on the thread pool: meanwhile
- * the connection does not read, input that had already arrived is held,
- * and the object is freed only after the job returns.
+ * step that loads credentials (later SCRAM steps run here), or a module's
+ * pre-authentication iq job (XEP-0077 registration, through struct
+ * module.preauth_iq), runs on the thread pool: meanwhile the connection
+ * does not read, input that had already arrived is held, and the object
+ * is freed only after the job returns.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/rand.h>
 
 #include "../auth/sasl.h"
 #include "../core/bug.h"
@@ -60,6 +60,7 @@ struct c2s {
 			      thread pool */
 	bool dead;         /* destroyed while busy: free when it ends */
 	bool over_limit;   /* too many connections: refuse at the header */
+	bool exporter_pending; /* cb->exporter not derived yet */
 	unsigned sasl_failures;
 	struct sasl *sasl;
 	struct sasl_cb *cb;
@@ -146,18 +147,45 @@ static void stream_fail(struct c2s *c, enum stream_err err, const char *text)
 	conn_close(&c->conn);
 }
 
+/* The connection's channel bindings, for the features (XEP-0440, -PLUS
+ * mechanisms) and SASL. tls-exporter is a key derivation that only a
+ * -PLUS exchange uses: here it is only marked as existing (TLS 1.3),
+ * derived by bindings_for() when such an exchange starts. */
 static struct sasl_cb *channel_bindings(struct c2s *c)
 {
 	if (c->cb != NULL || c->conn.ssl == NULL)
 		return c->cb;
 	struct sasl_cb *cb = xcalloc(1, sizeof(*cb));
-	if (tls_cb_exporter(c->conn.ssl, cb->exporter, &cb->exporter_len) < 0)
-		cb->exporter_len = 0;
+	if (tls_is_13(c->conn.ssl)) {
+		cb->exporter_len = TLS_CB_EXPORTER_LEN;
+		c->exporter_pending = true;
+	}
 	if (tls_cb_server_end_point(c->conn.ssl, cb->tsep, &cb->tsep_len) < 0)
 		cb->tsep_len = 0;
 	if (tls_cb_unique(c->conn.ssl, cb->unique, &cb->unique_len) < 0)
 		cb->unique_len = 0;
 	c->cb = cb;
+	return cb;
+}
+
+/* The bindings for an exchange of mech: with tls-exporter's data for a
+ * -PLUS one; without tls-exporter for the others, which sasl.c gives no
+ * exporter data anyway (*tmp holds that copy). */
+static const struct sasl_cb *bindings_for(struct c2s *c, const char *mech,
+					  struct sasl_cb *tmp)
+{
+	struct sasl_cb *cb = channel_bindings(c);
+	if (cb == NULL || !c->exporter_pending)
+		return cb;
+	size_t n = strlen(mech);
+	if (n < 5 || strcmp(mech + n - 5, "-PLUS") != 0) {
+		*tmp = *cb;
+		tmp->exporter_len = 0;
+		return tmp;
+	}
+	if (tls_cb_exporter(c->conn.ssl, cb->exporter, &cb->exporter_len) < 0)
+		cb->exporter_len = 0;
+	c->exporter_pending = false;
 	return cb;
 }
 
@@ -371,17 +399,12 @@ static void resume_input(struct c2s *c)
 		conn_resume(&c->conn);
 }
 
-static void sasl_done(struct store *st, void *ud, int status)
+/* Answers the step that just ran: status is the pool job's (0 when the
+ * step ran here). */
+static void sasl_reply(struct c2s *c, int status)
 {
-	(void)st;
-	struct c2s *c = ud;
-	c->busy = false;
 	free(c->sasl_in);
 	c->sasl_in = NULL;
-	if (c->dead) {
-		c2s_free(c);
-		return;
-	}
 	if (status < 0) {
 		free(c->sasl_out);
 		c->sasl_out = NULL;
@@ -401,6 +424,20 @@ static void sasl_done(struct store *st, void *ud, int status)
 	}
 	free(c->sasl_out);
 	c->sasl_out = NULL;
+}
+
+static void sasl_done(struct store *st, void *ud, int status)
+{
+	(void)st;
+	struct c2s *c = ud;
+	c->busy = false;
+	if (c->dead) {
+		free(c->sasl_in);
+		c->sasl_in = NULL;
+		c2s_free(c);
+		return;
+	}
+	sasl_reply(c, status);
 	resume_input(c);
 }
 
@@ -409,6 +446,15 @@ static void sasl_run(struct c2s *c, struct xml_elem *x, struct arena *a)
 	struct str text = xml_text(a, x);
 	c->sasl_in = text.len > 0 ? str_xdup(text) : NULL;
 	arena_destroy(&a);
+	/* A SCRAM step after the first needs no store: a few HMACs, cheaper
+	 * than the round trip to the pool. The parser pauses after this
+	 * element if it succeeded (reset_pending), as after a pool job. */
+	if (!sasl_step_blocks(c->sasl)) {
+		c->sasl_status = sasl_step(c->sasl, NULL, c->sasl_in,
+					   &c->sasl_out, &c->sasl_cond);
+		sasl_reply(c, 0);
+		return;
+	}
 	if (store_queue_work(&c->conn.shard->loop, server.store, sasl_work,
 			     sasl_done, c) < 0) {
 		free(c->sasl_in);
@@ -432,7 +478,8 @@ static void on_auth(struct c2s *c, struct xml_elem *x, struct arena *a)
 	}
 	memcpy(name, mech.p, mech.len);
 	name[mech.len] = '\0';
-	c->sasl = sasl_start(name, host(c), channel_bindings(c),
+	struct sasl_cb tmp;
+	c->sasl = sasl_start(name, host(c), bindings_for(c, name, &tmp),
 			     server.conf->scram_iterations);
 	if (c->sasl == NULL) {
 		arena_destroy(&a);
@@ -508,7 +555,7 @@ static void make_resource(struct c2s *c, char *out, size_t n)
 {
 	unsigned char rnd[8];
 	do {
-		RAND_bytes(rnd, sizeof(rnd));
+		stream_random_bytes(rnd, sizeof(rnd));
 		for (size_t i = 0; i < sizeof(rnd) && 2 * i + 2 < n; i++)
 			snprintf(out + 2 * i, 3, "%02x", rnd[i]);
 	} while (c->bare.p != NULL && sessions_has(c->bare, str_c(out)));

@@ -1,7 +1,7 @@
 /*
  * stream.c - helpers shared by the stream state machines; see stream.h.
  */
-#include <stdio.h>
+#include <string.h>
 
 #include <openssl/rand.h>
 
@@ -11,12 +11,36 @@
 #include "../xmpp/ns.h"
 #include "stream.h"
 
+/*
+ * Each RAND_bytes call costs thousands of instructions and a getpid()
+ * (the DRBG's fork check) whatever its size, so a shard draws bytes in
+ * blocks and hands each out once.
+ */
+void stream_random_bytes(unsigned char *out, size_t n)
+{
+	static _Thread_local unsigned char pool[256];
+	static _Thread_local size_t left;
+	BUG_ON(n > sizeof(pool));
+	if (left < n) {
+		BUG_ON(RAND_bytes(pool, sizeof(pool)) != 1);
+		left = sizeof(pool);
+	}
+	unsigned char *p = pool + sizeof(pool) - left;
+	memcpy(out, p, n);
+	memset(p, 0, n);
+	left -= n;
+}
+
 void stream_new_id(char id[STREAM_ID_LEN + 1])
 {
+	static const char hex[] = "0123456789abcdef";
 	unsigned char rnd[STREAM_ID_LEN / 2];
-	BUG_ON(RAND_bytes(rnd, sizeof(rnd)) != 1);
-	for (size_t i = 0; i < sizeof(rnd); i++)
-		snprintf(id + 2 * i, 3, "%02x", rnd[i]);
+	stream_random_bytes(rnd, sizeof(rnd));
+	for (size_t i = 0; i < sizeof(rnd); i++) {
+		id[2 * i] = hex[rnd[i] >> 4];
+		id[2 * i + 1] = hex[rnd[i] & 15];
+	}
+	id[STREAM_ID_LEN] = '\0';
 }
 
 void stream_error_append(struct buf *b, enum stream_err err,

@@ -16,6 +16,8 @@
 /* Hex digits of a stream id. */
 #define STREAM_ID_LEN 24
 
+/* Unpredictable bytes from a per-thread block; n at most 256. */
+void stream_random_bytes(unsigned char *out, size_t n);
 /* A fresh random stream id (RFC 6120 §4.7.3: unpredictable). */
 void stream_new_id(char id[STREAM_ID_LEN + 1]);
 

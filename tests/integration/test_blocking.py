@@ -260,6 +260,26 @@ def test_persists_across_reconnect(server):
         bounced(b, a, 'service-unavailable')
 
 
+def test_block_after_a_bind_that_found_the_list_empty(server):
+    """A load that found the list empty lets later binds skip it until a
+    block is stored: that block is enforced from the next bind on."""
+    with login(server, 'alice/a') as a:
+        # The get runs behind the bind's load of the list.
+        assert blocklist(a) == []
+    with login(server, 'alice/a') as a:
+        expect_result(block(a, 'bob@localhost'))
+    with login(server, 'bob/b') as b, login(server, 'carol/c') as c:
+        with login(server, 'alice/a') as a:
+            bounced(b, a, 'service-unavailable', marker=c)
+            bounced(a, b, 'not-acceptable', marker=c)
+        # With no session: the list is loaded for the check.
+        send_message(b, 'alice@localhost')
+        err = b.wait_for(lambda e: e.tag == q(NS_CLIENT, 'message') and
+                         e.get('type') == 'error', WAIT)
+        assert stanza_error(err)[1] == ['service-unavailable'], \
+            ET.tostring(err)
+
+
 def test_enforced_while_the_list_loads(server):
     """A stanza sent in the same packet as the bind is handled before the
     list's load can have finished: it is held until then, not let

@@ -2,6 +2,7 @@
 certificate, stream features, SASL (RFC 6120 §6; SCRAM RFC 5802/7677 with
 channel binding RFC 5929/9266 and XEP-0440) and resource binding (§7)."""
 
+import re
 import subprocess
 import threading
 import time
@@ -116,6 +117,27 @@ def test_features_before_tls(server):
         features = stream.features()
         assert [c.tag for c in features] == [q(NS_TLS, 'starttls')]
         assert [c.tag for c in features[0]] == [q(NS_TLS, 'required')]
+
+
+def test_stream_ids_and_resources_unpredictable(server):
+    """Stream ids (RFC 6120 §4.7.3) and generated resources are random
+    hex, never handed out twice (they come from a per-shard block of
+    random bytes)."""
+    ids, resources = [], []
+    for _ in range(30):
+        with RawStream(server.c2s_port) as stream:
+            ids.append(stream.open().get('id'))
+    for _ in range(10):
+        with rawstream.logged_in(server, 'alice') as stream:
+            resources.append(stream.jid.split('/', 1)[1])
+    assert all(re.fullmatch('[0-9a-f]{24}', i) for i in ids), ids
+    assert all(re.fullmatch('[0-9a-f]{16}', r) for r in resources), \
+        resources
+    assert len(set(ids)) == len(ids) and \
+        len(set(resources)) == len(resources)
+    # Not a counter or a repeating block: the bytes vary in every place.
+    for pos in range(24):
+        assert len({i[pos] for i in ids}) > 1, (pos, ids)
 
 
 @pytest.mark.parametrize('port_kind', PORTS)

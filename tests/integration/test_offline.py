@@ -9,6 +9,8 @@ import datetime
 import signal
 import sqlite3
 
+import pytest
+
 import clients
 
 NS_DELAY = 'urn:xmpp:delay'
@@ -86,6 +88,25 @@ async def wait_stored_at_most(server, n, timeout=5):
     while stored_count(server) > n:
         assert loop.time() < deadline, f'{stored_count(server)} still stored'
         await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize('shards', [1, 2])
+async def test_stored_after_a_login_that_found_none(server_factory, shards):
+    """A login whose check found nothing lets the next logins skip it
+    until a message is stored: every later message must still arrive."""
+    srv = server_factory(shards=shards)
+    for rnd in range(2):
+        b = await clients.connect(srv, 'bob', 'b')
+        # The broadcast is queued behind the offline check: when bob has
+        # his own presence, the check has found nothing.
+        await b.next_presence(sender=b.boundjid)
+        await clients.disconnect(b)
+        bodies = [f'round {rnd} message {i}' for i in range(3)]
+        await send_offline(srv, bodies)
+        await wait_stored(srv, 3)
+        got = await receive_all(srv, bodies)
+        assert [m['body'] for m in got] == bodies
+        await wait_stored_at_most(srv, 0)
 
 
 async def test_survives_restart(server):
