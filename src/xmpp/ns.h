@@ -21,5 +21,6 @@
 #define NS_PING "urn:xmpp:ping"
 #define NS_VERSION "jabber:iq:version"
 #define NS_TIME "urn:xmpp:time"
+#define NS_DATA "jabber:x:data"
 
 #endif

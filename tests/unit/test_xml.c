@@ -24,6 +24,7 @@
 #include "core/buf.h"
 #include "core/bug.h"
 #include "core/xmalloc.h"
+#include "xml/dataform.h"
 #include "xml/parser.h"
 #include "xml/stanza.h"
 #include "xmpp/errors.h"
@@ -1417,6 +1418,100 @@ static void test_tree_cap(void **state)
 	arena_destroy(&a);
 }
 
+/* XEP-0004 forms: what dataform_parse() takes and refuses. */
+static struct xml_elem *form_tree(struct arena *a, const char *text)
+{
+	struct xml_elem *e = xml_parse_elem(a, str_c(text), STR_LIT(NS_CLIENT));
+	assert_non_null(e);
+	return e;
+}
+
+static void test_dataform_parse(void **state)
+{
+	(void)state;
+	struct arena *a = arena_new(0);
+	struct dataform f;
+	struct xml_elem *x = form_tree(a,
+		"<x xmlns='jabber:x:data' type='submit'>"
+		"<field var='FORM_TYPE' type='hidden'><value>urn:t</value></field>"
+		"<field type='fixed'><value>a label</value></field>"
+		"<field var='with'><value>a@b</value></field>"
+		"<field var='list' type='list-multi'><value>1</value>"
+		"<value></value><value>x &amp; y</value></field>"
+		"<field var='empty'/>"
+		"</x>");
+	assert_int_equal(dataform_parse(a, x, &f), 0);
+	assert_int_equal(f.type, DATAFORM_SUBMIT);
+	assert_true(str_eq_c(f.form_type, "urn:t"));
+	assert_int_equal(f.nfields, 3);
+	assert_true(str_eq_c(dataform_value(&f, "with"), "a@b"));
+	const struct dataform_field *l = dataform_field(&f, "list");
+	assert_non_null(l);
+	assert_true(str_eq_c(l->type, "list-multi"));
+	assert_int_equal(l->nvalues, 3);
+	assert_true(str_eq_c(l->values[1], ""));
+	assert_true(str_eq_c(l->values[2], "x & y"));
+	assert_false(str_is_null(dataform_value(&f, "empty")));
+	assert_int_equal(dataform_value(&f, "empty").len, 0);
+	assert_true(str_is_null(dataform_value(&f, "nope")));
+	assert_null(dataform_field(&f, "FORM_TYPE"));
+
+	static const char *const bad[] = {
+		"<x xmlns='jabber:x:data'/>",                      /* no type */
+		"<x xmlns='jabber:x:data' type='maybe'/>",
+		"<y xmlns='jabber:x:data' type='submit'/>",
+		"<x xmlns='jabber:x:date' type='submit'/>",
+		"<x xmlns='jabber:x:data' type='submit'><field/></x>",
+		"<x xmlns='jabber:x:data' type='submit'><field var='a'/>"
+		"<field var='a'/></x>",
+		"<x xmlns='jabber:x:data' type='submit'>"
+		"<field var='FORM_TYPE'/></x>",
+		"<x xmlns='jabber:x:data' type='submit'><field var='a'>"
+		"<value><b/></value></field></x>",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (dataform_parse(a, form_tree(a, bad[i]), &f) != -1)
+			fail_msg("accepted: %s", bad[i]);
+	}
+	bool b;
+	assert_int_equal(dataform_bool(STR_LIT("true"), &b), 0);
+	assert_true(b);
+	assert_int_equal(dataform_bool(STR_LIT("0"), &b), 0);
+	assert_false(b);
+	assert_int_equal(dataform_bool(STR_LIT("yes"), &b), -1);
+	arena_destroy(&a);
+}
+
+static void test_dataform_build(void **state)
+{
+	(void)state;
+	struct arena *a = arena_new(0);
+	struct xml_elem *x = dataform_new(a, "form", "urn:t");
+	assert_non_null(x);
+	struct str vals[] = { STR_LIT("<v1>"), STR_LIT("v2") };
+	struct xml_elem *fl = dataform_add_field(a, x, "f", "list-multi",
+						 "A list", vals, 2);
+	assert_non_null(fl);
+	assert_int_equal(dataform_add_option(a, fl, "One", STR_LIT("<v1>")), 0);
+	struct buf b = { 0 };
+	assert_int_equal(xml_serialize(&b, x, STR_LIT(NS_CLIENT)), 0);
+	assert_int_equal(buf_append(&b, "", 1), 0);
+	assert_string_equal(b.data,
+		"<x xmlns='jabber:x:data' type='form'>"
+		"<field var='FORM_TYPE' type='hidden'><value>urn:t</value></field>"
+		"<field var='f' type='list-multi' label='A list'>"
+		"<value>&lt;v1&gt;</value><value>v2</value>"
+		"<option label='One'><value>&lt;v1&gt;</value></option></field>"
+		"</x>");
+	struct dataform f;
+	assert_int_equal(dataform_parse(a, x, &f), 0);
+	assert_int_equal(f.type, DATAFORM_FORM);
+	assert_true(str_eq_c(f.form_type, "urn:t"));
+	assert_int_equal(dataform_field(&f, "f")->nvalues, 2);
+	buf_reset(&b);
+	arena_destroy(&a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1450,6 +1545,8 @@ int main(void)
 		cmocka_unit_test(test_serialize_max),
 		cmocka_unit_test(test_tree_api),
 		cmocka_unit_test(test_tree_cap),
+		cmocka_unit_test(test_dataform_parse),
+		cmocka_unit_test(test_dataform_build),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
