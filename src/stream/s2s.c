@@ -45,6 +45,10 @@
 #define NS_DIALBACK_FEATURE "urn:xmpp:features:dialback"
 #define DB_KEY_LEN 64 /* hex of HMAC-SHA256 */
 #define MAX_ADDRS 32
+/* The peer's stream id keys dialback, so it is kept whole. RFC 6120 §4.7.3
+ * sets no length (Prosody's are UUIDs, 36 characters; others are longer);
+ * this bounds what a peer can make us store and echo. */
+#define PEER_ID_MAX 256
 
 enum s2s_phase {
 	S2S_CONNECTING, /* out: TCP (and direct TLS) */
@@ -62,7 +66,8 @@ struct s2s {
 	enum s2s_phase phase;
 	size_t host_idx;
 	char *remote;     /* the peer's domain; NULL until known (in) */
-	char id[STREAM_ID_LEN + 1]; /* in: ours; out: the peer's */
+	char id[STREAM_ID_LEN + 1]; /* in: ours */
+	char *peer_id;    /* out: the peer's (of its latest header) */
 	bool header_sent, reset_pending, discard_rest;
 	bool verified;    /* the peer's certificate holds for remote */
 	bool sasl_done;   /* out: EXTERNAL succeeded, features follow */
@@ -544,7 +549,7 @@ void s2s_route(struct stanza *st)
 static void out_send_db_result(struct s2s *s)
 {
 	char key[DB_KEY_LEN + 1];
-	db_key(s->remote, host_of(s), s->id, key);
+	db_key(s->remote, host_of(s), s->peer_id, key);
 	send_db(s, "result", host_of(s), s->remote, NULL, NULL, key);
 }
 
@@ -991,18 +996,15 @@ static enum xml_cb_ret on_stream_open(void *ud, const struct xml_elem *hdr,
 			    "default namespace must be jabber:server");
 	} else if (s->out) {
 		struct str id = xml_attr_get(hdr, "id");
-		if (id.p == NULL || id.len == 0 || id.len > STREAM_ID_LEN * 4) {
+		if (id.p == NULL || id.len == 0) {
 			stream_fail(s, STREAM_ERR_INVALID_XML,
 				    "the stream has no id");
+		} else if (id.len > PEER_ID_MAX) {
+			stream_fail(s, STREAM_ERR_INVALID_XML,
+				    "stream id too long");
 		} else {
-			/* The id keys dialback, so keep it whole. */
-			size_t n = id.len < sizeof(s->id) - 1 ? id.len
-							      : sizeof(s->id) - 1;
-			memcpy(s->id, id.p, n);
-			s->id[n] = '\0';
-			if (id.len != n)
-				stream_fail(s, STREAM_ERR_INVALID_XML,
-					    "stream id too long");
+			free(s->peer_id);
+			s->peer_id = str_xdup(id);
 		}
 	} else {
 		in_stream_open(s, hdr);
@@ -1197,6 +1199,7 @@ static void s2s_destroy(struct conn *c)
 		out_gone(s);
 	xml_stream_free(s->xs);
 	free(s->remote);
+	free(s->peer_id);
 	free(s);
 }
 

@@ -212,7 +212,7 @@ async def pair(world, kind, base, resources=('home', 'work')):
 async def server_roster(client):
     """{contact: subscription} as the client's server has it now (a
     full roster get: no version, so nothing cached is trusted)."""
-    iq = client.make_iq_get(queue=False)
+    iq = client.make_iq_get()
     iq.enable('roster')
     res = await iq.send(timeout=15)
     return {str(jid): item['subscription']
