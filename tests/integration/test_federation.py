@@ -11,17 +11,19 @@ starting one costs seconds, so a world is shared by the tests of a class.
   subscription each way with presence seen across (on, off and on
   again), an iq ping (XEP-0199) to each server's domain, a message to an
   account the peer does not have, and the logs of all three servers show
-  EXTERNAL in both directions.
+  EXTERNAL in both directions. stanzad has a second host here whose
+  certificate is self-signed: the peers refuse it both ways, and its
+  users get their messages back.
 - Dialback world: nobody trusts the test CA (stanzad uses the system's
   store) and dialback (XEP-0220) is on everywhere: messages each way, and
   the logs of both sides show dialback in both directions. stanzad runs 2
   shards here, so that a db:verify often travels to the route's owner on
   the other shard.
 - Refused world: dialback off everywhere. Prosody's certificate is signed
-  by the test CA but for another name, ejabberd's is self-signed; and
-  stanzad has a second host whose certificate is self-signed. Nothing
-  gets through in either direction, every sender gets an error back, the
-  logs say why, and stanzad keeps running.
+  by the test CA but for another name, ejabberd's is self-signed: stanzad
+  refuses both, as the server it connects to and as the one connecting.
+  Nothing gets through in either direction, every sender gets an error
+  back, the logs say why, and stanzad keeps running.
 """
 
 import uuid
@@ -157,7 +159,8 @@ def world_fixture(name, **kwargs):
 
 external_world = world_fixture(
     'external', stanzad_trusts_ca=True, stanzad_s2s={'dialback': False},
-    peer_opts={k: {'trust_ca': True, 'dialback': False} for k in KINDS})
+    peer_opts={k: {'trust_ca': True, 'dialback': False} for k in KINDS},
+    bad_host=True)
 
 dialback_world = world_fixture(
     'dialback', stanzad_trusts_ca=False, stanzad_s2s={'dialback': True},
@@ -173,11 +176,10 @@ refused_world = world_fixture(
         'ejabberd': {'trust_ca': True, 'dialback': False,
                      'cert': lambda fed: fed.ca.self_signed(
                          PEER_DOMAINS['ejabberd'])},
-    },
-    bad_host=True)
+    })
 
 
-# ---- clients -----------------------------------------------------------------
+# ---- clients ----------------------------------------------------------------
 
 async def ready(client):
     """Subscriptions are answered by the tests, not by slixmpp; bounces
@@ -246,13 +248,21 @@ async def bounced(src, to, timeout=S2S_TIMEOUT):
     return err
 
 
+def assert_nothing_arrived(*clients):
+    """No message of bounced() reached any of clients."""
+    for c in clients:
+        got = [m for m in drain(c.messages) if m['type'] != 'error'
+               and 'must not arrive' in m['body']]
+        assert not got, (c.boundjid, got)
+
+
 def log_lines(srv, domain):
     """stanzad's log lines about s2s with `domain`."""
     return [ln for ln in srv.log_text().splitlines()
             if 's2s' in ln and domain in ln]
 
 
-# ---- SASL EXTERNAL -----------------------------------------------------------
+# ---- SASL EXTERNAL ----------------------------------------------------------
 
 @pytest.fixture
 def external(request, external_world):
@@ -364,8 +374,10 @@ class TestExternal:
             await disconnect(s, p)
         d = peer.domain
         # stanzad: our stream to the peer, and the peer's to us
-        srv.wait_for_log(rf's2s to {d} ready \(SASL EXTERNAL\)')
-        srv.wait_for_log(rf's2s from {d} authenticated \(SASL EXTERNAL\)')
+        srv.wait_for_log(rf's2s out {S_DOMAIN} -> {d} authenticated by '
+                         rf'SASL EXTERNAL')
+        srv.wait_for_log(rf's2s in {d} -> {S_DOMAIN} authenticated by '
+                         rf'SASL EXTERNAL')
         assert not [ln for ln in log_lines(srv, d) if 'dialback' in ln]
         if kind == 'prosody':
             peer.wait_for_log(rf'SASL EXTERNAL with {S_DOMAIN} succeeded')
@@ -379,8 +391,57 @@ class TestExternal:
                               rf'authentication {d} -> {S_DOMAIN}')
             assert 'dialback authentication' not in peer.log_text()
 
+    @pytest.mark.deadline(150)
+    async def test_refused_bad_stanzad_certificate(self, external, kind):
+        """stanzad's host BAD_DOMAIN has a self-signed certificate, the
+        peers trust only the test CA and dialback is off: the peer refuses
+        it both ways (its own certificate is good: stanzad would not)."""
+        srv, peer = external.srv, external.peers[kind]
+        d = peer.domain
+        s = await connect(external.bad, 'alice', 'bad')
+        try:
+            p = await connect(peer, 'alice', 'bad', mech=peer.mech)
+        except BaseException:
+            await disconnect(s)
+            raise
+        try:
+            await ready(s)
+            await ready(p)
+            err = await bounced(s, p.boundjid.full)
+            assert err['error']['condition'] in (
+                'remote-server-not-found', 'remote-server-timeout'), err
+            await bounced(p, s.boundjid.full)
+            assert_nothing_arrived(s, p)
+        finally:
+            await disconnect(s, p)
+        if kind == 'prosody':
+            for stream in ('s2sout', 's2sin'):
+                peer.wait_for_log(rf'{stream}\S*\s+warn\s+Forbidding '
+                                  rf'insecure connection to/from '
+                                  rf'{BAD_DOMAIN} because its certificate '
+                                  rf'is not trusted')
+            # which it told stanzad, on both streams
+            for way in (f'out {BAD_DOMAIN} -> {d}', f'in {d} -> {BAD_DOMAIN}'):
+                srv.wait_for_log(rf"s2s {way}: the peer sent stream error "
+                                 rf"not-authorized: Your server's "
+                                 rf"certificate is not trusted")
+        else:
+            peer.wait_for_log(rf'Failed inbound s2s EXTERNAL authentication '
+                              rf'{BAD_DOMAIN} -> {d} .*: self.signed '
+                              rf'certificate')
+            peer.wait_for_log(rf'Failed to establish outbound s2s '
+                              rf'connection {d} -> {BAD_DOMAIN}: Peer '
+                              rf'certificate rejected: self.signed '
+                              rf'certificate')
+            srv.wait_for_log(rf's2s out {BAD_DOMAIN} -> {d}: stream error '
+                             rf'not-authorized: SASL EXTERNAL refused')
+        srv.wait_for_log(rf's2s out {BAD_DOMAIN} -> {d}: 1 stanzas bounced')
+        assert not [ln for ln in log_lines(srv, BAD_DOMAIN)
+                    if 'authenticated' in ln], log_lines(srv, BAD_DOMAIN)
+        assert srv.alive(), 'stanzad died'
 
-# ---- dialback ----------------------------------------------------------------
+
+# ---- dialback ---------------------------------------------------------------
 
 @pytest.fixture
 def dialback(request, dialback_world):
@@ -402,11 +463,17 @@ class TestDialback:
         d = peer.domain
         # stanzad: the peer verified our key (our stream to it) and the
         # peer's own server verified its key (its stream to us)
-        srv.wait_for_log(rf's2s to {d} ready \(dialback\)')
-        srv.wait_for_log(rf's2s from {d} authenticated \(dialback\)')
+        srv.wait_for_log(rf'(?m)s2s out {S_DOMAIN} -> {d} authenticated '
+                         rf'by dialback$')
+        srv.wait_for_log(rf'(?m)s2s in {d} -> {S_DOMAIN} authenticated by '
+                         rf'dialback$')
+        # and as the authoritative server, stanzad confirmed to the peer
+        # that the key on our stream to it is ours
+        srv.wait_for_log(rf's2s in {d} -> {S_DOMAIN}: our key for '
+                         rf'{S_DOMAIN} -> {d} is valid')
         # the certificates did not verify: no EXTERNAL either way
         assert not [ln for ln in log_lines(srv, d)
-                    if 'EXTERNAL)' in ln], log_lines(srv, d)
+                    if 'by SASL EXTERNAL' in ln], log_lines(srv, d)
         if kind == 'prosody':
             # Prosody's stream to us: it sent its key, and answered our
             # db:verify about it as the authoritative server
@@ -423,21 +490,15 @@ class TestDialback:
                               rf'authentication {S_DOMAIN} -> {d}')
             peer.wait_for_log(rf'Accepted outbound s2s dialback '
                               rf'authentication {d} -> {S_DOMAIN}')
-            assert 'EXTERNAL authentication' not in peer.log_text()
+            assert 'Accepted inbound s2s EXTERNAL' not in peer.log_text()
+            assert 'Accepted outbound s2s EXTERNAL' not in peer.log_text()
 
 
-# ---- refused -----------------------------------------------------------------
+# ---- refused ----------------------------------------------------------------
 
 @pytest.fixture
 def refused(request, refused_world):
     return refused_world.attach(request)
-
-
-def assert_nothing_arrived(*clients):
-    for c in clients:
-        got = [m for m in drain(c.messages) if m['type'] != 'error'
-               and 'must not arrive' in m['body']]
-        assert not got, (c.boundjid, got)
 
 
 @pytest.mark.parametrize('kind', KINDS)
@@ -463,44 +524,15 @@ class TestRefused:
             await disconnect(s, p)
         why = 'the certificate is not for this domain' \
             if kind == 'prosody' else 'self.signed certificate'
-        srv.wait_for_log(rf's2s to {d}: TLS up, certificate not verified: '
-                         rf'{why}')
-        srv.wait_for_log(rf's2s to {d}: stream error policy-violation: '
+        out, into = f'{S_DOMAIN} -> {d}', f'{d} -> {S_DOMAIN}'
+        srv.wait_for_log(rf's2s out {out}: TLS up, certificate not '
+                         rf'verified: {why}')
+        srv.wait_for_log(rf's2s out {out}: stream error policy-violation: '
                          r"the server's certificate does not verify")
-        srv.wait_for_log(rf's2s from {d}: certificate not verified: {why}')
-        srv.wait_for_log(rf's2s from {d}: stream error not-authorized: '
+        srv.wait_for_log(rf's2s out {out}: 1 stanzas bounced')
+        srv.wait_for_log(rf's2s in {into}: certificate not verified: {why}')
+        srv.wait_for_log(rf's2s in {into}: stream error not-authorized: '
                          r'certificate not trusted and dialback is off')
-        assert not [ln for ln in log_lines(srv, d) if 'authenticated' in ln
-                    or 'ready (' in ln], log_lines(srv, d)
-        assert srv.alive(), 'stanzad died'
-
-    @pytest.mark.deadline(150)
-    async def test_bad_stanzad_certificate(self, refused, kind):
-        """stanzad's host BAD_DOMAIN has a self-signed certificate, the
-        peers trust only the test CA and dialback is off: the peer refuses
-        it both ways."""
-        srv, peer = refused.srv, refused.peers[kind]
-        s = await connect(refused.bad, 'alice', 'bad')
-        try:
-            p = await connect(peer, 'alice', 'bad', mech=peer.mech)
-        except BaseException:
-            await disconnect(s)
-            raise
-        try:
-            await ready(s)
-            await ready(p)
-            err = await bounced(s, p.boundjid.full)
-            assert err['error']['condition'] in (
-                'remote-server-not-found', 'remote-server-timeout'), err
-            await bounced(p, s.boundjid.full)
-            assert_nothing_arrived(s, p)
-        finally:
-            await disconnect(s, p)
-        if kind == 'prosody':
-            for stream in ('s2sout', 's2sin'):
-                peer.wait_for_log(rf'{stream}\S*\s+warn\s+Forbidding '
-                                  rf'insecure connection to/from '
-                                  rf'{BAD_DOMAIN}')
-        else:
-            peer.wait_for_log(rf'{BAD_DOMAIN}.*certificate')
+        assert not [ln for ln in log_lines(srv, d)
+                    if 'authenticated' in ln], log_lines(srv, d)
         assert srv.alive(), 'stanzad died'
