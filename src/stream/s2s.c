@@ -45,6 +45,10 @@
 #define NS_DIALBACK_FEATURE "urn:xmpp:features:dialback"
 #define DB_KEY_LEN 64 /* hex of HMAC-SHA256 */
 #define MAX_ADDRS 32
+/* The peer's stream id keys dialback, so it is kept whole. RFC 6120 §4.7.3
+ * sets no length (Prosody's are UUIDs, 36 characters; others are longer);
+ * this bounds what a peer can make us store and echo. */
+#define PEER_ID_MAX 256
 
 enum s2s_phase {
 	S2S_CONNECTING, /* out: TCP (and direct TLS) */
@@ -62,13 +66,15 @@ struct s2s {
 	enum s2s_phase phase;
 	size_t host_idx;
 	char *remote;     /* the peer's domain; NULL until known (in) */
-	char id[STREAM_ID_LEN + 1]; /* in: ours; out: the peer's */
+	char id[STREAM_ID_LEN + 1]; /* in: ours */
+	char *peer_id;    /* out: the peer's (of its latest header) */
 	bool header_sent, reset_pending, discard_rest;
 	bool verified;    /* the peer's certificate holds for remote */
 	bool sasl_done;   /* out: EXTERNAL succeeded, features follow */
 	bool db_offered;  /* out: the peer offered dialback */
 	bool features_seen; /* out: post-TLS features arrived */
 	bool db_pending;  /* in: a db:result is being verified */
+	bool host_known;  /* in: host_idx is the host the peer asked for */
 	bool direct_tls;
 	struct s2s_route *route; /* out: the route this stream carries */
 };
@@ -113,6 +119,24 @@ static unsigned char db_hkey[32]; /* XEP-0185: SHA256 of a per-start secret */
 static const char *host_of(const struct s2s *s)
 {
 	return server.conf->hosts[s->host_idx];
+}
+
+/* Log lines name a stream "out HOST -> REMOTE" or "in REMOTE -> HOST",
+ * the way its stanzas flow: with several hosts, "to example.org" alone
+ * does not say which of ours it was for. */
+#define S2S_FMT "s2s %s %s -> %s"
+#define S2S_ARGS(s) (s)->out ? "out" : "in", \
+		    (s)->out ? local_name(s) : peer_name(s), \
+		    (s)->out ? peer_name(s) : local_name(s)
+
+static const char *local_name(const struct s2s *s)
+{
+	return s->out || s->host_known ? host_of(s) : "?";
+}
+
+static const char *peer_name(const struct s2s *s)
+{
+	return s->remote != NULL ? s->remote : "?";
 }
 
 /* ---- dialback keys (XEP-0185) ---- */
@@ -180,9 +204,8 @@ static void stream_fail(struct s2s *s, enum stream_err err, const char *text)
 {
 	if (conn_closing(&s->conn))
 		return;
-	conn_log(LOG_LEVEL_INFO, &s->conn, "s2s %s %s: stream error %s: %s",
-		 s->out ? "to" : "from", s->remote ? s->remote : "?",
-		 stream_err_name(err), text ? text : "");
+	conn_log(LOG_LEVEL_INFO, &s->conn, S2S_FMT ": stream error %s: %s",
+		 S2S_ARGS(s), stream_err_name(err), text ? text : "");
 	if (s->route != NULL && text != NULL)
 		s->route->why = text;
 	if (!s->header_sent && !s->out)
@@ -317,8 +340,9 @@ static void route_drop(struct s2s_route *r)
 	enum stanza_err err = r->timed_out ? STANZA_ERR_REMOTE_SERVER_TIMEOUT
 					   : STANZA_ERR_REMOTE_SERVER_NOT_FOUND;
 	if (r->nqueue > 0)
-		log_info("s2s to %s: %zu stanzas bounced: %s", r->remote,
-			 r->nqueue, r->why ? r->why : "connection failed");
+		log_info("s2s out %s -> %s: %zu stanzas bounced: %s",
+			 server.conf->hosts[r->host_idx], r->remote, r->nqueue,
+			 r->why ? r->why : "connection failed");
 	for (size_t i = 0; i < r->nqueue; i++)
 		if (r->shard->stopped_hook_ran)
 			stanza_free(&r->queue[i]);
@@ -427,8 +451,8 @@ static void route_ready(struct s2s_route *r)
 {
 	struct s2s *s = r->s;
 	uv_timer_stop(&r->timer);
-	conn_log(LOG_LEVEL_INFO, &s->conn, "s2s to %s ready (%s)", r->remote,
-		 s->sasl_done ? "SASL EXTERNAL" : "dialback");
+	conn_log(LOG_LEVEL_INFO, &s->conn, S2S_FMT " authenticated by %s",
+		 S2S_ARGS(s), s->sasl_done ? "SASL EXTERNAL" : "dialback");
 	for (size_t i = 0; i < r->nqueue; i++)
 		send_stanza(s, r->queue[i]);
 	r->nqueue = 0;
@@ -544,7 +568,7 @@ void s2s_route(struct stanza *st)
 static void out_send_db_result(struct s2s *s)
 {
 	char key[DB_KEY_LEN + 1];
-	db_key(s->remote, host_of(s), s->id, key);
+	db_key(s->remote, host_of(s), s->peer_id, key);
 	send_db(s, "result", host_of(s), s->remote, NULL, NULL, key);
 }
 
@@ -687,8 +711,8 @@ static void out_tls_ready(struct s2s *s)
 {
 	const char *why = NULL;
 	s->verified = tls_peer_verified(s->conn.ssl, s->remote, &why);
-	conn_debug(&s->conn, "s2s to %s: TLS up, certificate %s%s%s",
-		   s->remote, s->verified ? "verified" : "not verified",
+	conn_debug(&s->conn, S2S_FMT ": TLS up, certificate %s%s%s",
+		   S2S_ARGS(s), s->verified ? "verified" : "not verified",
 		   why ? ": " : "", why ? why : "");
 	if (!s->verified && s->route != NULL)
 		s->route->why = why;
@@ -759,7 +783,7 @@ static void in_check_cert(struct s2s *s)
 		return;
 	const char *why = NULL;
 	s->verified = tls_peer_verified(s->conn.ssl, s->remote, &why);
-	conn_debug(&s->conn, "s2s from %s: certificate %s%s%s", s->remote,
+	conn_debug(&s->conn, S2S_FMT ": certificate %s%s%s", S2S_ARGS(s),
 		   s->verified ? "verified" : "not verified", why ? ": " : "",
 		   why ? why : "");
 }
@@ -774,8 +798,10 @@ static void in_stream_open(struct s2s *s, const struct xml_elem *hdr)
 	const char *why;
 	if (to.p != NULL && jid_nameprep(a, to, &prepped, &why) == 0)
 		h = conf_find_host(server.conf, prepped.p, prepped.len);
-	if (h >= 0)
+	if (h >= 0) {
 		s->host_idx = (size_t)h;
+		s->host_known = true;
+	}
 	if (from.p != NULL && s->remote == NULL &&
 	    jid_nameprep(a, from, &prepped, &why) == 0)
 		s->remote = str_xdup(prepped);
@@ -821,8 +847,8 @@ static void in_auth(struct s2s *s, struct xml_elem *x, struct arena *a)
 		if (ok) {
 			write_str(s, "<success xmlns='" NS_SASL "'/>");
 			conn_log(LOG_LEVEL_INFO, &s->conn,
-				 "s2s from %s authenticated (SASL EXTERNAL)",
-				 s->remote);
+				 S2S_FMT " authenticated by SASL EXTERNAL",
+				 S2S_ARGS(s));
 			s->phase = S2S_READY;
 			s->reset_pending = true;
 			s->header_sent = false;
@@ -858,13 +884,14 @@ static void in_db_result(struct s2s *s, struct xml_elem *x, struct arena *a)
 	if (s->remote == NULL)
 		s->remote = str_xdup(prepped);
 	s->host_idx = (size_t)h;
+	s->host_known = true;
 	if (s->verified) {
 		/* XEP-0344 §2.4: the certificate already proves the domain;
 		 * no need to ask its authoritative server. */
 		send_db(s, "result", host_of(s), s->remote, NULL, "valid", NULL);
 		conn_log(LOG_LEVEL_INFO, &s->conn,
-			 "s2s from %s authenticated (dialback, certificate)",
-			 s->remote);
+			 S2S_FMT " authenticated by dialback (with a verified "
+			 "certificate)", S2S_ARGS(s));
 		s->phase = S2S_READY;
 		conn_set_timer(&s->conn, server.conf->s2s.idle_timeout_ms);
 		return;
@@ -877,8 +904,8 @@ static void in_db_result(struct s2s *s, struct xml_elem *x, struct arena *a)
 	v->conn_id = s->conn.id;
 	v->id = xstrdup(s->id);
 	v->key = str_xdup(key);
-	conn_debug(&s->conn, "s2s from %s: verifying dialback key",
-		   s->remote);
+	conn_debug(&s->conn, S2S_FMT ": verifying its dialback key",
+		   S2S_ARGS(s));
 	route_post(s->host_idx, s->remote, NULL, v);
 }
 
@@ -902,8 +929,8 @@ static void on_verdict(struct shard *sh, struct shard_msg *m)
 			    "dialback verification failed");
 		return;
 	}
-	conn_log(LOG_LEVEL_INFO, c, "s2s from %s authenticated (dialback)",
-		 s->remote);
+	conn_log(LOG_LEVEL_INFO, c, S2S_FMT " authenticated by dialback",
+		 S2S_ARGS(s));
 	s->phase = S2S_READY;
 	conn_set_timer(c, server.conf->s2s.idle_timeout_ms);
 }
@@ -923,6 +950,8 @@ static void in_db_verify(struct s2s *s, struct xml_elem *x, struct arena *a)
 	bool ok = conf_find_host(server.conf, to.p, to.len) >= 0 &&
 		  db_key_ok(f, t, i, key);
 	send_db(s, "verify", t, f, i, ok ? "valid" : "invalid", NULL);
+	conn_debug(&s->conn, S2S_FMT ": our key for %s -> %s is %s",
+		   S2S_ARGS(s), t, f, ok ? "valid" : "invalid");
 	free(f);
 	free(t);
 	free(i);
@@ -991,18 +1020,15 @@ static enum xml_cb_ret on_stream_open(void *ud, const struct xml_elem *hdr,
 			    "default namespace must be jabber:server");
 	} else if (s->out) {
 		struct str id = xml_attr_get(hdr, "id");
-		if (id.p == NULL || id.len == 0 || id.len > STREAM_ID_LEN * 4) {
+		if (id.p == NULL || id.len == 0) {
 			stream_fail(s, STREAM_ERR_INVALID_XML,
 				    "the stream has no id");
+		} else if (id.len > PEER_ID_MAX) {
+			stream_fail(s, STREAM_ERR_INVALID_XML,
+				    "stream id too long");
 		} else {
-			/* The id keys dialback, so keep it whole. */
-			size_t n = id.len < sizeof(s->id) - 1 ? id.len
-							      : sizeof(s->id) - 1;
-			memcpy(s->id, id.p, n);
-			s->id[n] = '\0';
-			if (id.len != n)
-				stream_fail(s, STREAM_ERR_INVALID_XML,
-					    "stream id too long");
+			free(s->peer_id);
+			s->peer_id = str_xdup(id);
 		}
 	} else {
 		in_stream_open(s, hdr);
@@ -1022,6 +1048,19 @@ static enum xml_cb_ret on_stream_close(void *ud)
 static bool is(const struct xml_elem *x, const char *ns, const char *name)
 {
 	return str_eq_c(x->ns, ns) && str_eq_c(x->name, name);
+}
+
+/* The peer's <stream:error>: its condition and text say why a federation
+ * failed, which only the peer knows. */
+static void log_peer_error(struct s2s *s, struct xml_elem *x, struct arena *a)
+{
+	struct xml_elem *c = xml_first_child_elem(x);
+	struct xml_elem *t = xml_child(x, NS_STREAM_ERRORS, "text");
+	struct str text = t != NULL ? xml_text(a, t) : STR_LIT("");
+	conn_log(LOG_LEVEL_INFO, &s->conn,
+		 S2S_FMT ": the peer sent stream error %.*s%s%.*s",
+		 S2S_ARGS(s), c ? (int)c->name.len : 1, c ? c->name.p : "?",
+		 text.len ? ": " : "", (int)text.len, text.len ? text.p : "");
 }
 
 static void on_element_out(struct s2s *s, struct xml_elem *x, struct arena *a)
@@ -1051,10 +1090,7 @@ static void on_element_out(struct s2s *s, struct xml_elem *x, struct arena *a)
 	} else if (is(x, NS_DIALBACK, "verify")) {
 		out_db_verify(s, x);
 	} else if (is(x, NS_STREAMS, "error")) {
-		struct xml_elem *c = xml_first_child_elem(x);
-		conn_log(LOG_LEVEL_INFO, &s->conn, "s2s to %s: stream error %.*s",
-			 s->remote, c ? (int)c->name.len : 1,
-			 c ? c->name.p : "?");
+		log_peer_error(s, x, a);
 		if (s->route != NULL)
 			s->route->why = "the remote server refused the stream";
 		conn_close(&s->conn);
@@ -1084,6 +1120,7 @@ static void on_element_in(struct s2s *s, struct xml_elem *x, struct arena *a)
 		in_stanza(s, x, a);
 		return; /* a is the stanza's now */
 	} else if (is(x, NS_STREAMS, "error")) {
+		log_peer_error(s, x, a);
 		conn_close(&s->conn);
 	} else if (s->phase != S2S_READY) {
 		stream_fail(s, STREAM_ERR_NOT_AUTHORIZED, "authenticate first");
@@ -1167,8 +1204,7 @@ static void s2s_timeout(struct conn *c)
 {
 	struct s2s *s = (struct s2s *)c;
 	if (s->phase == S2S_READY) {
-		conn_debug(c, "s2s %s %s: idle, closing", s->out ? "to" : "from",
-			   s->remote ? s->remote : "?");
+		conn_debug(c, S2S_FMT ": idle, closing", S2S_ARGS(s));
 		write_str(s, "</stream:stream>");
 		conn_close(c);
 	} else {
@@ -1191,12 +1227,12 @@ static void s2s_kick(struct conn *c, enum stream_err err, const char *text)
 static void s2s_destroy(struct conn *c)
 {
 	struct s2s *s = (struct s2s *)c;
-	conn_debug(c, "s2s %s %s closed", s->out ? "to" : "from",
-		   s->remote ? s->remote : "?");
+	conn_debug(c, S2S_FMT " closed", S2S_ARGS(s));
 	if (s->out)
 		out_gone(s);
 	xml_stream_free(s->xs);
 	free(s->remote);
+	free(s->peer_id);
 	free(s);
 }
 

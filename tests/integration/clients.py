@@ -179,6 +179,42 @@ async def round_trip(a, b):
     await send_and_receive(b, a)
 
 
+async def presence_of(client, sender, ptype, status=None, timeout=15):
+    """The next presence of `ptype` ('available' if it has none) from
+    `sender` (a bare or full JID), with `status` if given."""
+    while True:
+        pres = await client.next_presence(timeout=timeout)
+        frm = pres['from']
+        if sender in (frm.bare, frm.full) and pres['type'] == ptype and \
+                (status is None or pres['status'] == status):
+            return pres
+
+
+async def next_with_id(client, msg_id, timeout):
+    """The next message received with this id."""
+    async def matching():
+        while True:
+            msg = await client.messages.get()
+            if msg['id'] == msg_id:
+                return msg
+    try:
+        return await asyncio.wait_for(matching(), timeout)
+    except asyncio.TimeoutError:
+        raise AssertionError(f'{client.boundjid}: no message {msg_id} '
+                             f'back in {timeout}s')
+
+
+def drain(queue):
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
+
+
+def subscription(client, contact):
+    return client.client_roster[contact]['subscription']
+
+
 async def _cancel_other_tasks():
     tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     for task in tasks:

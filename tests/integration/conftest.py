@@ -165,7 +165,14 @@ class Server:
             self.config['listeners'].append(
                 {'type': 'component', 'address': '127.0.0.1',
                  'port': self.component_port})
+        # Listeners given in overrides come in addition to the client
+        # ones (an s2s listener on a federation test's own address).
+        overrides = dict(overrides)
+        self.config['listeners'] += overrides.pop('listeners', [])
         _merge(self.config, overrides)
+        # The first host is the one the accounts and jid() are in.
+        first = self.config['hosts'][0]
+        self.domain = first['name'] if isinstance(first, dict) else first
         self.config_path.write_text(
             yaml.safe_dump(self.config, sort_keys=False))
         self.proc = None
@@ -289,11 +296,13 @@ class Server:
         return res
 
     def add_user(self, user, password):
-        self.ctl('user', 'add', f'{user}@{DOMAIN}', stdin=password + '\n')
+        self.ctl('user', 'add', f'{user}@{self.domain}',
+                 stdin=password + '\n')
         self.passwords[user] = password
 
     def jid(self, user, resource=None):
-        return f'{user}@{DOMAIN}' + (f'/{resource}' if resource else '')
+        return f'{user}@{self.domain}' + \
+            (f'/{resource}' if resource else '')
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -17,14 +17,14 @@ address and domain, finding the other through the test's hosts file.
   (no servers needed).
 """
 
-import asyncio
 import subprocess
 import uuid
 
 import pytest
 from dnslib import RCODE, DNSRecord
 
-from clients import connect, disconnect, send_and_receive, until
+from clients import (connect, disconnect, drain, next_with_id, presence_of,
+                     send_and_receive, subscription, until)
 from federation import Federation, attach_peers
 
 USERS_P = {'alice': 'alice-secret'}
@@ -67,42 +67,6 @@ async def clients(p, e):
         await disconnect(a, b)
         raise
     return a, b
-
-
-async def presence_of(client, sender, ptype, status=None, timeout=15):
-    """The next presence of `ptype` ('available' if it has none) from
-    `sender` (a bare or full JID), with `status` if given."""
-    while True:
-        pres = await client.next_presence(timeout=timeout)
-        frm = pres['from']
-        if sender in (frm.bare, frm.full) and pres['type'] == ptype and \
-                (status is None or pres['status'] == status):
-            return pres
-
-
-async def next_with_id(client, msg_id, timeout):
-    """The next message received with this id."""
-    async def matching():
-        while True:
-            msg = await client.messages.get()
-            if msg['id'] == msg_id:
-                return msg
-    try:
-        return await asyncio.wait_for(matching(), timeout)
-    except asyncio.TimeoutError:
-        raise AssertionError(f'{client.boundjid}: no message {msg_id} '
-                             f'back in {timeout}s')
-
-
-def drain(queue):
-    items = []
-    while not queue.empty():
-        items.append(queue.get_nowait())
-    return items
-
-
-def subscription(client, contact):
-    return client.client_roster[contact]['subscription']
 
 
 # ---- names -------------------------------------------------------------------
