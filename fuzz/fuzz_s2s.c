@@ -36,6 +36,7 @@ static struct shard sh;
 struct resolve_req {
 	uv_timer_t t;
 	resolve_done_fn *cb;
+	resolve_tlsa_fn *tlsa_cb;
 	void *arg;
 	bool cancelled;
 };
@@ -48,9 +49,12 @@ static void req_closed(uv_handle_t *h)
 static void req_fire(uv_timer_t *t)
 {
 	struct resolve_req *r = t->data;
-	if (!r->cancelled) {
+	if (!r->cancelled && r->cb != NULL) {
 		struct resolve_result res = { .status = RESOLVE_ENOTFOUND };
 		r->cb(r->arg, &res);
+	} else if (!r->cancelled) {
+		struct resolve_tlsa_result res = { .status = RESOLVE_EFAIL };
+		r->tlsa_cb(r->arg, &res);
 	}
 	uv_close((uv_handle_t *)t, req_closed);
 }
@@ -66,6 +70,24 @@ struct resolve_req *resolve_server(struct shard *s, const char *domain,
 	r->t.data = r;
 	uv_timer_start(&r->t, req_fire, 0, 0);
 	return r;
+}
+
+struct resolve_req *resolve_tlsa(struct shard *s, const char *host,
+				 uint16_t port, resolve_tlsa_fn *cb, void *arg)
+{
+	(void)host, (void)port;
+	struct resolve_req *r = calloc(1, sizeof(*r));
+	r->tlsa_cb = cb;
+	r->arg = arg;
+	uv_timer_init(&s->loop, &r->t);
+	r->t.data = r;
+	uv_timer_start(&r->t, req_fire, 0, 0);
+	return r;
+}
+
+const char *resolve_strerror(int status)
+{
+	return status == RESOLVE_OK ? "ok" : "failed";
 }
 
 void resolve_cancel(struct resolve_req *r)

@@ -8,11 +8,15 @@
  * Output, one target per line then its addresses indented:
  *
  *   example.org: 2 targets, DNSSEC insecure
- *   1 xmpps.example.org port 5270 direct TLS
+ *   1 xmpps.example.org port 5270 direct TLS, DNSSEC secure
  *       2001:db8::1
  *       192.0.2.1
  *   2 xmpp.example.org port 5269 STARTTLS
  *       192.0.2.2
+ *
+ * "DNSSEC secure" on a target: its SRV record and addresses were all
+ * validated, so DANE applies to it (RFC 7673 §3), even when the answer as
+ * a whole is not.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -69,8 +73,9 @@ static void server_done(void *arg, const struct resolve_result *r)
 		r->secure ? "secure" : "insecure");
 	for (size_t i = 0; i < r->ntargets; i++) {
 		const struct resolve_target *t = &r->targets[i];
-		fprintf(d->out, "%zu %s port %u %s\n", i + 1, t->host, t->port,
-			t->direct_tls ? "direct TLS" : "STARTTLS");
+		fprintf(d->out, "%zu %s port %u %s%s\n", i + 1, t->host,
+			t->port, t->direct_tls ? "direct TLS" : "STARTTLS",
+			t->secure ? ", DNSSEC secure" : "");
 		for (size_t k = 0; k < t->naddrs; k++)
 			print_addr(d->out, &t->addrs[k]);
 	}

@@ -69,6 +69,7 @@ struct req_target {
 	struct resolve_addr *a6, *a4; /* at most RESOLVE_MAX_ADDRS each */
 	size_t n6, n4;
 	int same_as; /* -1, or an earlier target of the same host */
+	bool insecure; /* an address answer was not validated */
 };
 
 struct resolve_req {
@@ -81,6 +82,7 @@ struct resolve_req {
 	int status;
 	bool secure;
 	bool servfail;      /* some answer was SERVFAIL or a resolver error */
+	bool srv_secure;    /* both SRV answers were validated */
 	unsigned pending;   /* queries not answered yet */
 	char *name;         /* the ASCII domain (or TLSA host) */
 	union {
@@ -450,6 +452,8 @@ static void add_target(struct resolve_req *r, const char *host,
 /* Both SRV answers are in: pick the targets and ask their addresses. */
 static void srv_done(struct resolve_req *r)
 {
+	/* Only the SRV answers so far: each target adds its own. */
+	r->srv_secure = r->secure;
 	if (r->nsrv == 0 && r->srv_dot) {
 		finish(r, RESOLVE_ENOSERVICE);
 		return;
@@ -482,6 +486,7 @@ static void addrs_done(struct resolve_req *r)
 		struct req_target *t = &r->targets[i];
 		if (t->same_as >= 0 && t->n6 + t->n4 == 0) {
 			const struct req_target *o = &r->targets[t->same_as];
+			t->insecure = o->insecure;
 			for (size_t k = 0; k < o->n6; k++)
 				add_addr(t, &((const struct sockaddr_in6 *)
 					      &o->a6[k].sa)->sin6_addr, 16);
@@ -505,6 +510,8 @@ static void server_answer(struct resolve_req *r, struct rq *q,
 		if (r->pending == 0)
 			srv_done(r);
 	} else {
+		if (!res->secure)
+			r->targets[q->target].insecure = true;
 		if (res->havedata)
 			add_addrs(&r->targets[q->target], res);
 		if (r->pending == 0)
@@ -529,6 +536,8 @@ static void rq_answer(void *arg, int err, struct ub_result *result)
 		log_warnx("dns: %s: %s", r->name, ub_strerror(err));
 		r->servfail = true;
 		r->secure = false;
+		if (r->kind == REQ_SERVER && q->type != DNS_TYPE_SRV)
+			r->targets[q->target].insecure = true;
 	} else if (result->bogus) {
 		log_warnx("dns: %s (type %d): DNSSEC: %s", result->qname,
 			  result->qtype, result->why_bogus ?
@@ -589,6 +598,7 @@ static void deliver_server(struct resolve_req *r)
 			continue;
 		struct resolve_target *o = &targets[res.ntargets++];
 		*o = t->pub;
+		o->secure = r->srv_secure && !t->insecure;
 		o->naddrs = t->n6 + t->n4;
 		o->addrs = xmalloc(o->naddrs * sizeof(*o->addrs));
 		if (t->n6 > 0)

@@ -55,6 +55,9 @@ struct resolve_target {
 	char *host;        /* SRV target, or the domain itself on fallback */
 	uint16_t port;     /* from SRV, or 5269 on fallback */
 	bool direct_tls;   /* from _xmpps-server._tcp (XEP-0368) */
+	bool secure;       /* the SRV answers (or their denial, on fallback)
+			      and this target's address answers were all
+			      DNSSEC-validated: RFC 7673 §3.2, DANE applies */
 	struct resolve_addr *addrs; /* AAAA then A; never 0 of them */
 	size_t naddrs;
 };

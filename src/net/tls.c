@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include "../core/conf.h"
 #include "../core/log.h"
 #include "../core/xmalloc.h"
+#include "resolve.h"
 #include "tls.h"
 
 static SSL_CTX **host_ctx;
@@ -258,6 +260,12 @@ static SSL_CTX *client_ctx_new(const char *cert, const char *key,
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set1_cert_store(ctx, trust);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any);
+	/* DANE (RFC 6698) with OpenSSL's digests: SHA2-256 and SHA2-512. */
+	if (SSL_CTX_dane_enable(ctx) <= 0) {
+		*error_r = ssl_error("cannot enable DANE for", cert);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
 		*error_r = ssl_error("cannot load certificate", cert);
 	} else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
@@ -331,7 +339,7 @@ void tls_fini(void)
 	client_ctx = NULL;
 }
 
-SSL *tls_new_client(size_t host_idx, const char *domain, bool direct)
+static SSL *client_ssl(size_t host_idx, const char *domain, bool direct)
 {
 	BUG_ON(client_ctx == NULL || host_idx >= tls_conf->nhosts);
 	SSL *ssl = SSL_new(client_ctx[host_idx]);
@@ -342,6 +350,77 @@ SSL *tls_new_client(size_t host_idx, const char *domain, bool direct)
 		SSL_set_alpn_protos(ssl, (const unsigned char *)"\x0bxmpp-server",
 				    12);
 	return ssl;
+}
+
+/* Turns DANE on for ssl; returns how many records OpenSSL can use. */
+static size_t dane_setup(SSL *ssl, const char *domain,
+			 const struct tls_dane *d)
+{
+	/* RFC 7673 §4.2: the reference identifiers are the TLSA base domain
+	 * (the SRV target) and the service domain; SSL_dane_enable makes
+	 * the first the primary one (SNI stays the domain, RFC 6120). */
+	if (SSL_dane_enable(ssl, d->base) <= 0 ||
+	    (strcasecmp(d->base, domain) != 0 &&
+	     SSL_add1_host(ssl, domain) != 1)) {
+		ERR_clear_error();
+		return 0;
+	}
+	SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	/* RFC 7671 §5.1: a DANE-EE(3) record binds the key to the service
+	 * itself; the certificate's names (a self-signed one may have none)
+	 * are not checked. Usages 0-2 keep the name checks. */
+	SSL_dane_set_flags(ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+	size_t usable = 0;
+	for (size_t i = 0; i < d->nrecs; i++) {
+		const struct resolve_tlsa_record *t = &d->recs[i];
+		/* 0: a usage, selector or matching type OpenSSL does not
+		 * know; < 0: malformed (a digest of the wrong length). RFC
+		 * 6698 §4.1: either way the record is unusable. */
+		if (SSL_dane_tlsa_add(ssl, t->usage, t->selector, t->mtype,
+				      t->data, t->len) > 0)
+			usable++;
+		else
+			ERR_clear_error();
+	}
+	return usable;
+}
+
+SSL *tls_new_client(size_t host_idx, const char *domain, bool direct,
+		    const struct tls_dane *dane, bool *dane_r)
+{
+	SSL *ssl = client_ssl(host_idx, domain, direct);
+	*dane_r = false;
+	if (dane == NULL || dane->nrecs == 0)
+		return ssl;
+	if (dane_setup(ssl, domain, dane) > 0) {
+		*dane_r = true;
+		return ssl;
+	}
+	/* None usable: as without TLSA records, and without the DANE
+	 * reference names, which would replace the domain's in PKIX. */
+	SSL_free(ssl);
+	return client_ssl(host_idx, domain, direct);
+}
+
+bool tls_dane_verified(SSL *ssl, const char **why_r, int *usage_r)
+{
+	uint8_t usage = 0, selector, mtype;
+	if (SSL_get0_peer_certificate(ssl) == NULL) {
+		*why_r = "no certificate";
+		return false;
+	}
+	long v = SSL_get_verify_result(ssl);
+	if (v != X509_V_OK) {
+		*why_r = X509_verify_cert_error_string(v);
+		return false;
+	}
+	if (SSL_get0_dane_tlsa(ssl, &usage, &selector, &mtype, NULL, NULL) <
+	    0) {
+		*why_r = "no TLSA record matched";
+		return false;
+	}
+	*usage_r = usage;
+	return true;
 }
 
 void tls_want_peer_cert(SSL *ssl)

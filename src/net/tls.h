@@ -19,6 +19,7 @@
 #include <openssl/ssl.h>
 
 struct config;
+struct resolve_tlsa_record;
 
 #define TLS_CB_MAX 64
 #define TLS_CB_EXPORTER_LEN 32 /* RFC 9266 §2 */
@@ -39,16 +40,36 @@ SSL_CTX *tls_ctx_new(const char *cert, const char *key, char **error_r);
  * switch it). Never NULL. */
 SSL *tls_new_server(size_t host_idx);
 
+/* DANE for an outgoing connection (RFC 6698, RFC 7673): the TLSA records
+ * of the server's host, from a DNSSEC-secure answer, and that host (the
+ * SRV target, or the domain itself when it has no SRV record): the TLSA
+ * base domain. */
+struct tls_dane {
+	const char *base;
+	const struct resolve_tlsa_record *recs;
+	size_t nrecs;
+};
+
 /* Server-to-server. An SSL for an outgoing connection from our host
  * host_idx to domain (SNI), offering the host's certificate (for SASL
- * EXTERNAL); direct: XEP-0368 direct TLS (ALPN xmpp-server). Never NULL. */
-SSL *tls_new_client(size_t host_idx, const char *domain, bool direct);
+ * EXTERNAL); direct: XEP-0368 direct TLS (ALPN xmpp-server). With dane
+ * (may be NULL), the peer is authenticated by OpenSSL's DANE support
+ * instead of PKIX alone; *dane_r tells whether any record was usable
+ * (RFC 6698 §4.1: with none, the connection goes on as without TLSA
+ * records). Never NULL. */
+SSL *tls_new_client(size_t host_idx, const char *domain, bool direct,
+		    const struct tls_dane *dane, bool *dane_r);
 /* An incoming server connection: ask the peer for its certificate too. */
 void tls_want_peer_cert(SSL *ssl);
 /* After the handshake: true when the peer's certificate chains to a
  * trusted authority (s2s.ca_file or the system's) and names domain (RFC
  * 6125 DNS-ID); else false with *why_r (static). */
 bool tls_peer_verified(SSL *ssl, const char *domain, const char **why_r);
+/* After the handshake of a connection made with usable TLSA records: true
+ * when a record matched and the checks its usage asks for (RFC 7671 §5:
+ * the chain for PKIX-*, names for all but DANE-EE) held; else false with
+ * *why_r (static). *usage_r is the usage of the matching record. */
+bool tls_dane_verified(SSL *ssl, const char **why_r, int *usage_r);
 
 /* Channel binding data. Each returns 0 and fills out (size TLS_CB_MAX) and
  * *len_r, or -1 when the binding is not available on this connection.

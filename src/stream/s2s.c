@@ -76,6 +76,8 @@ struct s2s {
 	bool db_pending;  /* in: a db:result is being verified */
 	bool host_known;  /* in: host_idx is the host the peer asked for */
 	bool direct_tls;
+	bool dane;        /* out: TLS checks the peer against TLSA records */
+	unsigned target;  /* out: index in route->targets */
 	struct s2s_route *route; /* out: the route this stream carries */
 };
 
@@ -90,6 +92,23 @@ struct verify_req {
 struct route_addr {
 	struct sockaddr_storage sa;
 	bool direct_tls;
+	unsigned target;  /* index in route->targets */
+};
+
+/* What DANE says about a server (an SRV target) of a route. */
+enum target_dane {
+	DANE_NONE,      /* does not apply: PKIX, then dialback */
+	DANE_LOOKUP,    /* secure so far: its TLSA records are to be asked */
+	DANE_ON,        /* usable answer: TLS must match its records */
+	DANE_FAILED,    /* bogus or failed TLSA lookup: not to be used */
+};
+
+struct route_target {
+	char *host;
+	uint16_t port;
+	enum target_dane dane;
+	struct resolve_tlsa_record *recs; /* DANE_ON: copies (data too) */
+	size_t nrecs;
 };
 
 struct s2s_route {
@@ -101,6 +120,9 @@ struct s2s_route {
 	struct resolve_req *rr;
 	struct route_addr addrs[MAX_ADDRS];
 	size_t naddrs, next_addr;
+	struct route_target targets[RESOLVE_MAX_TARGETS];
+	size_t ntargets;
+	unsigned tlsa_target;        /* whose TLSA records r->rr asks */
 	struct stanza **queue;
 	size_t nqueue, queue_cap;
 	struct verify_req *verifies; /* to send once the stream can */
@@ -318,9 +340,22 @@ static void verifies_fail(struct verify_req **list)
 	}
 }
 
+static void targets_free(struct s2s_route *r)
+{
+	for (size_t i = 0; i < r->ntargets; i++) {
+		struct route_target *t = &r->targets[i];
+		for (size_t j = 0; j < t->nrecs; j++)
+			free((void *)t->recs[j].data);
+		free(t->recs);
+		free(t->host);
+	}
+	r->ntargets = r->naddrs = r->next_addr = 0;
+}
+
 static void route_on_timer_closed(uv_handle_t *h)
 {
 	struct s2s_route *r = h->data;
+	targets_free(r);
 	free(r->key);
 	free(r->remote);
 	free(r->queue);
@@ -378,9 +413,21 @@ static void on_resolved(void *arg, const struct resolve_result *res)
 		route_drop(r);
 		return;
 	}
-	r->naddrs = r->next_addr = 0;
+	targets_free(r);
 	for (size_t i = 0; i < res->ntargets; i++) {
 		const struct resolve_target *t = &res->targets[i];
+		struct route_target *rt = &r->targets[r->ntargets++];
+		rt->host = xstrdup(t->host);
+		rt->port = t->port;
+		/* RFC 7673 §3: DANE applies to a target whose SRV record (or
+		 * the proof that there is none, then the domain is the
+		 * target: RFC 6698 for its own name) and addresses were all
+		 * validated. Without a trust anchor nothing is. */
+		rt->dane = t->secure ? DANE_LOOKUP : DANE_NONE;
+		if (!t->secure)
+			log_debug("s2s out %s -> %s: %s:%u is not "
+				  "DNSSEC-secure, no DANE", server.conf->hosts[r->host_idx],
+				  r->remote, t->host, t->port);
 		for (size_t j = 0; j < t->naddrs && r->naddrs < MAX_ADDRS; j++) {
 			struct route_addr *a = &r->addrs[r->naddrs++];
 			memcpy(&a->sa, &t->addrs[j].sa, t->addrs[j].len);
@@ -391,6 +438,7 @@ static void on_resolved(void *arg, const struct resolve_result *res)
 				((struct sockaddr_in *)&a->sa)->sin_port =
 					htons(t->port);
 			a->direct_tls = t->direct_tls;
+			a->target = (unsigned)(r->ntargets - 1);
 		}
 	}
 	if (r->naddrs == 0)
@@ -451,8 +499,9 @@ static void route_ready(struct s2s_route *r)
 {
 	struct s2s *s = r->s;
 	uv_timer_stop(&r->timer);
-	conn_log(LOG_LEVEL_INFO, &s->conn, S2S_FMT " authenticated by %s",
-		 S2S_ARGS(s), s->sasl_done ? "SASL EXTERNAL" : "dialback");
+	conn_log(LOG_LEVEL_INFO, &s->conn, S2S_FMT " authenticated by %s%s",
+		 S2S_ARGS(s), s->sasl_done ? "SASL EXTERNAL" : "dialback",
+		 s->dane ? " (peer verified by DANE)" : "");
 	for (size_t i = 0; i < r->nqueue; i++)
 		send_stanza(s, r->queue[i]);
 	r->nqueue = 0;
@@ -574,8 +623,70 @@ static void out_send_db_result(struct s2s *s)
 
 static void out_on_connected(struct conn *c, int status);
 
+/* The TLSA answer for r->targets[r->tlsa_target] (RFC 7673 §3.3). */
+static void on_tlsa(void *arg, const struct resolve_tlsa_result *res)
+{
+	struct s2s_route *r = arg;
+	struct route_target *t = &r->targets[r->tlsa_target];
+	r->rr = NULL;
+	if (res->status == RESOLVE_ESHUTDOWN) {
+		r->why = resolve_strerror(res->status);
+		route_drop(r);
+		return;
+	}
+	if (res->status != RESOLVE_OK) {
+		/* Bogus, or no answer at all (SERVFAIL, timeout): an
+		 * attacker may be hiding the records, so this server is not
+		 * to be used; others may be. */
+		log_info("s2s out %s -> %s: TLSA of _%u._tcp.%s: %s; not "
+			 "connecting there", server.conf->hosts[r->host_idx],
+			 r->remote, t->port, t->host,
+			 resolve_strerror(res->status));
+		t->dane = DANE_FAILED;
+		r->why = res->status == RESOLVE_EBOGUS
+				 ? "DANE: the TLSA records failed DNSSEC "
+				   "validation"
+				 : "DANE: the TLSA lookup failed";
+	} else if (!res->secure || res->nrecords == 0) {
+		log_debug("s2s out %s -> %s: %s TLSA records at _%u._tcp.%s, "
+			  "no DANE", server.conf->hosts[r->host_idx], r->remote,
+			  res->secure ? "no" : "insecure", t->port,
+			  t->host);
+		t->dane = DANE_NONE;
+	} else {
+		t->recs = xcalloc(res->nrecords, sizeof(*t->recs));
+		for (size_t i = 0; i < res->nrecords; i++) {
+			t->recs[i] = res->records[i];
+			uint8_t *d = xmalloc(res->records[i].len);
+			memcpy(d, res->records[i].data, res->records[i].len);
+			t->recs[i].data = d;
+		}
+		t->nrecs = res->nrecords;
+		t->dane = DANE_ON;
+		log_debug("s2s out %s -> %s: %zu TLSA records at _%u._tcp.%s, "
+			  "DANE", server.conf->hosts[r->host_idx], r->remote,
+			  t->nrecs, t->port, t->host);
+	}
+	route_try_next(r);
+}
+
 static void route_try_next(struct s2s_route *r)
 {
+	/* Skip the servers DANE forbids; ask TLSA before the first
+	 * connection to a server where DANE applies. */
+	while (r->next_addr < r->naddrs) {
+		struct route_addr *a = &r->addrs[r->next_addr];
+		struct route_target *t = &r->targets[a->target];
+		if (t->dane == DANE_LOOKUP) {
+			r->tlsa_target = a->target;
+			r->rr = resolve_tlsa(r->shard, t->host, t->port, on_tlsa,
+					     r);
+			return;
+		}
+		if (t->dane != DANE_FAILED)
+			break;
+		r->next_addr++;
+	}
 	if (r->next_addr >= r->naddrs) {
 		if (r->why == NULL)
 			r->why = "cannot connect to the domain's servers";
@@ -589,6 +700,7 @@ static void route_try_next(struct s2s_route *r)
 	s->host_idx = r->host_idx;
 	s->remote = xstrdup(r->remote);
 	s->direct_tls = a->direct_tls;
+	s->target = a->target;
 	s->xs = xml_stream_new(&xml_limits, &s2s_xml_cbs, s);
 	s->route = r;
 	r->s = s;
@@ -599,6 +711,24 @@ static void route_try_next(struct s2s_route *r)
 		conn_debug(&s->conn, "s2s connect to %s: %s", r->remote,
 			   uv_strerror(rc));
 	/* on failure the conn closes and out_gone tries the next address */
+}
+
+/* The TLS client of s, with DANE when its server has usable records. */
+static SSL *out_new_ssl(struct s2s *s)
+{
+	const struct route_target *t =
+		s->route != NULL ? &s->route->targets[s->target] : NULL;
+	struct tls_dane d;
+	if (t != NULL && t->dane == DANE_ON)
+		d = (struct tls_dane){ t->host, t->recs, t->nrecs };
+	SSL *ssl = tls_new_client(s->host_idx, s->remote, s->direct_tls,
+				  t != NULL && t->dane == DANE_ON ? &d : NULL,
+				  &s->dane);
+	if (t != NULL && t->dane == DANE_ON && !s->dane)
+		conn_log(LOG_LEVEL_INFO, &s->conn,
+			 S2S_FMT ": no usable TLSA record at _%u._tcp.%s, "
+			 "no DANE", S2S_ARGS(s), t->port, t->host);
+	return ssl;
 }
 
 static void out_on_connected(struct conn *c, int status)
@@ -614,8 +744,7 @@ static void out_on_connected(struct conn *c, int status)
 		   s->direct_tls ? " (direct TLS)" : "");
 	if (s->direct_tls) {
 		s->phase = S2S_AUTH;
-		conn_start_tls_with(c, tls_new_client(s->host_idx, s->remote,
-						      true));
+		conn_start_tls_with(c, out_new_ssl(s));
 		return; /* the header follows the handshake: tls_ready */
 	}
 	s->phase = S2S_TLS;
@@ -710,6 +839,32 @@ static void out_features(struct s2s *s, struct xml_elem *x)
 static void out_tls_ready(struct s2s *s)
 {
 	const char *why = NULL;
+	if (s->dane) {
+		int usage = -1;
+		s->verified = tls_dane_verified(s->conn.ssl, &why, &usage);
+		if (!s->verified) {
+			/* RFC 6698 §4.1, RFC 7673 §4: usable TLSA records
+			 * that do not match mean this is not the server the
+			 * domain named; dialback (which only checks DNS
+			 * again) must not override that. */
+			conn_log(LOG_LEVEL_INFO, &s->conn,
+				 S2S_FMT ": DANE: the certificate does not "
+				 "match the TLSA records: %s", S2S_ARGS(s),
+				 why);
+			stream_fail(s, STREAM_ERR_POLICY_VIOLATION,
+				    "DANE: the server's certificate does not "
+				    "match its TLSA records");
+			return;
+		}
+		conn_log(LOG_LEVEL_INFO, &s->conn,
+			 S2S_FMT ": certificate verified by DANE (%s TLSA "
+			 "record)", S2S_ARGS(s),
+			 usage == 3 ? "DANE-EE" : usage == 2 ? "DANE-TA" :
+			 usage == 1 ? "PKIX-EE" : "PKIX-TA");
+		s->phase = S2S_AUTH;
+		send_header(s);
+		return;
+	}
 	s->verified = tls_peer_verified(s->conn.ssl, s->remote, &why);
 	conn_debug(&s->conn, S2S_FMT ": TLS up, certificate %s%s%s",
 		   S2S_ARGS(s), s->verified ? "verified" : "not verified",
@@ -1069,8 +1224,7 @@ static void on_element_out(struct s2s *s, struct xml_elem *x, struct arena *a)
 		out_features(s, x);
 	} else if (is(x, NS_TLS, "proceed") && s->phase == S2S_TLS &&
 		   s->conn.ssl == NULL) {
-		conn_start_tls_with(&s->conn, tls_new_client(s->host_idx,
-							     s->remote, false));
+		conn_start_tls_with(&s->conn, out_new_ssl(s));
 		s->reset_pending = true;
 		s->discard_rest = true;
 		s->header_sent = false;

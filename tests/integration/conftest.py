@@ -158,6 +158,13 @@ class Server:
             {'type': 'c2s_tls', 'address': '127.0.0.1',
              'port': self.tls_port},
         ]
+        # s2s_port=N adds a server-to-server listener (STARTTLS) on
+        # 127.0.0.1:N, for tests whose DNS points other servers there.
+        self.s2s_port = overrides.pop('s2s_port', None)
+        if self.s2s_port:
+            self.config['listeners'].append(
+                {'type': 's2s', 'address': '127.0.0.1',
+                 'port': self.s2s_port})
         # A server with components (XEP-0114) gets a component listener.
         self.component_port = None
         if overrides.get('components'):
@@ -194,7 +201,7 @@ class Server:
     def _wait_ready(self):
         deadline = time.monotonic() + READY_TIMEOUT
         pending = [p for p in (self.c2s_port, self.tls_port,
-                               self.component_port) if p]
+                               self.component_port, self.s2s_port) if p]
         while pending:
             if self.proc.poll() is not None:
                 raise AssertionError(

@@ -80,6 +80,9 @@ SECURE = [
     'fallback A 127.0.9.3',
     # a secure SRV whose target is in the unsigned zone
     '_xmpp-server._tcp.mixed SRV 0 0 5269 xmpp.plain2.example.',
+    # two targets, one in each zone: DANE applies to the first only
+    '_xmpp-server._tcp.split SRV 0 0 5269 xmpp.secure.example.',
+    '_xmpp-server._tcp.split SRV 1 0 5269 xmpp.plain2.example.',
     # broken signatures (tamper below)
     '_xmpp-server._tcp.badsrv SRV 0 0 5269 xmpp.secure.example.',
     '_xmpp-server._tcp.badaddr SRV 0 0 5269 bad.secure.example.',
@@ -87,7 +90,7 @@ SECURE = [
     # Records at the domains themselves: unbound's auth-zone gives no
     # valid NXDOMAIN proof below two empty non-terminals (_tcp.mixed...),
     # which would make the xmpps-server denial bogus for the wrong reason.
-    'mixed TXT "x"', 'badsrv TXT "x"', 'badaddr TXT "x"',
+    'mixed TXT "x"', 'badsrv TXT "x"', 'badaddr TXT "x"', 'split TXT "x"',
 ]
 TAMPER = ['_xmpp-server._tcp.badsrv SRV', 'bad A']
 
@@ -136,7 +139,7 @@ def ctl(tmp_path):
     return Ctl(tmp_path)
 
 
-Target = collections.namedtuple('Target', 'host port tls addrs')
+Target = collections.namedtuple('Target', 'host port tls addrs secure')
 
 
 def parse(out):
@@ -147,11 +150,11 @@ def parse(out):
     assert m, out
     targets = []
     for line in lines[1:]:
-        t = re.fullmatch(r'(\d+) (\S+) port (\d+) (direct TLS|STARTTLS)',
-                         line)
+        t = re.fullmatch(r'(\d+) (\S+) port (\d+) (direct TLS|STARTTLS)'
+                         r'(, DNSSEC secure)?', line)
         if t:
             targets.append(Target(t[2], int(t[3]), t[4] == 'direct TLS',
-                                  []))
+                                  [], t[5] is not None))
         else:
             assert line.startswith('    '), out
             targets[-1].addrs.append(line.strip())
@@ -311,14 +314,14 @@ def test_dnssec_secure(ctl, dns):
     conf = dns.resolver_config(trust=['secure.example'])
     secure, t = resolve(ctl, conf, 'secure.example')
     assert secure
-    assert [(x.host, x.addrs) for x in t] == [
-        ('xmpp.secure.example', ['127.0.9.1'])]
+    assert [(x.host, x.addrs, x.secure) for x in t] == [
+        ('xmpp.secure.example', ['127.0.9.1'], True)]
     # no SRV: the proof of their absence is validated too
     secure, t = resolve(ctl, conf, 'fallback.secure.example')
-    assert secure and t[0].addrs == ['127.0.9.3']
+    assert secure and t[0].addrs == ['127.0.9.3'] and t[0].secure
     # without the anchor nothing is secure
     secure, t = resolve(ctl, dns.resolver_config(), 'secure.example')
-    assert not secure and t[0].addrs == ['127.0.9.1']
+    assert not secure and t[0].addrs == ['127.0.9.1'] and not t[0].secure
 
 
 def test_dnssec_mixed_is_insecure(ctl, dns):
@@ -327,9 +330,20 @@ def test_dnssec_mixed_is_insecure(ctl, dns):
     conf = dns.resolver_config(trust=['secure.example'])
     secure, t = resolve(ctl, conf, 'mixed.secure.example')
     assert not secure
-    assert t[0].addrs == ['127.0.8.2']
-    secure, _ = resolve(ctl, conf, 'prio.example')
+    assert t[0].addrs == ['127.0.8.2'] and not t[0].secure
+    secure, t = resolve(ctl, conf, 'prio.example')
+    assert not secure and not any(x.secure for x in t)
+
+
+def test_dnssec_per_target(ctl, dns):
+    """RFC 7673 §3.2: whether DANE applies is decided per target: a
+    secure SRV answer with one target in the signed zone and one in the
+    unsigned one is insecure as a whole, secure for the first."""
+    conf = dns.resolver_config(trust=['secure.example'])
+    secure, t = resolve(ctl, conf, 'split.secure.example')
     assert not secure
+    assert [(x.host, x.secure) for x in t] == [
+        ('xmpp.secure.example', True), ('xmpp.plain2.example', False)]
 
 
 def test_dnssec_bogus(ctl, dns):
