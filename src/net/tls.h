@@ -3,7 +3,10 @@
  *
  * One SSL_CTX per host, TLS 1.2 and later only, SSL_MODE_RELEASE_BUFFERS so
  * an idle connection holds no record buffers. The client's SNI picks the
- * host's context. A host without configured files gets a self-signed
+ * host's context. Contexts are indexed by local domain (conf_find_domain):
+ * the hosts, then the components, which other servers reach over s2s and
+ * which present a host's certificate (the first whose certificate names
+ * them, else their parent host's, else the default host's). A host without configured files gets a self-signed
  * ECDSA P-256 certificate created on first start in DATA_DIR/certs/HOST.pem
  * (+ HOST.key, mode 0600) and reused afterwards.
  *
@@ -33,13 +36,13 @@ void tls_fini(void);
  * bench/sizes, which measures what such a context costs per connection. */
 SSL_CTX *tls_ctx_new(const char *cert, const char *key, char **error_r);
 
-/* A server-side SSL for a new connection, starting on host's context (the
- * stream's 'to' host for STARTTLS, the default host for direct TLS; SNI may
- * switch it). Never NULL. */
+/* A server-side SSL for a new connection, starting on the context of local
+ * domain host_idx (the stream's 'to' for STARTTLS, the default host for
+ * direct TLS; SNI may switch it). Never NULL. */
 SSL *tls_new_server(size_t host_idx);
 
-/* Server-to-server. An SSL for an outgoing connection from our host
- * host_idx to domain (SNI), offering the host's certificate (for SASL
+/* Server-to-server. An SSL for an outgoing connection from our local
+ * domain host_idx to domain (SNI), offering its certificate (for SASL
  * EXTERNAL); direct: XEP-0368 direct TLS (ALPN xmpp-server). Never NULL. */
 SSL *tls_new_client(size_t host_idx, const char *domain, bool direct);
 /* An incoming server connection: ask the peer for its certificate too. */
