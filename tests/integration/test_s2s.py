@@ -150,6 +150,10 @@ def stanzads(request, tmp_path, world):
         certs = certs or {}
         hosts = []
         for d in domains:
+            if certs.get(d) == 'self-signed':
+                # stanzad makes one in its data_dir
+                hosts.append({'name': d})
+                continue
             crt, key = world.certs[certs.get(d, d)]
             hosts.append({'name': d,
                           'tls': {'cert': str(crt), 'key': str(key)}})
@@ -249,6 +253,32 @@ async def test_a_record_fallback(world, stanzads):
     a.wait_for_log(rf's2s connected to c\.example at '
                    rf'{re.escape(world.c_addr)}')
     a.wait_for_log(r's2s to c\.example ready \(SASL EXTERNAL\)')
+
+
+@pytest.mark.deadline(90)
+async def test_dialback_two_shards(world, stanzads):
+    """Self-signed certificates on both sides, dialback on, two shards
+    each: every stream is authenticated by asking the other server
+    (XEP-0220 db:verify over the receiving server's own outgoing stream,
+    whose route may live on another shard than the incoming stream).
+    Several messages each way between several users arrive."""
+    a = server_a(world, stanzads, dialback=True, shards=2,
+                 certs={'a.example': 'self-signed'})
+    b = server_b(world, stanzads, dialback=True, shards=2,
+                 certs={'b.example': 'self-signed'})
+    async with clients.connected(a, 'alice', 'carol') as (alice, carol), \
+            clients.connected(b, 'bob', 'carol') as (bob, bcarol):
+        for _ in range(3):
+            for src, dst in ((alice, bob), (bob, alice), (carol, bcarol),
+                             (bcarol, carol), (alice, bcarol)):
+                await send_across(src, dst)
+    for srv, other in ((a, 'b'), (b, 'a')):
+        srv.wait_for_log(rf's2s to {other}\.example ready \(dialback\)')
+        srv.wait_for_log(rf's2s from {other}\.example: verifying dialback '
+                         r'key')
+        srv.wait_for_log(rf's2s from {other}\.example authenticated '
+                         r'\(dialback\)')
+        assert 'SASL EXTERNAL' not in srv.log_text()
 
 
 # ---- 2. presence subscriptions across servers -------------------------------
@@ -434,20 +464,30 @@ async def test_bounce_timeout_and_queue_limit(world, stanzads):
 # ---- 4. idle timeout --------------------------------------------------------
 
 @pytest.mark.deadline(90)
-async def test_idle_timeout_reconnects(world, stanzads):
-    """With s2s.idle_timeout 1 s the stream closes once quiet; the next
-    message opens a new one and arrives."""
-    a = server_a(world, stanzads, s2s={'idle_timeout': '1s'})
-    b = server_b(world, stanzads, s2s={'idle_timeout': '1s'})
+@pytest.mark.parametrize('side', ['sender', 'receiver'])
+async def test_idle_timeout_reconnects(world, stanzads, side):
+    """With s2s.idle_timeout 1 s on one side (the other keeps its 10 min),
+    that side closes the quiet stream A opened to B: A's outgoing stream
+    itself ('sender'), or B's incoming one, which A then sees closed by
+    its peer ('receiver'). The next message opens a new stream and
+    arrives."""
+    short = {'s2s': {'idle_timeout': '1s'}}
+    a = server_a(world, stanzads, **(short if side == 'sender' else {}))
+    b = server_b(world, stanzads, **(short if side == 'receiver' else {}))
     async with clients.connected(a, 'alice') as (alice,), \
             clients.connected(b, 'bob') as (bob,):
         await send_across(alice, bob)
-        a.wait_for_log(r's2s to b\.example: idle, closing', timeout=WAIT)
+        if side == 'sender':
+            a.wait_for_log(r's2s to b\.example: idle, closing', timeout=WAIT)
+        else:
+            b.wait_for_log(r's2s from a\.example: idle, closing',
+                           timeout=WAIT)
         a.wait_for_log(r's2s to b\.example closed', timeout=WAIT)
         assert len(re.findall(r's2s to b\.example ready',
                               a.log_text())) == 1
         await send_across(alice, bob)
         a.wait_for_log(r's2s to b\.example ready', count=2)
+        b.wait_for_log(r's2s from a\.example authenticated', count=2)
 
 
 # ---- 5. virtual hosts and SNI -----------------------------------------------
