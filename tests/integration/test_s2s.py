@@ -44,7 +44,7 @@ import rawstream
 from conftest import Server, _servers_key, free_ports
 from dnsserver import BlackHole, DnsServer
 from federation import TestCA, pick_address
-from rawstream import NS_SASL, NS_STANZA_ERRORS, NS_STREAM, q
+from rawstream import NS_SASL, q
 from test_presence import manual, presence_of
 
 NS_SERVER = 'jabber:server'
@@ -492,6 +492,30 @@ async def test_idle_timeout_reconnects(world, stanzads, side):
 
 # ---- 5. virtual hosts and SNI -----------------------------------------------
 
+async def connect_vhost(server, jid, ca=None):
+    """A client of a host other than the server's first, on its direct
+    TLS port (its SNI names the host); with ca, it verifies the server's
+    certificate for that host. Available once the server answered a
+    ping."""
+    client = clients.TestClient(f'{jid}/r', PASSWORD)
+    if ca is not None:
+        client.ssl_context.load_verify_locations(str(ca))
+        client.ssl_context.check_hostname = True
+        client.ssl_context.verify_mode = ssl.CERT_REQUIRED
+    done = asyncio.get_running_loop().create_future()
+    client.add_event_handler('session_start',
+                             lambda _: done.done() or done.set_result(None))
+    client.connect(('127.0.0.1', server.tls_port), use_ssl=True)
+    try:
+        await asyncio.wait_for(done, WAIT)
+    except BaseException:
+        client.abort()
+        raise
+    client.send_presence()
+    await client['xep_0199'].ping(jid.split('@')[1], timeout=WAIT)
+    return client
+
+
 def c2s_cert_names(world, port, sni):
     """The DNS names of the certificate stanzad's direct TLS client
     listener shows for SNI name `sni` (verified against the test CA)."""
@@ -521,19 +545,8 @@ async def test_vhosts_sni(world, stanzads):
 
     async with clients.connected(b, 'bob') as (bob,):
         for d in ('a2.example', 'a3.example'):
-            alice = clients.TestClient(f'alice@{d}/r', PASSWORD)
-            alice.ssl_context.load_verify_locations(str(world.ca.cert))
-            alice.ssl_context.check_hostname = True
-            alice.ssl_context.verify_mode = ssl.CERT_REQUIRED
-            done = asyncio.get_running_loop().create_future()
-            alice.add_event_handler(
-                'session_start',
-                lambda _, f=done: f.done() or f.set_result(None))
-            alice.connect(('127.0.0.1', a.tls_port), use_ssl=True)
-            await asyncio.wait_for(done, WAIT)
-            alice.send_presence()
+            alice = await connect_vhost(a, f'alice@{d}', world.ca.cert)
             try:
-                await alice['xep_0199'].ping(d, timeout=WAIT)
                 await send_across(bob, alice)
                 await send_across(alice, bob)
             finally:
@@ -721,3 +734,27 @@ async def test_incoming_stream_addressing(world, stanzads, stanza,
         await asyncio.sleep(0.3)
         assert alice.messages.empty()
     a.wait_for_log(rf'stream error {condition}')
+
+
+async def test_incoming_stream_other_local_domain(world, stanzads):
+    """The 'to' of a stanza may be any domain of the server, not only the
+    one the stream was opened to (target multiplexing, accepted without
+    asking: docs/internals/s2s.md): a stream authenticated as b.example
+    to a.example delivers to alice@a2.example."""
+    a = server_a(world, stanzads, domains=('a.example', 'a2.example'),
+                 users=())
+    a.add_user('alice', PASSWORD, domain='a2.example')
+    crt, key = world.certs['b.example']
+    alice = await connect_vhost(a, 'alice@a2.example')
+    try:
+        with S2SRawStream(world.a_s2s, crt, key, 'a.example') as s:
+            s.authenticate_external('a.example', 'b.example')
+            body = unique()
+            s.send(f"<message from='bob@b.example/r' "
+                   f"to='alice@a2.example' type='chat'><body>{body}</body>"
+                   "</message>")
+            msg = await alice.next_message(body)
+            assert msg['from'] == 'bob@b.example/r'
+            s.close_stream()
+    finally:
+        await clients.disconnect(alice)
