@@ -289,9 +289,10 @@ static int trust_init(const struct config *conf, char **error_r)
  * offers (outgoing, SASL EXTERNAL): components have no certificate of
  * their own, as with Prosody and ejabberd, where a host's certificate
  * lists its services' names. The first host whose certificate names the
- * component's domain; else the host the domain is a subdomain of (the
- * longest such), whose certificate may still serve dialback; else the
- * default host.
+ * component's domain (SASL EXTERNAL works); else the host the domain is a
+ * subdomain of (the longest such), else the default host: a certificate
+ * that does not verify for the component, which peers then authenticate
+ * by dialback.
  */
 static size_t component_host(const struct config *conf, const char *domain)
 {
