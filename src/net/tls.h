@@ -6,9 +6,10 @@
  * host's context. Contexts are indexed by local domain (conf_find_domain):
  * the hosts, then the components, which other servers reach over s2s and
  * which present a host's certificate (the first whose certificate names
- * them, else their parent host's, else the default host's). A host without configured files gets a self-signed
- * ECDSA P-256 certificate created on first start in DATA_DIR/certs/HOST.pem
- * (+ HOST.key, mode 0600) and reused afterwards.
+ * them, else their parent host's, else the default host's). A host
+ * without configured files gets a self-signed ECDSA P-256 certificate
+ * created on first start in DATA_DIR/certs/HOST.pem (+ HOST.key, mode
+ * 0600) and reused afterwards.
  *
  * Channel bindings for SCRAM-*-PLUS: tls-exporter (RFC 9266, TLS 1.3 only),
  * tls-server-end-point (RFC 5929 §4) and tls-unique (RFC 5929 §3, TLS 1.2).

@@ -522,8 +522,9 @@ static void route_post(size_t host_idx, const char *remote,
 void s2s_route(struct stanza *st)
 {
 	/* A component's stanzas leave through s2s like a host's: the
-	 * stream is from its domain (XEP-0220 §4.1: every domain pair is
-	 * authenticated on its own). */
+	 * stream is from its domain (XEP-0220 §1.3, §2.7.1: what a stream
+	 * authenticates is a domain pair; a service is a sender domain of
+	 * its own). */
 	int h = conf_find_domain(server.conf, st->from.domain.p,
 				 st->from.domain.len);
 	if (h < 0) {
@@ -777,7 +778,7 @@ static void in_stream_open(struct s2s *s, const struct xml_elem *hdr)
 	const char *why;
 	/* RFC 6120 §4.7.2: 'to' is any domain we serve, a component's
 	 * included (the remote server reaches it like one of our hosts;
-	 * XEP-0220 §4.3: services at subdomains are domain pairs too). */
+	 * XEP-0220 §2.7: services at subdomains are domain pairs too). */
 	if (to.p != NULL && jid_nameprep(a, to, &prepped, &why) == 0)
 		h = conf_find_domain(server.conf, prepped.p, prepped.len);
 	if (h >= 0)
@@ -947,7 +948,7 @@ static void in_db_verify(struct s2s *s, struct xml_elem *x, struct arena *a)
  * not "an FQDN that is serviced by the receiving entity"; Prosody closes
  * with the same condition). The 'to' may be any of our domains, not only
  * the one the stream was opened to: the sender is what authentication
- * proves, and every domain here accepts stanzas from it (XEP-0220 §4.3
+ * proves, and every domain here accepts stanzas from it (XEP-0220 §2.7.2
  * target multiplexing, which we accept without asking).
  */
 static void in_stanza(struct s2s *s, struct xml_elem *x, struct arena *a)
