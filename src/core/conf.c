@@ -1061,6 +1061,22 @@ int conf_find_component(const struct config *c, const char *domain,
 	return -1;
 }
 
+int conf_find_domain(const struct config *c, const char *domain, size_t len)
+{
+	int i = conf_find_host(c, domain, len);
+	if (i >= 0)
+		return i;
+	i = conf_find_component(c, domain, len);
+	return i < 0 ? -1 : (int)c->nhosts + i;
+}
+
+const char *conf_domain_name(const struct config *c, size_t idx)
+{
+	if (idx < c->nhosts)
+		return c->hosts[idx];
+	return c->components[idx - c->nhosts].domain;
+}
+
 /* --- the reference --- */
 
 static void write_type(FILE *out, const struct opt *o)

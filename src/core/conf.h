@@ -114,6 +114,17 @@ int conf_find_host(const struct config *c, const char *host, size_t len);
 /* Index of domain in c->components or -1; domain must be nameprep'd. */
 int conf_find_component(const struct config *c, const char *domain,
 			size_t len);
+/* The domains we serve, for server-to-server: the hosts, then the
+ * components (XEP-0114), whose stanzas federate like a host's. Index of
+ * domain (nameprep'd) in that list: a host's index, nhosts + a
+ * component's index, or -1. */
+int conf_find_domain(const struct config *c, const char *domain, size_t len);
+/* Number of such domains, and the name of one (idx below that number). */
+static inline size_t conf_ndomains(const struct config *c)
+{
+	return c->nhosts + c->ncomponents;
+}
+const char *conf_domain_name(const struct config *c, size_t idx);
 /* Writes the Markdown reference of every key (docs/config.md). */
 void conf_write_reference(FILE *out);
 

@@ -25,8 +25,11 @@
 #include "resolve.h"
 #include "tls.h"
 
+/* Indexed by local domain (conf_find_domain): the hosts, then the
+ * components, whose entries share a host's contexts (component_ctx). */
 static SSL_CTX **host_ctx;
 static SSL_CTX **client_ctx;   /* s2s: outgoing, our certificate per host */
+static size_t nctx;
 static X509_STORE *trust;      /* s2s: authorities for peers' certificates */
 static const struct config *tls_conf;
 
@@ -53,7 +56,8 @@ static int on_servername(SSL *ssl, int *alert, void *arg)
 	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
 	if (name == NULL)
 		return SSL_TLSEXT_ERR_OK;
-	int idx = conf_find_host(tls_conf, name, strlen(name));
+	/* a component's domain too: other servers reach it over s2s */
+	int idx = conf_find_domain(tls_conf, name, strlen(name));
 	if (idx >= 0 && SSL_get_SSL_CTX(ssl) != host_ctx[idx])
 		SSL_set_SSL_CTX(ssl, host_ctx[idx]);
 	return SSL_TLSEXT_ERR_OK;
@@ -292,11 +296,57 @@ static int trust_init(const struct config *conf, char **error_r)
 	return 0;
 }
 
+/*
+ * Which host's certificate a component presents (incoming s2s, SNI) and
+ * offers (outgoing, SASL EXTERNAL): components have no certificate of
+ * their own, as with Prosody and ejabberd, where a host's certificate
+ * lists its services' names. The first host whose certificate names the
+ * component's domain (SASL EXTERNAL works); else the host the domain is a
+ * subdomain of (the longest such), else the default host: a certificate
+ * that does not verify for the component, which peers then authenticate
+ * by dialback.
+ */
+static size_t component_host(const struct config *conf, const char *domain)
+{
+	for (size_t i = 0; i < conf->nhosts; i++) {
+		X509 *x = SSL_CTX_get0_certificate(host_ctx[i]);
+		if (x != NULL &&
+		    X509_check_host(x, domain, 0,
+				    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS,
+				    NULL) == 1)
+			return i;
+	}
+	size_t best = 0, best_len = 0, dlen = strlen(domain);
+	for (size_t i = 0; i < conf->nhosts; i++) {
+		size_t hlen = strlen(conf->hosts[i]);
+		if (hlen + 1 < dlen && hlen > best_len &&
+		    domain[dlen - hlen - 1] == '.' &&
+		    strcmp(domain + dlen - hlen, conf->hosts[i]) == 0) {
+			best = i;
+			best_len = hlen;
+		}
+	}
+	return best;
+}
+
+static void component_ctx(const struct config *conf)
+{
+	for (size_t i = 0; i < conf->ncomponents; i++) {
+		size_t h = component_host(conf, conf->components[i].domain);
+		size_t d = conf->nhosts + i;
+		BUG_ON(SSL_CTX_up_ref(host_ctx[h]) != 1 ||
+		       SSL_CTX_up_ref(client_ctx[h]) != 1);
+		host_ctx[d] = host_ctx[h];
+		client_ctx[d] = client_ctx[h];
+	}
+}
+
 int tls_init(const struct config *conf, char **error_r)
 {
 	tls_conf = conf;
-	host_ctx = xcalloc(conf->nhosts, sizeof(*host_ctx));
-	client_ctx = xcalloc(conf->nhosts, sizeof(*client_ctx));
+	nctx = conf_ndomains(conf);
+	host_ctx = xcalloc(nctx, sizeof(*host_ctx));
+	client_ctx = xcalloc(nctx, sizeof(*client_ctx));
 	if (trust_init(conf, error_r) < 0) {
 		tls_fini();
 		return -1;
@@ -320,6 +370,7 @@ int tls_init(const struct config *conf, char **error_r)
 			return -1;
 		}
 	}
+	component_ctx(conf);
 	return 0;
 }
 
@@ -327,7 +378,7 @@ void tls_fini(void)
 {
 	if (host_ctx == NULL)
 		return;
-	for (size_t i = 0; i < tls_conf->nhosts; i++) {
+	for (size_t i = 0; i < nctx; i++) {
 		SSL_CTX_free(host_ctx[i]);
 		SSL_CTX_free(client_ctx[i]);
 	}
@@ -341,7 +392,7 @@ void tls_fini(void)
 
 static SSL *client_ssl(size_t host_idx, const char *domain, bool direct)
 {
-	BUG_ON(client_ctx == NULL || host_idx >= tls_conf->nhosts);
+	BUG_ON(client_ctx == NULL || host_idx >= nctx);
 	SSL *ssl = SSL_new(client_ctx[host_idx]);
 	BUG_ON(ssl == NULL);
 	SSL_set_connect_state(ssl);
@@ -451,7 +502,7 @@ bool tls_peer_verified(SSL *ssl, const char *domain, const char **why_r)
 
 SSL *tls_new_server(size_t host_idx)
 {
-	BUG_ON(host_ctx == NULL || host_idx >= tls_conf->nhosts);
+	BUG_ON(host_ctx == NULL || host_idx >= nctx);
 	SSL *ssl = SSL_new(host_ctx[host_idx]);
 	BUG_ON(ssl == NULL);
 	SSL_set_accept_state(ssl);

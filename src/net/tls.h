@@ -3,9 +3,13 @@
  *
  * One SSL_CTX per host, TLS 1.2 and later only, SSL_MODE_RELEASE_BUFFERS so
  * an idle connection holds no record buffers. The client's SNI picks the
- * host's context. A host without configured files gets a self-signed
- * ECDSA P-256 certificate created on first start in DATA_DIR/certs/HOST.pem
- * (+ HOST.key, mode 0600) and reused afterwards.
+ * host's context. Contexts are indexed by local domain (conf_find_domain):
+ * the hosts, then the components, which other servers reach over s2s and
+ * which present a host's certificate (the first whose certificate names
+ * them, else their parent host's, else the default host's). A host
+ * without configured files gets a self-signed ECDSA P-256 certificate
+ * created on first start in DATA_DIR/certs/HOST.pem (+ HOST.key, mode
+ * 0600) and reused afterwards.
  *
  * Channel bindings for SCRAM-*-PLUS: tls-exporter (RFC 9266, TLS 1.3 only),
  * tls-server-end-point (RFC 5929 §4) and tls-unique (RFC 5929 §3, TLS 1.2).
@@ -35,9 +39,9 @@ void tls_fini(void);
  * bench/sizes, which measures what such a context costs per connection. */
 SSL_CTX *tls_ctx_new(const char *cert, const char *key, char **error_r);
 
-/* A server-side SSL for a new connection, starting on host's context (the
- * stream's 'to' host for STARTTLS, the default host for direct TLS; SNI may
- * switch it). Never NULL. */
+/* A server-side SSL for a new connection, starting on the context of local
+ * domain host_idx (the stream's 'to' for STARTTLS, the default host for
+ * direct TLS; SNI may switch it). Never NULL. */
 SSL *tls_new_server(size_t host_idx);
 
 /* DANE for an outgoing connection (RFC 6698, RFC 7673): the TLSA records
@@ -50,8 +54,8 @@ struct tls_dane {
 	size_t nrecs;
 };
 
-/* Server-to-server. An SSL for an outgoing connection from our host
- * host_idx to domain (SNI), offering the host's certificate (for SASL
+/* Server-to-server. An SSL for an outgoing connection from our local
+ * domain host_idx to domain (SNI), offering its certificate (for SASL
  * EXTERNAL); direct: XEP-0368 direct TLS (ALPN xmpp-server). With dane
  * (may be NULL), the peer is authenticated by OpenSSL's DANE support
  * instead of PKIX alone; *dane_r tells whether any record was usable

@@ -64,7 +64,7 @@ struct s2s {
 	struct xml_stream *xs;
 	bool out;
 	enum s2s_phase phase;
-	size_t host_idx;
+	size_t host_idx;  /* our domain: conf_find_domain (host or component) */
 	char *remote;     /* the peer's domain; NULL until known (in) */
 	char id[STREAM_ID_LEN + 1]; /* in: ours */
 	char *peer_id;    /* out: the peer's (of its latest header) */
@@ -140,7 +140,7 @@ static unsigned char db_hkey[32]; /* XEP-0185: SHA256 of a per-start secret */
 
 static const char *host_of(const struct s2s *s)
 {
-	return server.conf->hosts[s->host_idx];
+	return conf_domain_name(server.conf, s->host_idx);
 }
 
 /* Log lines name a stream "out HOST -> REMOTE" or "in REMOTE -> HOST",
@@ -462,7 +462,7 @@ static void route_start(struct s2s_route *r)
 static struct s2s_route *route_find(struct shard *sh, size_t host_idx,
 				    const char *remote, bool create)
 {
-	char *key = route_key(server.conf->hosts[host_idx], remote);
+	char *key = route_key(conf_domain_name(server.conf, host_idx), remote);
 	struct s2s_route *r = hmap_get(&routes[sh->id], str_c(key));
 	if (r != NULL || !create) {
 		free(key);
@@ -576,7 +576,7 @@ static void on_route_msg(struct shard *sh, struct shard_msg *m)
 static void route_post(size_t host_idx, const char *remote,
 		       struct stanza *st, struct verify_req *v)
 {
-	char *key = route_key(server.conf->hosts[host_idx], remote);
+	char *key = route_key(conf_domain_name(server.conf, host_idx), remote);
 	unsigned owner = owner_of(key);
 	free(key);
 	if (owner == shard_self->id) {
@@ -594,10 +594,14 @@ static void route_post(size_t host_idx, const char *remote,
 
 void s2s_route(struct stanza *st)
 {
-	int h = conf_find_host(server.conf, st->from.domain.p,
-			       st->from.domain.len);
+	/* A component's stanzas leave through s2s like a host's: the
+	 * stream is from its domain (XEP-0220 §1.3, §2.7.1: what a stream
+	 * authenticates is a domain pair; a service is a sender domain of
+	 * its own). */
+	int h = conf_find_domain(server.conf, st->from.domain.p,
+				 st->from.domain.len);
 	if (h < 0) {
-		/* Only our own hosts' traffic leaves through s2s. */
+		/* Only our own domains' traffic leaves through s2s. */
 		route_bounce(st, STANZA_ERR_REMOTE_SERVER_NOT_FOUND, NULL);
 		return;
 	}
@@ -951,8 +955,11 @@ static void in_stream_open(struct s2s *s, const struct xml_elem *hdr)
 	struct arena *a = arena_new(0);
 	struct str prepped;
 	const char *why;
+	/* RFC 6120 §4.7.2: 'to' is any domain we serve, a component's
+	 * included (the remote server reaches it like one of our hosts;
+	 * XEP-0220 §2.7: services at subdomains are domain pairs too). */
 	if (to.p != NULL && jid_nameprep(a, to, &prepped, &why) == 0)
-		h = conf_find_host(server.conf, prepped.p, prepped.len);
+		h = conf_find_domain(server.conf, prepped.p, prepped.len);
 	if (h >= 0) {
 		s->host_idx = (size_t)h;
 		s->host_known = true;
@@ -1027,7 +1034,9 @@ static void in_db_result(struct s2s *s, struct xml_elem *x, struct arena *a)
 	struct str key = xml_text(a, x);
 	struct str prepped;
 	const char *why;
-	int h = to.p ? conf_find_host(server.conf, to.p, to.len) : -1;
+	int h = -1;
+	if (to.p != NULL && jid_nameprep(a, to, &prepped, &why) == 0)
+		h = conf_find_domain(server.conf, prepped.p, prepped.len);
 	if (!server.conf->s2s.dialback || s->db_pending || h < 0 ||
 	    from.p == NULL || jid_nameprep(a, from, &prepped, &why) < 0 ||
 	    (s->remote != NULL && !str_eq_c(prepped, s->remote)) ||
@@ -1102,7 +1111,9 @@ static void in_db_verify(struct s2s *s, struct xml_elem *x, struct arena *a)
 		return;
 	}
 	char *f = str_xdup(from), *t = str_xdup(to), *i = str_xdup(id);
-	bool ok = conf_find_host(server.conf, to.p, to.len) >= 0 &&
+	/* A component's domain is authoritative here too: the keys of its
+	 * outgoing streams are ours. */
+	bool ok = conf_find_domain(server.conf, to.p, to.len) >= 0 &&
 		  db_key_ok(f, t, i, key);
 	send_db(s, "verify", t, f, i, ok ? "valid" : "invalid", NULL);
 	conn_debug(&s->conn, S2S_FMT ": our key for %s -> %s is %s",
@@ -1112,8 +1123,18 @@ static void in_db_verify(struct s2s *s, struct xml_elem *x, struct arena *a)
 	free(i);
 }
 
-/* RFC 6120 §8.1.1.1, §13.9.3: a stanza from a server must carry to and
- * from, from in the domain the peer authenticated, to one of ours. */
+/*
+ * RFC 6120 §8.1.1.1, §13.9.3: a stanza from a server must carry to and
+ * from (else <improper-addressing/>, §4.9.3.7), from in the domain the
+ * peer authenticated (else <invalid-from/>, §4.9.3.9: "does not match ...
+ * [a] validated domain as negotiated between two servers using SASL or
+ * Server Dialback"), to a domain we serve (else <host-unknown/>, §4.9.3.6:
+ * not "an FQDN that is serviced by the receiving entity"; Prosody closes
+ * with the same condition). The 'to' may be any of our domains, not only
+ * the one the stream was opened to: the sender is what authentication
+ * proves, and every domain here accepts stanzas from it (XEP-0220 §2.7.2
+ * target multiplexing, which we accept without asking).
+ */
 static void in_stanza(struct s2s *s, struct xml_elem *x, struct arena *a)
 {
 	struct str from = xml_attr_get(x, "from");
@@ -1134,9 +1155,9 @@ static void in_stanza(struct s2s *s, struct xml_elem *x, struct arena *a)
 			    "not the domain you authenticated as");
 		return;
 	}
-	if (conf_find_host(server.conf, jt.domain.p, jt.domain.len) < 0) {
+	if (conf_find_domain(server.conf, jt.domain.p, jt.domain.len) < 0) {
 		arena_destroy(&a);
-		stream_fail(s, STREAM_ERR_HOST_UNKNOWN, "not a host of ours");
+		stream_fail(s, STREAM_ERR_HOST_UNKNOWN, "not a domain of ours");
 		return;
 	}
 	rename_ns(x, NS_SERVER, NS_CLIENT);

@@ -109,7 +109,7 @@ class TestCA:
              '-addext', 'keyUsage=critical,keyCertSign,cRLSign'])
 
     @staticmethod
-    def _san(domain, xmpp_addr=False):
+    def _san(domain, xmpp_addr=False, also=()):
         """RFC 6120 §13.7.1.2: a DNS-ID and the SRV-ID of the
         _xmpp-server service. An id-on-xmppAddr is only added when asked
         for: ejabberd 23.01 (p1_xmpp 1.6.1, get_domains_from_san) crashes
@@ -119,21 +119,25 @@ class TestCA:
             f'otherName:{OID_SRVNAME};IA5:_xmpp-server.{domain}'
         if xmpp_addr:
             san += f',otherName:{OID_XMPPADDR};UTF8:{domain}'
+        for name in also:
+            san += f',DNS:{name},otherName:{OID_SRVNAME};' \
+                f'IA5:_xmpp-server.{name}'
         return san
 
     def _paths(self, name):
         return self.root / f'{name}.crt', self.root / f'{name}.key'
 
-    def issue(self, domain, name=None, xmpp_addr=False):
-        """(cert, key) for `domain`, signed by this CA. The certificate is
-        for both TLS server and client use: a server presents it on its
-        outgoing s2s connections too (SASL EXTERNAL)."""
+    def issue(self, domain, name=None, xmpp_addr=False, also=()):
+        """(cert, key) for `domain` (and the domains `also`, a host's
+        services), signed by this CA. The certificate is for both TLS
+        server and client use: a server presents it on its outgoing s2s
+        connections too (SASL EXTERNAL)."""
         crt, key = self._paths(name or domain)
         run(['openssl', 'req', '-x509', '-nodes', '-newkey', 'ec',
              '-pkeyopt', 'ec_paramgen_curve:P-256', '-days', '2',
              '-CA', self.cert, '-CAkey', self.key,
              '-keyout', key, '-out', crt, '-subj', f'/CN={domain}',
-             '-addext', self._san(domain, xmpp_addr),
+             '-addext', self._san(domain, xmpp_addr, also),
              '-addext', 'basicConstraints=critical,CA:FALSE',
              '-addext', 'keyUsage=critical,digitalSignature',
              '-addext', 'extendedKeyUsage=serverAuth,clientAuth'])

@@ -640,6 +640,15 @@ static void test_components(void **state)
 	assert_int_equal(conf_find_component(c, "other.example", 13), 1);
 	assert_int_equal(conf_find_component(c, "gw.localhos", 11), -1);
 	assert_int_equal(conf_find_component(c, "localhost", 9), -1);
+	/* s2s's domains: the hosts, then the components */
+	assert_int_equal(conf_ndomains(c), 3);
+	assert_int_equal(conf_find_domain(c, "localhost", 9), 0);
+	assert_int_equal(conf_find_domain(c, "gw.localhost", 12), 1);
+	assert_int_equal(conf_find_domain(c, "other.example", 13), 2);
+	assert_int_equal(conf_find_domain(c, "nowhere.example", 15), -1);
+	assert_string_equal(conf_domain_name(c, 0), "localhost");
+	assert_string_equal(conf_domain_name(c, 1), "gw.localhost");
+	assert_string_equal(conf_domain_name(c, 2), "other.example");
 	conf_free(c);
 
 	/* none by default; an empty list is fine */
