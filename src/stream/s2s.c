@@ -47,6 +47,9 @@
 #define NS_BIDI_FEATURE "urn:xmpp:features:bidi"
 #define DB_KEY_LEN 64 /* hex of HMAC-SHA256 */
 #define MAX_ADDRS 32
+/* The longest stream id we keep of a peer: ours are STREAM_ID_LEN, but
+ * others use UUIDs (Prosody: 36) or hashes (40 and more). */
+#define PEER_ID_MAX 128
 
 enum s2s_phase {
 	S2S_CONNECTING, /* out: TCP (and direct TLS) */
@@ -64,7 +67,7 @@ struct s2s {
 	enum s2s_phase phase;
 	size_t host_idx;
 	char *remote;     /* the peer's domain; NULL until known (in) */
-	char id[STREAM_ID_LEN + 1]; /* in: ours; out: the peer's */
+	char id[PEER_ID_MAX + 1]; /* in: ours; out: the peer's */
 	bool header_sent, reset_pending, discard_rest;
 	bool verified;    /* the peer's certificate holds for remote */
 	bool sasl_done;   /* out: EXTERNAL succeeded, features follow */
@@ -1235,18 +1238,18 @@ static enum xml_cb_ret on_stream_open(void *ud, const struct xml_elem *hdr,
 			    "default namespace must be jabber:server");
 	} else if (s->out) {
 		struct str id = xml_attr_get(hdr, "id");
-		if (id.p == NULL || id.len == 0 || id.len > STREAM_ID_LEN * 4) {
+		if (id.p == NULL || id.len == 0) {
 			stream_fail(s, STREAM_ERR_INVALID_XML,
 				    "the stream has no id");
+		} else if (id.len > PEER_ID_MAX) {
+			/* The id keys dialback, so it is kept whole. (The
+			 * buffer was STREAM_ID_LEN, which refused every
+			 * Prosody: its ids are 36-character UUIDs.) */
+			stream_fail(s, STREAM_ERR_INVALID_XML,
+				    "stream id too long");
 		} else {
-			/* The id keys dialback, so keep it whole. */
-			size_t n = id.len < sizeof(s->id) - 1 ? id.len
-							      : sizeof(s->id) - 1;
-			memcpy(s->id, id.p, n);
-			s->id[n] = '\0';
-			if (id.len != n)
-				stream_fail(s, STREAM_ERR_INVALID_XML,
-					    "stream id too long");
+			memcpy(s->id, id.p, id.len);
+			s->id[id.len] = '\0';
 		}
 	} else {
 		in_stream_open(s, hdr);

@@ -1,0 +1,269 @@
+"""XEP-0288 bidirectional server-to-server streams.
+
+Each server runs on its own loopback address (port 5269 there) with a
+certificate from the federation harness's test CA, which every server
+trusts, so the streams authenticate with SASL EXTERNAL; names come from the
+harness's hosts file and DNS server. What is counted is TCP connections:
+`ss` lists the established sockets of a stanzad process, and those on its
+own s2s address (incoming) or to the other server's (outgoing) are the
+server-to-server connections between the two.
+
+- stanzad <-> stanzad, bidi on both: messages both ways, an iq each way to
+  the other server, all over one connection (two shards, so the incoming
+  stream and the route it carries may live on different shards); the logs
+  say which stream was made bidirectional.
+- bidi off on either side: the same traffic takes two connections.
+- stanzad <-> Prosody 0.12 with mod_s2s_bidi, whichever server connects
+  first: messages both ways over one connection.
+- stanzad <-> ejabberd 23.01, which has no XEP-0288: federation works both
+  ways with bidi on, over two connections.
+"""
+
+import asyncio
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from clients import connect, disconnect, send_and_receive
+from conftest import Server, _servers_key
+from federation import XMPP_S2S_PORT
+
+USERS = {'alice': 'alice-secret', 'bob': 'bob-secret'}
+WAIT = 20.0
+
+
+class S2SServer(Server):
+    """A stanzad serving `domain` on an address of the federation's, with
+    an s2s listener there, a certificate of the test CA, and accounts in
+    that domain."""
+
+    def __init__(self, root, fed, domain, s2s, shards):
+        self.domain = domain
+        self.address = fed.add_host(domain)
+        crt, key = fed.ca.issue(domain)
+        super().__init__(root, {
+            'hosts': [{'name': domain,
+                       'tls': {'cert': str(crt), 'key': str(key)}}],
+            'shards': shards,
+            'dns': fed.dns_config(),
+            's2s': {'ca_file': str(fed.ca.cert), **s2s},
+        })
+        self.config['listeners'].append(
+            {'type': 's2s', 'address': self.address,
+             'port': XMPP_S2S_PORT})
+        self.config_path.write_text(
+            yaml.safe_dump(self.config, sort_keys=False))
+
+    def add_user(self, user, password):
+        self.ctl('user', 'add', f'{user}@{self.domain}',
+                 stdin=password + '\n')
+        self.passwords[user] = password
+
+    def jid(self, user, resource=None):
+        return f'{user}@{self.domain}' + (f'/{resource}' if resource else '')
+
+
+@pytest.fixture
+def stanzads(request, tmp_path):
+    """start(fed, domain, shards=1, **s2s) -> a running S2SServer with the
+    USERS; each is stopped at teardown and must exit cleanly."""
+    servers = []
+    request.node.stash[_servers_key] = servers
+
+    def start(fed, domain, shards=1, **s2s):
+        srv = S2SServer(tmp_path / f'server{len(servers)}', fed, domain,
+                        s2s, shards)
+        servers.append(srv)
+        srv.start()
+        for user, password in USERS.items():
+            srv.add_user(user, password)
+        return srv
+
+    yield start
+    problems = []
+    for i, srv in enumerate(servers):
+        srv.stop()
+        problems += [f'server #{i}: {p}' for p in srv.problems]
+    if problems:
+        pytest.fail('\n'.join(problems), pytrace=False)
+
+
+# ---- counting connections ---------------------------------------------------
+
+SS_LINE = re.compile(r'^\S+\s+\S+\s+(\S+):(\d+)\s+(\S+):(\d+)\s+(.*)$')
+
+
+def sockets_of(pid):
+    """(local, remote) of the established TCP sockets of process pid, as
+    ('addr', port) pairs."""
+    out = subprocess.run(['ss', '-tnpH', 'state', 'established'],
+                         capture_output=True, text=True, check=True,
+                         timeout=10).stdout
+    found = []
+    for line in out.splitlines():
+        m = SS_LINE.match(line.strip())
+        if m and re.search(rf'pid={pid},', m.group(5)):
+            found.append(((m.group(1), int(m.group(2))),
+                          (m.group(3), int(m.group(4)))))
+    return found
+
+
+def s2s_connections(srv, peer_address):
+    """The server-to-server connections of stanzad srv with the server on
+    peer_address: the incoming ones (to srv's s2s listener; only the peer
+    connects there) and the outgoing ones (to the peer's)."""
+    here = (srv.address, XMPP_S2S_PORT)
+    there = (peer_address, XMPP_S2S_PORT)
+    return [s for s in sockets_of(srv.proc.pid)
+            if s[0] == here or s[1] == there]
+
+
+async def settle_count(srv, peer_address, want, timeout=5.0):
+    """Waits until srv has `want` connections with the peer, and checks
+    that it stays so for a moment (a second connection opened late would
+    show)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        conns = s2s_connections(srv, peer_address)
+        if len(conns) == want:
+            await asyncio.sleep(0.5)
+            conns = s2s_connections(srv, peer_address)
+            if len(conns) == want:
+                return conns
+        if loop.time() > deadline:
+            raise AssertionError(f'{srv.domain}: {len(conns)} s2s '
+                                 f'connections, not {want}: {conns}')
+        await asyncio.sleep(0.1)
+
+
+async def traffic(a, b, a_domain, b_domain):
+    """A message a -> b first (that server connects), then b -> a, a -> b
+    again, and an iq ping from each client to the other's server."""
+    await send_and_receive(a, b, timeout=WAIT)
+    await send_and_receive(b, a, timeout=WAIT)
+    await send_and_receive(a, b, timeout=WAIT)
+    await a['xep_0199'].ping(b_domain, timeout=WAIT)
+    await b['xep_0199'].ping(a_domain, timeout=WAIT)
+
+
+# ---- stanzad <-> stanzad ------------------------------------------------------
+
+@pytest.mark.deadline(90)
+async def test_stanzad_pair_one_connection(federation, stanzads):
+    sa = stanzads(federation, 'a.example', shards=2)
+    sb = stanzads(federation, 'b.example', shards=2)
+    a = await connect(sa, 'alice', 'home')
+    b = await connect(sb, 'bob', 'work')
+    try:
+        await traffic(a, b, sa.domain, sb.domain)
+        # one TCP connection, a's outgoing one, b's incoming one
+        conns = await settle_count(sa, sb.address, 1)
+        assert conns[0][1] == (sb.address, XMPP_S2S_PORT), conns
+        await settle_count(sb, sa.address, 1)
+        # and more traffic both ways keeps to it
+        for _ in range(3):
+            await send_and_receive(b, a, timeout=WAIT)
+            await send_and_receive(a, b, timeout=WAIT)
+        await settle_count(sa, sb.address, 1)
+    finally:
+        await disconnect(a, b)
+    sa.wait_for_log(r's2s to b\.example ready \(SASL EXTERNAL, '
+                    r'bidirectional\)')
+    sb.wait_for_log(r's2s from a\.example: bidirectional, carries '
+                    r'b\.example -> a\.example')
+    # b never connected to a itself
+    assert 's2s to a.example ready' not in sb.log_text()
+    assert 's2s from b.example' not in sa.log_text()
+
+
+@pytest.mark.deadline(90)
+@pytest.mark.parametrize('off', ['initiator', 'receiver'])
+async def test_stanzad_pair_bidi_off(federation, stanzads, off):
+    """bidi off on the server that connects first (it does not ask) or on
+    the other one (it does not offer): each direction has its own
+    connection."""
+    sa = stanzads(federation, 'a.example', bidi=off != 'initiator')
+    sb = stanzads(federation, 'b.example', bidi=off != 'receiver')
+    a = await connect(sa, 'alice', 'home')
+    b = await connect(sb, 'bob', 'work')
+    try:
+        await traffic(a, b, sa.domain, sb.domain)
+        conns = await settle_count(sa, sb.address, 2)
+        # one each way
+        assert sorted(s[0] == (sa.address, XMPP_S2S_PORT)
+                      for s in conns) == [False, True], conns
+        await settle_count(sb, sa.address, 2)
+    finally:
+        await disconnect(a, b)
+    sa.wait_for_log(r's2s to b\.example ready \(SASL EXTERNAL\)')
+    sb.wait_for_log(r's2s to a\.example ready \(SASL EXTERNAL\)')
+    assert 'bidirectional' not in sa.log_text() + sb.log_text()
+
+
+# ---- stanzad <-> Prosody ------------------------------------------------------
+
+P_DOMAIN = 'prosody.example'
+
+
+@pytest.mark.deadline(120)
+@pytest.mark.parametrize('first', ['stanzad', 'prosody'])
+async def test_prosody_one_connection(federation, stanzads, first):
+    """Prosody 0.12 with mod_s2s_bidi: whichever server connects, the
+    other one sends over that connection too."""
+    p = federation.prosody(P_DOMAIN, trust_ca=True, bidi=True,
+                           users={'bob': 'bob-secret'})
+    federation.start(p)
+    sa = stanzads(federation, 'a.example', shards=2)
+    a = await connect(sa, 'alice', 'home')
+    try:
+        b = await connect(p, 'bob', 'work', mech=p.mech)
+    except BaseException:
+        await disconnect(a)
+        raise
+    try:
+        if first == 'stanzad':
+            await traffic(a, b, sa.domain, P_DOMAIN)
+        else:
+            await traffic(b, a, P_DOMAIN, sa.domain)
+        conns = await settle_count(sa, p.address, 1)
+        incoming = conns[0][0] == (sa.address, XMPP_S2S_PORT)
+        assert incoming == (first == 'prosody'), conns
+    finally:
+        await disconnect(a, b)
+    if first == 'stanzad':
+        sa.wait_for_log(rf's2s to {P_DOMAIN} ready \(SASL EXTERNAL, '
+                        rf'bidirectional\)')
+        p.wait_for_log(r'Requested bidirectional stream')
+    else:
+        sa.wait_for_log(rf's2s from {P_DOMAIN}: bidirectional, carries '
+                        rf'a\.example -> {P_DOMAIN}')
+        p.wait_for_log(r'Requesting bidirectional stream')
+
+
+# ---- stanzad <-> ejabberd -----------------------------------------------------
+
+@pytest.mark.deadline(120)
+async def test_ejabberd_without_bidi(federation, stanzads):
+    """ejabberd 23.01 offers no bidi: with it on, stanzad federates as
+    before, each server over its own connection."""
+    e = federation.ejabberd('ejabberd.example', trust_ca=True,
+                            users={'bob': 'bob-secret'})
+    federation.start(e)
+    sa = stanzads(federation, 'a.example')
+    a = await connect(sa, 'alice', 'home')
+    try:
+        b = await connect(e, 'bob', 'work', mech=e.mech)
+    except BaseException:
+        await disconnect(a)
+        raise
+    try:
+        await traffic(a, b, sa.domain, e.domain)
+        await settle_count(sa, e.address, 2)
+    finally:
+        await disconnect(a, b)
+    sa.wait_for_log(r's2s to ejabberd\.example ready \(SASL EXTERNAL\)')
+    sa.wait_for_log(r's2s from ejabberd\.example authenticated')
+    assert 'bidirectional' not in sa.log_text()
