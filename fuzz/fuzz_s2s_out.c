@@ -114,6 +114,12 @@ static const char config[] =
 	"log_level: error\n"
 	"s2s: { dialback: true, bidi: true }\n";
 
+static void on_check(uv_check_t *h)
+{
+	(void)h;
+	conn_flush_dirty(&sh);
+}
+
 static void init(void)
 {
 	char dir[] = P_tmpdir "/fuzz_s2s_out.XXXXXX";
@@ -136,6 +142,12 @@ static void init(void)
 	server.shards = &sh;
 	uv_loop_init(&sh.loop);
 	uv_idle_init(&sh.loop, &sh.idle);
+	/* The shard's tick, as in a real shard: output is flushed in the
+	 * loop's check phase, before the close callbacks of the same turn
+	 * free a connection (flushing after uv_run instead would touch one
+	 * freed with output still queued). */
+	uv_check_init(&sh.loop, &sh.check);
+	uv_check_start(&sh.check, on_check);
 	uv_mutex_init(&sh.lock);
 	sh.inbox_tail = &sh.inbox_head;
 	sh.dead = true; /* no wakeup handle: spin() drains the inbox */
@@ -165,14 +177,14 @@ static void drain_inbox(void)
 }
 
 /* Runs the loop a bounded number of turns, reading what the server
- * wrote (so it never blocks on a full socket). */
+ * wrote (so it never blocks on a full socket). Messages are handled
+ * before each turn, so what they write is flushed in it. */
 static void spin(int peer, int turns)
 {
 	char sink[65536];
 	for (int i = 0; i < turns; i++) {
-		uv_run(&sh.loop, UV_RUN_NOWAIT);
 		drain_inbox();
-		conn_flush_dirty(&sh);
+		uv_run(&sh.loop, UV_RUN_NOWAIT);
 		while (read(peer, sink, sizeof(sink)) > 0)
 			;
 	}
