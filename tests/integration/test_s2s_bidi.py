@@ -13,6 +13,9 @@ server-to-server connections between the two.
   stream and the route it carries may live on different shards); the logs
   say which stream was made bidirectional.
 - bidi off on either side: the same traffic takes two connections.
+- dialback (certificates not trusted): bidi both ways and traffic flows,
+  over two connections, since each server verifies the other's key over
+  a connection of its own.
 - stanzad <-> Prosody 0.12 with mod_s2s_bidi, whichever server connects
   first: messages both ways over one connection.
 - stanzad <-> ejabberd 23.01, which has no XEP-0288: federation works both
@@ -43,12 +46,16 @@ class S2SServer(Server):
         self.domain = domain
         self.address = fed.add_host(domain)
         crt, key = fed.ca.issue(domain)
+        # ca_file=None: the system's store, where the test CA is not
+        s2s = {'ca_file': str(fed.ca.cert), **s2s}
+        if s2s['ca_file'] is None:
+            del s2s['ca_file']
         super().__init__(root, {
             'hosts': [{'name': domain,
                        'tls': {'cert': str(crt), 'key': str(key)}}],
             'shards': shards,
             'dns': fed.dns_config(),
-            's2s': {'ca_file': str(fed.ca.cert), **s2s},
+            's2s': s2s,
         })
         self.config['listeners'].append(
             {'type': 's2s', 'address': self.address,
@@ -201,6 +208,26 @@ async def test_stanzad_pair_bidi_off(federation, stanzads, off):
     sa.wait_for_log(r's2s to b\.example ready \(SASL EXTERNAL\)')
     sb.wait_for_log(r's2s to a\.example ready \(SASL EXTERNAL\)')
     assert 'bidirectional' not in sa.log_text() + sb.log_text()
+
+
+@pytest.mark.deadline(90)
+async def test_stanzad_pair_dialback(federation, stanzads):
+    sa = stanzads(federation, 'a.example', ca_file=None, dialback=True)
+    sb = stanzads(federation, 'b.example', ca_file=None, dialback=True)
+    a = await connect(sa, 'alice', 'home')
+    b = await connect(sb, 'bob', 'work')
+    try:
+        await traffic(a, b, sa.domain, sb.domain)
+        await settle_count(sa, sb.address, 2)
+    finally:
+        await disconnect(a, b)
+    # each stream asked for bidi and authenticated by dialback; each was
+    # attached at its receiver
+    sa.wait_for_log(r's2s to b\.example ready \(dialback, bidirectional\)')
+    sb.wait_for_log(r's2s to a\.example ready \(dialback, bidirectional\)')
+    sa.wait_for_log(r's2s from b\.example: bidirectional')
+    sb.wait_for_log(r's2s from a\.example: bidirectional')
+    assert 'SASL EXTERNAL' not in sa.log_text() + sb.log_text()
 
 
 # ---- stanzad <-> Prosody ------------------------------------------------------
