@@ -8,6 +8,9 @@ harness's hosts file and DNS server. What is counted is TCP connections:
 own s2s address (incoming) or to the other server's (outgoing) are the
 server-to-server connections between the two.
 
+- The offer: an incoming stream's features carry
+  <bidi xmlns='urn:xmpp:features:bidi'/> (before TLS too), unless
+  s2s.bidi is off; asking before TLS is refused.
 - stanzad <-> stanzad, bidi on both: messages both ways, an iq each way to
   the other server, all over one connection (two shards, so the incoming
   stream and the route it carries may live on different shards); the logs
@@ -24,7 +27,9 @@ server-to-server connections between the two.
 
 import asyncio
 import re
+import socket
 import subprocess
+import time
 
 import pytest
 import yaml
@@ -154,6 +159,51 @@ async def traffic(a, b, a_domain, b_domain):
     await send_and_receive(a, b, timeout=WAIT)
     await a['xep_0199'].ping(b_domain, timeout=WAIT)
     await b['xep_0199'].ping(a_domain, timeout=WAIT)
+
+
+# ---- the offer ------------------------------------------------------------------
+
+def s2s_open(srv, send=''):
+    """Opens a server stream to srv as other.example (plaintext, before
+    STARTTLS), sends `send` after the header; returns all srv sent until
+    it closed the stream or 5 s passed."""
+    with socket.create_connection((srv.address, XMPP_S2S_PORT),
+                                  timeout=5) as sock:
+        sock.sendall(
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+            "xmlns:stream='http://etherx.jabber.org/streams' "
+            f"from='other.example' to='{srv.domain}' version='1.0'>"
+            .encode())
+        got = b''
+        deadline = time.monotonic() + 5
+        while b'</stream:features>' not in got:
+            assert time.monotonic() < deadline, got
+            got += sock.recv(4096)
+        if send:
+            sock.sendall(send.encode())
+            try:
+                while (chunk := sock.recv(4096)) and \
+                        time.monotonic() < deadline:
+                    got += chunk
+            except socket.timeout:
+                pass
+        return got.decode()
+
+
+@pytest.mark.parametrize('bidi', [True, False])
+def test_offer(federation, stanzads, bidi):
+    srv = stanzads(federation, 'a.example', bidi=bidi)
+    got = s2s_open(srv)
+    assert "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'>" in got, got
+    offered = "<bidi xmlns='urn:xmpp:features:bidi'/>" in got
+    assert offered == bidi, got
+
+
+def test_bidi_before_tls_refused(federation, stanzads):
+    """XEP-0288 §2: STARTTLS first."""
+    srv = stanzads(federation, 'a.example')
+    got = s2s_open(srv, "<bidi xmlns='urn:xmpp:bidi'/>")
+    assert '<policy-violation' in got and '</stream:stream>' in got, got
 
 
 # ---- stanzad <-> stanzad ------------------------------------------------------
