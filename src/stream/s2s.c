@@ -1196,8 +1196,10 @@ static void in_stanza(struct s2s *s, struct xml_elem *x, struct arena *a)
 			    "not the domain you authenticated as");
 		return;
 	}
-	if (s->out ? !str_eq_c(jt.domain, host_of(s))
-		   : conf_find_host(server.conf, jt.domain.p, jt.domain.len) < 0) {
+	bool ours = s->out ? str_eq_c(jt.domain, host_of(s))
+			   : conf_find_host(server.conf, jt.domain.p,
+					    jt.domain.len) >= 0;
+	if (!ours) {
 		arena_destroy(&a);
 		stream_fail(s, STREAM_ERR_HOST_UNKNOWN, "not a host of ours");
 		return;
