@@ -195,6 +195,10 @@ static const struct opt opts[] = {
 	  .doc = "Authenticate with Server Dialback (XEP-0220, over TLS "
 		 "only) when a certificate does not verify. `false`: only "
 		 "servers with valid certificates (SASL EXTERNAL) federate." },
+	{ "s2s", "bidi", OPT_BOOL, CONF(s2s.bidi), .def = "true",
+	  .doc = "Bidirectional server streams (XEP-0288): one connection "
+		 "carries stanzas both ways with a server that supports them. "
+		 "`false`: each direction opens its own connection." },
 	{ "s2s", "connect_timeout", OPT_DURATION,
 	  CONF(s2s.connect_timeout_ms), .def = "10s", .min = SEC,
 	  .max = 10 * MIN,

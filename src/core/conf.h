@@ -77,6 +77,7 @@ struct dns_conf {
 struct s2s_conf {
 	char *ca_file;        /* PEM trust store; NULL: the system's */
 	bool dialback;        /* XEP-0220 when certificates do not verify */
+	bool bidi;            /* XEP-0288 bidirectional streams */
 	unsigned connect_timeout_ms; /* DNS, connect, TLS and auth; 10 s */
 	unsigned idle_timeout_ms;    /* no stanza either way; 10 min */
 	unsigned max_queue;   /* stanzas held per domain while connecting */

@@ -43,6 +43,8 @@
 
 #define NS_DIALBACK "jabber:server:dialback"
 #define NS_DIALBACK_FEATURE "urn:xmpp:features:dialback"
+#define NS_BIDI "urn:xmpp:bidi"
+#define NS_BIDI_FEATURE "urn:xmpp:features:bidi"
 #define DB_KEY_LEN 64 /* hex of HMAC-SHA256 */
 #define MAX_ADDRS 32
 /* The peer's stream id keys dialback, so it is kept whole. RFC 6120 §4.7.3
@@ -78,6 +80,10 @@ struct s2s {
 	bool direct_tls;
 	bool dane;        /* out: TLS checks the peer against TLSA records */
 	unsigned target;  /* out: index in route->targets */
+	/* XEP-0288: out: we asked for it, so the peer may send stanzas on
+	 * this stream too; in: the peer asked, so once it authenticated the
+	 * stream carries our stanzas for its domain as well (attached). */
+	bool bidi, bidi_attached;
 	struct s2s_route *route; /* out: the route this stream carries */
 };
 
@@ -130,12 +136,18 @@ struct s2s_route {
 	uv_timer_t timer;            /* set-up deadline */
 	const char *why;             /* the last failure, for bounces */
 	bool timed_out;
+	/* XEP-0288: an incoming bidi stream of the peer that can carry the
+	 * stanzas when there is no ready outgoing stream (s). */
+	bool bidi;
+	unsigned bidi_shard;
+	uint64_t bidi_conn;
 };
 
 static const struct conn_ops s2s_ops;
 static const struct xml_stream_cbs s2s_xml_cbs;
 static struct xml_limits xml_limits;
 static struct hmap *routes; /* per shard: key -> struct s2s_route */
+static void (*receive)(struct stanza *st) = route; /* s2s_set_receiver */
 static unsigned char db_hkey[32]; /* XEP-0185: SHA256 of a per-start secret */
 
 static const char *host_of(const struct s2s *s)
@@ -366,17 +378,17 @@ static void route_on_timer_closed(uv_handle_t *h)
  * bounced (stanzas) or answered (verifies) with its failure. */
 static void route_drop(struct s2s_route *r)
 {
-	hmap_del(&routes[r->shard->id], str_c(r->key));
 	if (r->rr != NULL)
 		resolve_cancel(r->rr);
 	r->rr = NULL;
 	if (r->s != NULL)
 		r->s->route = NULL;
+	r->s = NULL;
 	enum stanza_err err = r->timed_out ? STANZA_ERR_REMOTE_SERVER_TIMEOUT
 					   : STANZA_ERR_REMOTE_SERVER_NOT_FOUND;
 	if (r->nqueue > 0)
 		log_info("s2s out %s -> %s: %zu stanzas bounced: %s",
-			 server.conf->hosts[r->host_idx], r->remote, r->nqueue,
+			 conf_domain_name(server.conf, r->host_idx), r->remote, r->nqueue,
 			 r->why ? r->why : "connection failed");
 	for (size_t i = 0; i < r->nqueue; i++)
 		if (r->shard->stopped_hook_ran)
@@ -386,6 +398,14 @@ static void route_drop(struct s2s_route *r)
 	r->nqueue = 0;
 	verifies_fail(&r->verifies);
 	verifies_fail(&r->sent);
+	if (r->bidi && !r->shard->stopped_hook_ran) {
+		/* XEP-0288: the peer's incoming stream still carries the
+		 * route; only our own stream (wanted for db:verify) failed. */
+		uv_timer_stop(&r->timer);
+		r->naddrs = r->next_addr = 0;
+		return;
+	}
+	hmap_del(&routes[r->shard->id], str_c(r->key));
 	uv_close((uv_handle_t *)&r->timer, route_on_timer_closed);
 }
 
@@ -426,7 +446,7 @@ static void on_resolved(void *arg, const struct resolve_result *res)
 		rt->dane = t->secure ? DANE_LOOKUP : DANE_NONE;
 		if (!t->secure)
 			log_debug("s2s out %s -> %s: %s:%u is not "
-				  "DNSSEC-secure, no DANE", server.conf->hosts[r->host_idx],
+				  "DNSSEC-secure, no DANE", conf_domain_name(server.conf, r->host_idx),
 				  r->remote, t->host, t->port);
 		for (size_t j = 0; j < t->naddrs && r->naddrs < MAX_ADDRS; j++) {
 			struct route_addr *a = &r->addrs[r->naddrs++];
@@ -459,25 +479,40 @@ static void route_start(struct s2s_route *r)
 	}
 }
 
-static struct s2s_route *route_find(struct shard *sh, size_t host_idx,
-				    const char *remote, bool create)
+/* A route in sh's table with no stream yet and nothing started. */
+static struct s2s_route *route_new(struct shard *sh, size_t host_idx,
+				   const char *remote)
 {
-	char *key = route_key(conf_domain_name(server.conf, host_idx), remote);
-	struct s2s_route *r = hmap_get(&routes[sh->id], str_c(key));
-	if (r != NULL || !create) {
-		free(key);
-		return r;
-	}
-	r = xcalloc(1, sizeof(*r));
-	r->key = key;
+	struct s2s_route *r = xcalloc(1, sizeof(*r));
+	r->key = route_key(conf_domain_name(server.conf, host_idx), remote);
 	r->host_idx = host_idx;
 	r->remote = xstrdup(remote);
 	r->shard = sh;
 	BUG_ON(uv_timer_init(&sh->loop, &r->timer) != 0);
 	r->timer.data = r;
 	hmap_put(&routes[sh->id], str_c(r->key), r);
+	return r;
+}
+
+/* The route host -> remote in sh's table; with create, a missing one is
+ * made and starts connecting. */
+static struct s2s_route *route_find(struct shard *sh, size_t host_idx,
+				    const char *remote, bool create)
+{
+	char *key = route_key(conf_domain_name(server.conf, host_idx), remote);
+	struct s2s_route *r = hmap_get(&routes[sh->id], str_c(key));
+	free(key);
+	if (r != NULL || !create)
+		return r;
+	r = route_new(sh, host_idx, remote);
 	route_start(r);
 	return r;
+}
+
+/* Neither connecting nor connected. */
+static bool route_idle(const struct s2s_route *r)
+{
+	return r->s == NULL && r->rr == NULL;
 }
 
 /* The stream can carry db:verify (TLS up, the peer's features seen). */
@@ -499,9 +534,10 @@ static void route_ready(struct s2s_route *r)
 {
 	struct s2s *s = r->s;
 	uv_timer_stop(&r->timer);
-	conn_log(LOG_LEVEL_INFO, &s->conn, S2S_FMT " authenticated by %s%s",
+	conn_log(LOG_LEVEL_INFO, &s->conn, S2S_FMT " authenticated by %s%s%s",
 		 S2S_ARGS(s), s->sasl_done ? "SASL EXTERNAL" : "dialback",
-		 s->dane ? " (peer verified by DANE)" : "");
+		 s->dane ? ", peer verified by DANE" : "",
+		 s->bidi ? ", bidirectional" : "");
 	for (size_t i = 0; i < r->nqueue; i++)
 		send_stanza(s, r->queue[i]);
 	r->nqueue = 0;
@@ -511,11 +547,20 @@ static void route_ready(struct s2s_route *r)
 	conn_set_timer(&s->conn, server.conf->s2s.idle_timeout_ms);
 }
 
+static void bidi_send(struct s2s_route *r, struct stanza *st);
+
+/* Our own stream when it is ready, else the peer's bidi stream (so a
+ * stream of ours that became ready after the peer's was attached takes
+ * over, and the peer's is used again when ours closed). */
 static void route_enqueue(struct s2s_route *r, struct stanza *st)
 {
 	if (r->s != NULL && r->s->phase == S2S_READY &&
 	    !conn_closing(&r->s->conn)) {
 		send_stanza(r->s, st);
+		return;
+	}
+	if (r->bidi) {
+		bidi_send(r, st);
 		return;
 	}
 	if (r->nqueue >= server.conf->s2s.max_queue) {
@@ -552,6 +597,12 @@ static void route_local(size_t host_idx, const char *remote,
 		v->next = r->verifies;
 		r->verifies = v;
 		route_send_verifies(r);
+		/* A route carried by the peer's bidi stream has no stream of
+		 * ours: db:verify goes over one (XEP-0288 §2 forbids the
+		 * stream the request came on; and a peer need not answer
+		 * db:verify on its own outgoing stream). */
+		if (route_idle(r))
+			route_start(r);
 	}
 }
 
@@ -615,6 +666,139 @@ void s2s_route(struct stanza *st)
 	route_post((size_t)h, remote, st, NULL);
 }
 
+/* ---- XEP-0288: the peer's incoming stream carries a route ---- */
+
+/*
+ * An incoming stream on which the peer asked for bidi is, once the peer
+ * authenticated, attached to the route (our host, the peer's domain) on
+ * the route's shard: a message with its (shard, connection id). Stanzas
+ * the route sends over it go to the stream's shard; one that finds the
+ * stream gone or closing comes back with a detach, so the route forgets
+ * the stream and sends the stanza the ordinary way (connecting). The
+ * stream's end detaches it too, keyed by connection id, so a stale detach
+ * never removes a newer stream.
+ */
+struct bidi_msg {
+	struct shard_msg m;
+	size_t host_idx;
+	char *remote;
+	unsigned shard;
+	uint64_t conn_id;
+	bool attach;       /* else the stream no longer carries the route */
+	struct stanza *st; /* detach: a stanza it could not send */
+};
+
+struct bidi_stanza_msg {
+	struct shard_msg m;
+	uint64_t conn_id;
+	size_t host_idx;
+	struct stanza *st;
+};
+
+static void on_bidi_msg(struct shard *sh, struct shard_msg *m);
+
+static void bidi_post(size_t host_idx, const char *remote, unsigned shard,
+		      uint64_t conn_id, bool attach, struct stanza *st)
+{
+	char *key = route_key(conf_domain_name(server.conf, host_idx), remote);
+	unsigned owner = owner_of(key);
+	free(key);
+	struct bidi_msg *bm = xcalloc(1, sizeof(*bm));
+	bm->m.fn = on_bidi_msg;
+	bm->host_idx = host_idx;
+	bm->remote = xstrdup(remote);
+	bm->shard = shard;
+	bm->conn_id = conn_id;
+	bm->attach = attach;
+	bm->st = st;
+	shard_post(&server.shards[owner], &bm->m);
+}
+
+static void bidi_attach(struct shard *sh, struct bidi_msg *bm)
+{
+	struct s2s_route *r = route_find(sh, bm->host_idx, bm->remote, false);
+	if (r == NULL)
+		r = route_new(sh, bm->host_idx, bm->remote);
+	r->bidi = true;
+	r->bidi_shard = bm->shard;
+	r->bidi_conn = bm->conn_id;
+	if (r->s != NULL && r->s->phase == S2S_READY)
+		return; /* our own stream carries it meanwhile */
+	/* What waited for our stream leaves now, in order; our stream's
+	 * set-up goes on (it may carry db:verify) and takes over when
+	 * ready. */
+	for (size_t i = 0; i < r->nqueue; i++)
+		bidi_send(r, r->queue[i]);
+	r->nqueue = 0;
+}
+
+static void bidi_detach(struct shard *sh, struct bidi_msg *bm)
+{
+	struct s2s_route *r = route_find(sh, bm->host_idx, bm->remote, false);
+	if (r != NULL && r->bidi && r->bidi_shard == bm->shard &&
+	    r->bidi_conn == bm->conn_id)
+		r->bidi = false;
+	if (bm->st != NULL)
+		route_local(bm->host_idx, bm->remote, bm->st, NULL);
+	else if (r != NULL && !r->bidi && route_idle(r) && r->nqueue == 0 &&
+		 r->verifies == NULL)
+		route_drop(r);
+}
+
+static void on_bidi_msg(struct shard *sh, struct shard_msg *m)
+{
+	struct bidi_msg *bm = (struct bidi_msg *)m;
+	if (sh->stopped_hook_ran)
+		stanza_free(&bm->st);
+	else if (bm->attach)
+		bidi_attach(sh, bm);
+	else
+		bidi_detach(sh, bm);
+	free(bm->remote);
+	free(bm);
+}
+
+/* On the stream's shard: writes st, or hands it back to the route. */
+static void bidi_deliver(unsigned shard_id, uint64_t conn_id,
+			 size_t host_idx, struct stanza *st)
+{
+	struct conn *c = hmap_get(&shard_self->conns, hmap_u64(&conn_id));
+	struct s2s *s = (struct s2s *)c;
+	if (c != NULL && c->ops == &s2s_ops && !conn_closing(c) && !s->out &&
+	    s->bidi_attached && s->phase == S2S_READY && s->header_sent) {
+		send_stanza(s, st);
+		return;
+	}
+	char remote[1024];
+	snprintf(remote, sizeof(remote), "%.*s", (int)st->to.domain.len,
+		 st->to.domain.p);
+	bidi_post(host_idx, remote, shard_id, conn_id, false, st);
+}
+
+static void on_bidi_stanza(struct shard *sh, struct shard_msg *m)
+{
+	struct bidi_stanza_msg *bs = (struct bidi_stanza_msg *)m;
+	if (sh->stopped_hook_ran)
+		stanza_free(&bs->st);
+	else
+		bidi_deliver(sh->id, bs->conn_id, bs->host_idx, bs->st);
+	free(bs);
+}
+
+static void bidi_send(struct s2s_route *r, struct stanza *st)
+{
+	if (r->bidi_shard == r->shard->id) {
+		bidi_deliver(r->bidi_shard, r->bidi_conn, r->host_idx, st);
+		return;
+	}
+	struct bidi_stanza_msg *bs = xcalloc(1, sizeof(*bs));
+	bs->m.fn = on_bidi_stanza;
+	bs->conn_id = r->bidi_conn;
+	bs->host_idx = r->host_idx;
+	bs->st = st;
+	shard_post(&server.shards[r->bidi_shard], &bs->m);
+}
+
 /* ---- outgoing streams ---- */
 
 /* XEP-0220 §2.1.1: ask the peer to verify us by dialback. */
@@ -643,7 +827,7 @@ static void on_tlsa(void *arg, const struct resolve_tlsa_result *res)
 		 * attacker may be hiding the records, so this server is not
 		 * to be used; others may be. */
 		log_info("s2s out %s -> %s: TLSA of _%u._tcp.%s: %s; not "
-			 "connecting there", server.conf->hosts[r->host_idx],
+			 "connecting there", conf_domain_name(server.conf, r->host_idx),
 			 r->remote, t->port, t->host,
 			 resolve_strerror(res->status));
 		t->dane = DANE_FAILED;
@@ -653,7 +837,7 @@ static void on_tlsa(void *arg, const struct resolve_tlsa_result *res)
 				 : "DANE: the TLSA lookup failed";
 	} else if (!res->secure || res->nrecords == 0) {
 		log_debug("s2s out %s -> %s: %s TLSA records at _%u._tcp.%s, "
-			  "no DANE", server.conf->hosts[r->host_idx], r->remote,
+			  "no DANE", conf_domain_name(server.conf, r->host_idx), r->remote,
 			  res->secure ? "no" : "insecure", t->port,
 			  t->host);
 		t->dane = DANE_NONE;
@@ -668,10 +852,24 @@ static void on_tlsa(void *arg, const struct resolve_tlsa_result *res)
 		t->nrecs = res->nrecords;
 		t->dane = DANE_ON;
 		log_debug("s2s out %s -> %s: %zu TLSA records at _%u._tcp.%s, "
-			  "DANE", server.conf->hosts[r->host_idx], r->remote,
+			  "DANE", conf_domain_name(server.conf, r->host_idx), r->remote,
 			  t->nrecs, t->port, t->host);
 	}
 	route_try_next(r);
+}
+
+/* The outgoing stream of r, before its connection exists. */
+static struct s2s *out_new(struct s2s_route *r)
+{
+	struct s2s *s = xcalloc(1, sizeof(*s));
+	s->out = true;
+	s->phase = S2S_CONNECTING;
+	s->host_idx = r->host_idx;
+	s->remote = xstrdup(r->remote);
+	s->xs = xml_stream_new(&xml_limits, &s2s_xml_cbs, s);
+	s->route = r;
+	r->s = s;
+	return s;
 }
 
 static void route_try_next(struct s2s_route *r)
@@ -698,16 +896,9 @@ static void route_try_next(struct s2s_route *r)
 		return;
 	}
 	struct route_addr *a = &r->addrs[r->next_addr++];
-	struct s2s *s = xcalloc(1, sizeof(*s));
-	s->out = true;
-	s->phase = S2S_CONNECTING;
-	s->host_idx = r->host_idx;
-	s->remote = xstrdup(r->remote);
+	struct s2s *s = out_new(r);
 	s->direct_tls = a->direct_tls;
 	s->target = a->target;
-	s->xs = xml_stream_new(&xml_limits, &s2s_xml_cbs, s);
-	s->route = r;
-	r->s = s;
 	int rc = conn_connect(&s->conn, r->shard, (struct sockaddr *)&a->sa,
 			      &s2s_ops, server.conf->limits.max_output,
 			      out_on_connected);
@@ -804,6 +995,12 @@ static void out_features(struct s2s *s, struct xml_elem *x)
 			    "the server's certificate does not verify");
 		return;
 	}
+	/* XEP-0288 §2: after TLS, before authenticating. */
+	if (server.conf->s2s.bidi && !s->bidi &&
+	    xml_child(x, NS_BIDI_FEATURE, "bidi") != NULL) {
+		write_str(s, "<bidi xmlns='" NS_BIDI "'/>");
+		s->bidi = true;
+	}
 	bool external = false;
 	struct xml_elem *mechs = xml_child(x, NS_SASL, "mechanisms");
 	if (mechs != NULL) {
@@ -879,9 +1076,33 @@ static void out_tls_ready(struct s2s *s)
 	send_header(s);
 }
 
+/* XEP-0220 §2.4: a dialback error answering the request x. */
+static void send_db_error(struct s2s *s, struct xml_elem *x,
+			  const char *condition)
+{
+	struct buf b = { 0 };
+	buf_append_c(&b, "<db:result from='");
+	buf_append_xml_escaped(&b, xml_attr_get(x, "to"), true);
+	buf_append_c(&b, "' to='");
+	buf_append_xml_escaped(&b, xml_attr_get(x, "from"), true);
+	buf_printf(&b, "' type='error'><error type='cancel'><%s xmlns='"
+		       NS_STANZA_ERRORS "'/></error></db:result>",
+		   condition);
+	write_buf(s, &b);
+	buf_reset(&b);
+}
+
 static void out_db_result(struct s2s *s, struct xml_elem *x)
 {
 	struct str type = xml_attr_get(x, "type");
+	if (s->bidi && s->phase == S2S_READY && type.p == NULL) {
+		/* XEP-0288 §2: on a bidi stream the receiving server may
+		 * ask to send for more of its domains by dialback. This
+		 * stream carries one domain pair only: a dialback error, so
+		 * the peer uses a connection of its own for that domain. */
+		send_db_error(s, x, "policy-violation");
+		return;
+	}
 	if (s->phase != S2S_AUTH || s->sasl_done) {
 		stream_fail(s, STREAM_ERR_NOT_AUTHORIZED, "unexpected db:result");
 		return;
@@ -919,6 +1140,9 @@ static void in_send_features(struct s2s *s)
 {
 	struct buf b = { 0 };
 	buf_append_c(&b, "<stream:features>");
+	/* XEP-0288 §2: offered before and after TLS; taken after it. */
+	if (server.conf->s2s.bidi && s->phase != S2S_READY)
+		buf_append_c(&b, "<bidi xmlns='" NS_BIDI_FEATURE "'/>");
 	if (s->phase == S2S_TLS) {
 		buf_append_c(&b, "<starttls xmlns='" NS_TLS
 				 "'><required/></starttls>");
@@ -945,6 +1169,22 @@ static void in_check_cert(struct s2s *s)
 	conn_debug(&s->conn, S2S_FMT ": certificate %s%s%s", S2S_ARGS(s),
 		   s->verified ? "verified" : "not verified", why ? ": " : "",
 		   why ? why : "");
+}
+
+/* The peer authenticated (and, after SASL, restarted the stream): with
+ * bidi, the stream now carries our stanzas for its domain too (XEP-0288
+ * §2: from the host it connected to, to the domain it proved). */
+static void in_ready(struct s2s *s)
+{
+	conn_set_timer(&s->conn, server.conf->s2s.idle_timeout_ms);
+	if (!s->bidi || s->bidi_attached || !server.conf->s2s.bidi)
+		return;
+	s->bidi_attached = true;
+	conn_log(LOG_LEVEL_INFO, &s->conn,
+		 S2S_FMT ": bidirectional, carries %s -> %s", S2S_ARGS(s),
+		 host_of(s), s->remote);
+	bidi_post(s->host_idx, s->remote, s->conn.shard->id, s->conn.id, true,
+		  NULL);
 }
 
 static void in_stream_open(struct s2s *s, const struct xml_elem *hdr)
@@ -982,6 +1222,8 @@ static void in_stream_open(struct s2s *s, const struct xml_elem *hdr)
 		return;
 	}
 	in_send_features(s);
+	if (s->phase == S2S_READY)
+		in_ready(s); /* the stream restarted after SASL */
 }
 
 static void in_starttls(struct s2s *s)
@@ -1057,7 +1299,7 @@ static void in_db_result(struct s2s *s, struct xml_elem *x, struct arena *a)
 			 S2S_FMT " authenticated by dialback (with a verified "
 			 "certificate)", S2S_ARGS(s));
 		s->phase = S2S_READY;
-		conn_set_timer(&s->conn, server.conf->s2s.idle_timeout_ms);
+		in_ready(s);
 		return;
 	}
 	s->db_pending = true;
@@ -1096,7 +1338,7 @@ static void on_verdict(struct shard *sh, struct shard_msg *m)
 	conn_log(LOG_LEVEL_INFO, c, S2S_FMT " authenticated by dialback",
 		 S2S_ARGS(s));
 	s->phase = S2S_READY;
-	conn_set_timer(c, server.conf->s2s.idle_timeout_ms);
+	in_ready(s);
 }
 
 /* db:verify: we are the authoritative server (XEP-0220 §2.4). */
@@ -1133,7 +1375,9 @@ static void in_db_verify(struct s2s *s, struct xml_elem *x, struct arena *a)
  * with the same condition). The 'to' may be any of our domains, not only
  * the one the stream was opened to: the sender is what authentication
  * proves, and every domain here accepts stanzas from it (XEP-0220 §2.7.2
- * target multiplexing, which we accept without asking).
+ * target multiplexing, which we accept without asking). On our own
+ * outgoing stream with bidi (XEP-0288) the peer may send only to the
+ * domain that stream is from.
  */
 static void in_stanza(struct s2s *s, struct xml_elem *x, struct arena *a)
 {
@@ -1155,7 +1399,10 @@ static void in_stanza(struct s2s *s, struct xml_elem *x, struct arena *a)
 			    "not the domain you authenticated as");
 		return;
 	}
-	if (conf_find_domain(server.conf, jt.domain.p, jt.domain.len) < 0) {
+	bool ours = s->out ? str_eq_c(jt.domain, host_of(s))
+			   : conf_find_domain(server.conf, jt.domain.p,
+					      jt.domain.len) >= 0;
+	if (!ours) {
 		arena_destroy(&a);
 		stream_fail(s, STREAM_ERR_HOST_UNKNOWN, "not a domain of ours");
 		return;
@@ -1178,7 +1425,7 @@ static void in_stanza(struct s2s *s, struct xml_elem *x, struct arena *a)
 		return;
 	}
 	conn_set_timer(&s->conn, server.conf->s2s.idle_timeout_ms);
-	route(st);
+	receive(st);
 }
 
 /* ---- the XML stream, both directions ---- */
@@ -1239,6 +1486,12 @@ static void log_peer_error(struct s2s *s, struct xml_elem *x, struct arena *a)
 		 text.len ? ": " : "", (int)text.len, text.len ? text.p : "");
 }
 
+static bool is_stanza(const struct xml_elem *x)
+{
+	return is(x, NS_SERVER, "message") || is(x, NS_SERVER, "presence") ||
+	       is(x, NS_SERVER, "iq");
+}
+
 static void on_element_out(struct s2s *s, struct xml_elem *x, struct arena *a)
 {
 	if (is(x, NS_STREAMS, "features")) {
@@ -1269,11 +1522,14 @@ static void on_element_out(struct s2s *s, struct xml_elem *x, struct arena *a)
 		if (s->route != NULL)
 			s->route->why = "the remote server refused the stream";
 		conn_close(&s->conn);
+	} else if (s->phase == S2S_READY && s->bidi && is_stanza(x)) {
+		in_stanza(s, x, a); /* XEP-0288 */
+		return; /* a is the stanza's now */
 	} else if (s->phase != S2S_READY) {
 		stream_fail(s, STREAM_ERR_UNSUPPORTED_STANZA_TYPE,
 			    "unexpected element");
 	}
-	/* Stanzas on our outgoing stream would need XEP-0288; dropped. */
+	/* Stanzas on our outgoing stream without XEP-0288: dropped. */
 	arena_destroy(&a);
 }
 
@@ -1289,9 +1545,10 @@ static void on_element_in(struct s2s *s, struct xml_elem *x, struct arena *a)
 		in_db_result(s, x, a);
 	} else if (is(x, NS_SASL, "auth") && s->phase == S2S_AUTH) {
 		in_auth(s, x, a);
-	} else if (s->phase == S2S_READY &&
-		   (is(x, NS_SERVER, "message") || is(x, NS_SERVER, "presence") ||
-		    is(x, NS_SERVER, "iq"))) {
+	} else if (is(x, NS_BIDI, "bidi") && s->phase == S2S_AUTH &&
+		   server.conf->s2s.bidi) {
+		s->bidi = true; /* XEP-0288: takes effect once authenticated */
+	} else if (s->phase == S2S_READY && is_stanza(x)) {
 		in_stanza(s, x, a);
 		return; /* a is the stanza's now */
 	} else if (is(x, NS_STREAMS, "error")) {
@@ -1405,6 +1662,9 @@ static void s2s_destroy(struct conn *c)
 	conn_debug(c, S2S_FMT " closed", S2S_ARGS(s));
 	if (s->out)
 		out_gone(s);
+	else if (s->bidi_attached)
+		bidi_post(s->host_idx, s->remote, c->shard->id, c->id, false,
+			  NULL);
 	xml_stream_free(s->xs);
 	free(s->remote);
 	free(s->peer_id);
@@ -1465,6 +1725,29 @@ void s2s_adopt(struct shard *sh, int fd)
 	in_start(s, conn_adopt(&s->conn, sh, fd, &s2s_ops,
 			       server.conf->limits.max_output),
 		 false);
+}
+
+void s2s_adopt_out(struct shard *sh, int fd, const char *remote, bool plain,
+		   bool verified)
+{
+	struct s2s_route *r = route_find(sh, 0, remote, false);
+	if (r == NULL)
+		r = route_new(sh, 0, remote);
+	BUG_ON(r->s != NULL || r->rr != NULL);
+	uv_timer_start(&r->timer, on_route_timeout,
+		       server.conf->s2s.connect_timeout_ms, 0);
+	struct s2s *s = out_new(r);
+	s->verified = verified;
+	if (conn_adopt(&s->conn, sh, fd, &s2s_ops,
+		       server.conf->limits.max_output) < 0)
+		return;
+	s->phase = plain ? S2S_TLS : S2S_AUTH;
+	send_header(s);
+}
+
+void s2s_set_receiver(void (*fn)(struct stanza *st))
+{
+	receive = fn;
 }
 
 static void collect_route(struct str key, void *value, void *ud)

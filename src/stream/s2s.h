@@ -32,6 +32,17 @@ void s2s_accept(struct shard *s, uv_stream_t *server,
  * plaintext but past STARTTLS (what follows TLS is what it exercises). */
 void s2s_adopt(struct shard *s, int fd);
 
+/* For the fuzz target: an outgoing stream for the route (first host ->
+ * remote) on a connected socket, in plaintext; as past STARTTLS (and with
+ * the peer's certificate taken as verified when verified) or, with
+ * plain, offering STARTTLS first. The route is made, not resolved. */
+void s2s_adopt_out(struct shard *s, int fd, const char *remote, bool plain,
+		   bool verified);
+
+/* Where stanzas received from other servers go: route() unless a test
+ * (the fuzz targets) says otherwise. */
+void s2s_set_receiver(void (*fn)(struct stanza *st));
+
 /* Sends st (consumed), whose 'to' is a domain we do not serve, to its
  * server; bounces it when that cannot be done. */
 void s2s_route(struct stanza *st);

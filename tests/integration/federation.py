@@ -421,8 +421,9 @@ class Prosody(Peer):
     kind = 'prosody'
     mech = 'SCRAM-SHA-1'  # 0.12's internal_hashed keeps SHA-1 keys only
 
-    def __init__(self, fed, domain, **kwargs):
+    def __init__(self, fed, domain, *, bidi=False, **kwargs):
         super().__init__(fed, domain, **kwargs)
+        self.bidi = bidi
         self.config = self.root / 'prosody.cfg.lua'
         self.log_path = self.root / 'prosody.log'
         self.pid_path = self.root / 'prosody.pid'
@@ -444,6 +445,9 @@ class Prosody(Peer):
                     'peer: no dialback.\n'
                     's2s_secure_auth = true\n')
             modules = ''
+        if self.bidi:
+            # XEP-0288; in 0.12 core, but not enabled by default
+            modules += '"s2s_bidi";'
         # without cafile Prosody trusts the system's store only, where
         # the test CA is not
         cafile = f'cafile = "{self.cafile}";' if self.trust_ca else ''

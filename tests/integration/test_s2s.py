@@ -162,7 +162,12 @@ def stanzads(request, tmp_path, world):
         if tls_port:
             s2s.append({'type': 's2s_tls', 'address': addr,
                         'port': tls_port})
-        s2s_conf = {'ca_file': str(world.ca.cert), 'dialback': dialback}
+        # These tests are about each server's own connection to the
+        # other (which port, which authentication, its idle timer):
+        # XEP-0288 would let the second direction ride on the first.
+        # test_s2s_bidi.py covers bidi.
+        s2s_conf = {'ca_file': str(world.ca.cert), 'dialback': dialback,
+                    'bidi': False}
         s2s_conf.update(overrides.pop('s2s', {}))
         srv = Stanzad(tmp_path / f'server{len(servers)}', hosts, s2s,
                       dict(overrides, s2s=s2s_conf,

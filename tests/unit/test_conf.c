@@ -879,6 +879,20 @@ static void test_example_file(void **state)
 	free(text);
 }
 
+static void test_s2s(void **state)
+{
+	(void)state;
+	struct config *c = load_ok(MINIMAL);
+	assert_true(c->s2s.dialback);
+	assert_true(c->s2s.bidi);
+	conf_free(c);
+	c = load_ok_with("s2s: { bidi: false, dialback: false }\n");
+	assert_false(c->s2s.bidi);
+	assert_false(c->s2s.dialback);
+	conf_free(c);
+	load_err_with("s2s: { bidi: 1 }\n", 3, "s2s.bidi");
+}
+
 static void test_dns(void **state)
 {
 	(void)state;
@@ -945,6 +959,7 @@ int main(void)
 		cmocka_unit_test(test_paths),
 		cmocka_unit_test(test_reference_is_docs),
 		cmocka_unit_test(test_dns),
+		cmocka_unit_test(test_s2s),
 		cmocka_unit_test(test_example_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
