@@ -1076,15 +1076,16 @@ static void out_tls_ready(struct s2s *s)
 	send_header(s);
 }
 
-/* XEP-0220 §2.4: a dialback error answering the request x. */
-static void send_db_error(struct s2s *s, struct xml_elem *x,
+/* XEP-0220 §2.4: a dialback error answering a request from -> to, with
+ * the <error/> child the XEP requires. */
+static void send_db_error(struct s2s *s, struct str from, struct str to,
 			  const char *condition)
 {
 	struct buf b = { 0 };
 	buf_append_c(&b, "<db:result from='");
-	buf_append_xml_escaped(&b, xml_attr_get(x, "to"), true);
+	buf_append_xml_escaped(&b, to, true);
 	buf_append_c(&b, "' to='");
-	buf_append_xml_escaped(&b, xml_attr_get(x, "from"), true);
+	buf_append_xml_escaped(&b, from, true);
 	buf_printf(&b, "' type='error'><error type='cancel'><%s xmlns='"
 		       NS_STANZA_ERRORS "'/></error></db:result>",
 		   condition);
@@ -1100,7 +1101,8 @@ static void out_db_result(struct s2s *s, struct xml_elem *x)
 		 * ask to send for more of its domains by dialback. This
 		 * stream carries one domain pair only: a dialback error, so
 		 * the peer uses a connection of its own for that domain. */
-		send_db_error(s, x, "policy-violation");
+		send_db_error(s, xml_attr_get(x, "from"),
+			      xml_attr_get(x, "to"), "policy-violation");
 		return;
 	}
 	if (s->phase != S2S_AUTH || s->sasl_done) {
@@ -1329,7 +1331,13 @@ static void on_verdict(struct shard *sh, struct shard_msg *m)
 	if (s->out || !s->db_pending)
 		return;
 	s->db_pending = false;
-	send_db(s, "result", host_of(s), s->remote, NULL, type, NULL);
+	if (strcmp(type, "error") == 0)
+		/* XEP-0220 §2.4: the peer's authoritative server could
+		 * not be asked */
+		send_db_error(s, str_c(s->remote), str_c(host_of(s)),
+			      "remote-server-not-found");
+	else
+		send_db(s, "result", host_of(s), s->remote, NULL, type, NULL);
 	if (strcmp(type, "valid") != 0) {
 		stream_fail(s, STREAM_ERR_NOT_AUTHORIZED,
 			    "dialback verification failed");

@@ -763,3 +763,36 @@ async def test_incoming_stream_other_local_domain(world, stanzads):
             s.close_stream()
     finally:
         await clients.disconnect(alice)
+
+
+async def test_dialback_unreachable_authority(world, stanzads):
+    """XEP-0220 §2.4: a dialback request for a domain whose authoritative
+    server cannot be asked (nodns.example has no records) is answered with
+    a db:result of type error carrying the <error/> child the XEP
+    requires, <remote-server-not-found/>, and the stream ends."""
+    a = server_a(world, stanzads, dialback=True)
+    crt, key = world.certs['b.example']
+    with S2SRawStream(world.a_s2s, crt, key, 'a.example') as s:
+        s.open_server('a.example', 'nodns.example')
+        s.features()
+        s.starttls()
+        s.open_server('a.example', 'nodns.example')
+        feats = s.features()
+        assert feats.find(q('urn:xmpp:features:dialback',
+                            'dialback')) is not None, ET.tostring(feats)
+        s.send("<db:result xmlns:db='jabber:server:dialback' "
+               "from='nodns.example' to='a.example'>"
+               f"{'ab' * 32}</db:result>")
+        elem = s.read_element(timeout=20)
+        assert elem.tag == q('jabber:server:dialback', 'result'), \
+            ET.tostring(elem)
+        assert elem.get('type') == 'error', ET.tostring(elem)
+        assert elem.get('from') == 'a.example'
+        assert elem.get('to') == 'nodns.example'
+        err = elem.find(q(NS_SERVER, 'error'))
+        assert err is not None and err.get('type') == 'cancel', \
+            ET.tostring(elem)
+        assert err.find(q(rawstream.NS_STANZA_ERRORS,
+                          'remote-server-not-found')) is not None, \
+            ET.tostring(elem)
+        s.expect_stream_error('not-authorized')
