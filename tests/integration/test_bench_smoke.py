@@ -509,8 +509,12 @@ def test_compare_quick_stanzad_only(tmp_path):
             ('Logins', 'logins/s'),
             ('Presence fan-out', 'broadcasts/s delivered')):
         assert num(cell(tables[heading], label, 'stanzad')) > 0, heading
+        # the whole table (lost, duplicated, errors) and what the run
+        # printed say why, when the generator failed
         assert cell(tables[heading], 'loadgen exit status',
-                    'stanzad') == '0', tables[heading]
+                    'stanzad') == '0', \
+            '\n'.join(' | '.join(r) for r in tables[heading]) + \
+            '\n' + proc.stdout[-3000:] + proc.stderr[-3000:]
     assert cell(tables['Idle authenticated TLS sessions'], 'sessions up',
                 'stanzad') == '200'
     shard = tables['stanzad: 1 shard vs 2']
