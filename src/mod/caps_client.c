@@ -311,8 +311,13 @@ static void on_reply(const struct stanza *reply, void *ud)
 {
 	struct caps_query *q = ud;
 	const struct xml_elem *query = verified(reply, q);
-	if (reply != NULL && query == NULL)
-		log_debug("caps: %s did not verify", q->ver);
+	if (reply != NULL && query == NULL) {
+		struct buf b = { .max = 4096 };
+		xml_serialize(&b, reply->x, STR_LIT(NS_CLIENT));
+		log_debug("caps: %s did not verify: %.*s", q->ver,
+			  (int)b.len, b.data);
+		buf_reset(&b);
+	}
 	struct caps_entry *e = query != NULL ? entry_new(query) : NULL;
 	uv_rwlock_wrlock(&lock);
 	hmap_del(&inflight, str_c(q->ver));

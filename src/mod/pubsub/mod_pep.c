@@ -28,6 +28,7 @@
 #include "../../core/bug.h"
 #include "../../core/conf.h"
 #include "../../core/hmap.h"
+#include "../../core/log.h"
 #include "../../core/server.h"
 #include "../../core/shard.h"
 #include "../../core/xmalloc.h"
@@ -226,6 +227,9 @@ static void last_done(struct store *st, void *ud, int status)
 {
 	(void)st;
 	struct last_job *j = ud;
+	log_debug("pep: last items of %s@%s for %.*s: %zu (status %d)",
+		  j->owner.user, j->owner.host,
+		  STR_FMT(jid_to_str(j->a, &j->to, false)), j->nevents, status);
 	if (status >= 0 && shard_self != NULL) {
 		struct str to = jid_to_str(j->a, &j->to, false);
 		for (size_t i = 0; i < j->nevents; i++)
@@ -289,7 +293,10 @@ static void presence_seen(const struct jid *owner, const struct jid *full,
 {
 	struct str os = jid_to_str(a, owner, true);
 	struct str fs = jid_to_str(a, full, false);
-	if (!interest_set(os, fs, c.ver) || str_is_null(c.ver))
+	bool changed = interest_set(os, fs, c.ver);
+	log_debug("pep: %.*s sees %.*s (caps %.*s%s)", STR_FMT(os),
+		  STR_FMT(fs), STR_FMT(c.ver), changed ? ", new" : "");
+	if (!changed || str_is_null(c.ver))
 		return;
 	struct seen *s = xcalloc(1, sizeof(*s));
 	s->owner = str_xdup(os);
