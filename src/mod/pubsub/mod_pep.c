@@ -407,7 +407,7 @@ static enum hook_ret pep_handle(struct iq_ctx *ctx)
 	return iq_defer_keyed(ctx, owner, pep_work, pep_done);
 }
 
-/* disco#items on an account (XEP-0163 §?, XEP-0060 §5.2): the nodes the
+/* disco#items on an account (XEP-0060 §5.2): the nodes the
  * requester may read. */
 static int items_work(struct store *st, struct iq_ctx *ctx)
 {

@@ -230,8 +230,8 @@ void ps_send_event(const struct jid *from, const struct xml_elem *event,
 void ps_reply_error(struct iq_ctx *ctx, struct ps_error e);
 
 /* PEP (mod_pep.c): the server's own notes of who is interested. */
-/* Full JIDs that asked for notifications of node from owner (the owner's
- * own resources first), in a. */
+/* The full JIDs whose presence with caps NODE+notify reached owner (its
+ * own resources included), copied into a. */
 size_t pep_interested(struct arena *a, struct str owner, struct str node,
 		      struct str **v_r);
 
