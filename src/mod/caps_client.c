@@ -116,7 +116,8 @@ static int cmp_str(const void *a, const void *b)
 /* Sorts v and fails on a duplicate (§5.4 3.3, 3.4). */
 static int sort_unique(struct str *v, size_t n)
 {
-	qsort(v, n, sizeof(*v), cmp_str);
+	if (n > 1) /* NULL when empty */
+		qsort(v, n, sizeof(*v), cmp_str);
 	for (size_t i = 1; i < n; i++)
 		if (cmp_str(&v[i - 1], &v[i]) == 0)
 			return -1;
@@ -155,20 +156,24 @@ static int append_forms(struct arena *a, const struct xml_elem *query,
 		if (!str_is_null(forms[k].form_type))
 			k++;
 	}
-	qsort(forms, k, sizeof(*forms), cmp_form);
+	if (k > 1) /* NULL when empty */
+		qsort(forms, k, sizeof(*forms), cmp_form);
 	for (size_t i = 0; i < k; i++) {
 		if (i > 0 && cmp_form(&forms[i - 1], &forms[i]) == 0)
 			return -1; /* §5.4 3.5 */
 		struct dataform *f = &forms[i];
 		buf_append_str(s, f->form_type);
 		buf_append_c(s, "<");
-		qsort(f->fields, f->nfields, sizeof(*f->fields), cmp_field);
+		if (f->nfields > 1) /* NULL when empty */
+			qsort(f->fields, f->nfields, sizeof(*f->fields),
+			      cmp_field);
 		for (size_t j = 0; j < f->nfields; j++) {
 			struct dataform_field *fd = &f->fields[j];
 			buf_append_str(s, fd->var);
 			buf_append_c(s, "<");
-			qsort(fd->values, fd->nvalues, sizeof(*fd->values),
-			      cmp_str);
+			if (fd->nvalues > 1) /* NULL when empty */
+				qsort(fd->values, fd->nvalues,
+				      sizeof(*fd->values), cmp_str);
 			for (size_t v = 0; v < fd->nvalues; v++) {
 				buf_append_str(s, fd->values[v]);
 				buf_append_c(s, "<");
@@ -277,7 +282,8 @@ static struct caps_entry *entry_new(const struct xml_elem *query)
 			e->features[e->n++] =
 				str_xdup(xml_attr_get(c, "var"));
 	}
-	qsort(e->features, e->n, sizeof(*e->features), cmp_cstr);
+	if (e->n > 1) /* NULL when empty */
+		qsort(e->features, e->n, sizeof(*e->features), cmp_cstr);
 	return e;
 }
 

@@ -236,7 +236,8 @@ static void last_done(struct store *st, void *ud, int status)
 			ps_send_event(&j->owner.jid, j->events[i], &to, 1);
 	}
 	free(j->ver);
-	arena_destroy(&j->a);
+	struct arena *a = j->a; /* j is in it */
+	arena_destroy(&a);
 }
 
 static void owner_of(struct arena *a, const struct jid *bare,

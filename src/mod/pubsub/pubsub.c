@@ -850,7 +850,8 @@ static int set_affs(struct store *st, struct arena *a, struct ps_req *r,
 	struct ps_jid_aff *v = arena_zalloc(a, (cap + 1) * sizeof(*v));
 	if (v == NULL)
 		return -1;
-	memcpy(v, n->affs, n->naffs * sizeof(*v));
+	if (n->naffs > 0)
+		memcpy(v, n->affs, n->naffs * sizeof(*v));
 	size_t nv = n->naffs;
 	xml_foreach_child(c, r->el) {
 		struct jid j;

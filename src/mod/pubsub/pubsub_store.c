@@ -351,7 +351,8 @@ int ps_store_items(struct store *st, const struct ps_owner *o,
 			     &c) < 0 ||
 	    c.failed)
 		return -1;
-	qsort(c.v, c.n, sizeof(*c.v), cmp_newest);
+	if (c.n > 1) /* NULL when empty */
+		qsort(c.v, c.n, sizeof(*c.v), cmp_newest);
 	struct ps_item *v = arena_zalloc(a, (c.n + 1) * sizeof(*v));
 	if (v == NULL)
 		return -1;
