@@ -497,9 +497,7 @@ static int op_publish(struct store *st, struct arena *a, struct ps_req *r)
 		/* Auto-create (§7.1.4): the account's own PEP, or any
 		 * account of the service's host. */
 		if (r->owner.service ? !r->from_local : !is_owner_bare(r)) {
-			r->e = err(r->owner.service ? STANZA_ERR_FORBIDDEN
-						    : STANZA_ERR_FORBIDDEN,
-				   NULL);
+			r->e = err(STANZA_ERR_FORBIDDEN, NULL);
 			return 0;
 		}
 		if (node_create(st, a, r, r->form, true, &n) < 0)
