@@ -149,7 +149,9 @@ static int start(const char *path)
 	sessions_init();
 	c2s_init();
 	component_init();
-	if (s2s_init(&why) < 0) {
+	if (module_services_start(&why) < 0) {
+		log_errx("%s", why);
+	} else if (s2s_init(&why) < 0) {
 		log_errx("%s", why);
 	} else {
 		route_set_remote(s2s_route);
@@ -158,6 +160,7 @@ static int start(const char *path)
 		rc = 0;
 	}
 	component_fini();
+	modules_fini();
 	store_keyed_fini();
 	sessions_fini();
 	conn_ip_fini();

@@ -103,6 +103,8 @@ static int components_item(struct conf_ctx *c, yaml_node_t *n);
 static int check_component_domain(struct conf_ctx *c, void *base,
 				  unsigned line);
 static int check_host_name(struct conf_ctx *c, void *base, unsigned line);
+static int check_pubsub_subdomain(struct conf_ctx *c, void *base,
+				  unsigned line);
 static int check_tls(struct conf_ctx *c, void *base, unsigned line);
 static int check_address(struct conf_ctx *c, void *base, unsigned line);
 
@@ -213,6 +215,22 @@ static const struct opt opts[] = {
 	  .min = 1, .max = 1000000,
 	  .doc = "Stanzas held for a domain while its connection is set up; "
 		 "beyond it they bounce with `<resource-constraint/>`." },
+	{ "", "pubsub", OPT_SECTION,
+	  .doc = "Publish-subscribe: PEP on every account and the optional "
+		 "service on a subdomain; see below." },
+	{ "pubsub", "subdomain", OPT_STRING, CONF(pubsub.subdomain),
+	  .check = check_pubsub_subdomain,
+	  .doc = "Run a pubsub service (XEP-0060) on this label under "
+		 "every host: `pubsub` serves `pubsub.example.org`. None: no "
+		 "service (PEP works either way)." },
+	{ "pubsub", "max_items", OPT_UINT, CONF(pubsub.max_items),
+	  .def = "256", .min = 1, .max = 10000,
+	  .doc = "Most items one node keeps (the largest "
+		 "`pubsub#max_items` a node may be configured with)." },
+	{ "pubsub", "max_nodes", OPT_UINT, CONF(pubsub.max_nodes),
+	  .def = "256", .min = 1, .max = 100000,
+	  .doc = "Most nodes one account (PEP), or the service of one "
+		 "host, may have." },
 	{ "hosts[]", "name", OPT_STRING, HOST(name), .required = true,
 	  .check = check_host_name,
 	  .doc = "The domain; case-folded (nameprep), must be unique." },
@@ -257,6 +275,9 @@ static const struct {
 	  "How other servers are found: SRV, A and AAAA lookups through "
 	  "libunbound, DNSSEC-validated when trust anchors are given." },
 	{ "s2s", "`s2s`", NULL },
+	{ "pubsub", "`pubsub`",
+	  "Personal eventing (XEP-0163) is always on; these bound it and "
+	  "switch the shared service on." },
 	{ "hosts[]", "`hosts` entries",
 	  "Each entry is a domain (`- example.org`) or a mapping with these "
 	  "keys." },
@@ -839,6 +860,24 @@ static int check_host_name(struct conf_ctx *c, void *base, unsigned line)
 			       "hosts: invalid host name");
 }
 
+/* One or more DNS labels, made of what nameprep keeps as it is, so that
+ * "label.host" is a valid domain for every host. */
+static int check_pubsub_subdomain(struct conf_ctx *c, void *base,
+				  unsigned line)
+{
+	const char *s = ((struct config *)base)->pubsub.subdomain;
+	bool ok = *s != '\0' && *s != '.' && s[strlen(s) - 1] != '.' &&
+		  strstr(s, "..") == NULL;
+	for (const char *p = s; ok && *p; p++)
+		ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+		     *p == '-' || *p == '.';
+	if (!ok)
+		return conf_error(c, line, "pubsub: subdomain '%.64s': "
+				  "lower-case letters, digits, '-' and "
+				  "inner dots only", s);
+	return 0;
+}
+
 static int check_component_domain(struct conf_ctx *c, void *base,
 				  unsigned line)
 {
@@ -1042,6 +1081,7 @@ void conf_free(struct config *c)
 	free(c->components);
 	free(c->data_dir);
 	free(c->s2s.ca_file);
+	free(c->pubsub.subdomain);
 	free(c->path);
 	free(c);
 }

@@ -83,6 +83,15 @@ struct s2s_conf {
 	unsigned max_queue;   /* stanzas held per domain while connecting */
 };
 
+/* Publish-subscribe: PEP on every account (XEP-0163) and the service on
+ * a subdomain (XEP-0060). */
+struct pubsub_conf {
+	char *subdomain;      /* "pubsub": pubsub.HOST for each host; NULL:
+				 no service */
+	unsigned max_items;   /* most items a node may keep; 256 */
+	unsigned max_nodes;   /* nodes per account or service host; 256 */
+};
+
 struct config {
 	char *path;     /* the file this was loaded from */
 	char **hosts;   /* nhosts domains, nameprep'd, first is the default */
@@ -97,6 +106,7 @@ struct config {
 	struct store_conf store;
 	struct dns_conf dns;
 	struct s2s_conf s2s;
+	struct pubsub_conf pubsub;
 	enum log_level log_level;
 	unsigned shards;         /* 0: one per core */
 	unsigned scram_iterations; /* for new passwords; default 10000 */

@@ -112,4 +112,5 @@ const struct module mod_caps = {
 	.name = "caps",
 	.spec = "XEP-0115",
 	.stream_features = caps_features,
+	.fini = caps_fini,
 };

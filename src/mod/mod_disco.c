@@ -4,15 +4,17 @@
  * disco#info lists the server identity (server/im) and the features of
  * every module, gathered from the module table; disco#items lists the
  * external components (XEP-0114) whose domain is a subdomain of the host
- * asked, as Prosody does, so clients find gateways under their server
+ * asked, as Prosody does, and the server's own subdomain services, so clients find gateways under their server
  * without seeing another virtual host's. To an account's bare JID,
  * disco#info answers for the account (identity account/registered, RFC
- * 6121 §8.5.1).
+ * 6121 §8.5.1, plus what modules list for accounts: PEP); its disco#items
+ * are mod_pep's.
  */
 #include <string.h>
 
 #include "../core/conf.h"
 #include "../core/server.h"
+#include "../router/services.h"
 #include "../xmpp/ns.h"
 #include "caps.h"
 #include "module.h"
@@ -54,7 +56,16 @@ static enum hook_ret info_handle(struct iq_ctx *ctx)
 			"account", "registered", NULL
 		};
 		add_identity(ctx, q, &account);
+		for (const struct module *const *m = modules; *m; m++)
+			for (const struct disco_identity *id =
+				     (*m)->account_identities;
+			     id && id->category; id++)
+				add_identity(ctx, q, id);
 		add_feature(ctx, q, NS_DISCO_INFO);
+		for (const struct module *const *m = modules; *m; m++)
+			for (const char *const *f = (*m)->account_features;
+			     f && *f; f++)
+				add_feature(ctx, q, *f);
 		return iq_reply_result(ctx, q);
 	}
 	for (const struct module *const *m = modules; *m; m++)
@@ -94,12 +105,24 @@ static enum hook_ret items_handle(struct iq_ctx *ctx)
 						   STR_LIT("item"));
 		xml_attr_set(ctx->st->a, e, "jid", str_c(d));
 	}
+	/* The server's own subdomain services (services.h). */
+	for (size_t i = 0; i < services_count(); i++) {
+		size_t h;
+		const char *d = service_domain(i, &h);
+		if (h != ctx->host_idx)
+			continue;
+		struct xml_elem *e = xml_add_child(ctx->st->a, q,
+						   STR_LIT(NS_DISCO_ITEMS),
+						   STR_LIT("item"));
+		xml_attr_set(ctx->st->a, e, "jid", str_c(d));
+	}
 	return iq_reply_result(ctx, q);
 }
 
 static const struct iq_route disco_iq[] = {
 	{ IQ_GET, TO_HOST | TO_BARE, NS_DISCO_INFO, "query", info_handle },
-	{ IQ_GET, TO_HOST | TO_BARE, NS_DISCO_ITEMS, "query", items_handle },
+	/* An account's items are its PEP nodes (mod_pep). */
+	{ IQ_GET, TO_HOST, NS_DISCO_ITEMS, "query", items_handle },
 	{ 0 },
 };
 

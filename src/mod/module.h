@@ -72,6 +72,22 @@ struct preauth_iq {
 
 typedef enum hook_ret preauth_iq_fn(struct preauth_iq *q);
 
+/*
+ * A service the module runs on a subdomain of every host (services.h,
+ * docs/internals/services.md): label() gives the subdomain's label from
+ * the config ("pubsub" for pubsub.HOST), or NULL while it is off. iq get
+ * and set to the service's domain go to the handlers of iq (target
+ * TO_SERVICE, ctx->host_idx the host below it), replies to the server's
+ * own requests to iq_response(); everything else, iqs to JIDs in the
+ * domain included, to stanza (NULL: iq requests get
+ * <service-unavailable/>, the rest is dropped).
+ */
+struct module_service {
+	const char *(*label)(void);
+	const struct iq_route *iq;                  /* { 0 }-terminated */
+	void (*stanza)(struct stanza *st, size_t host_idx);
+};
+
 struct module {
 	const char *name; /* "ping" */
 	const char *spec; /* "XEP-0199" */
@@ -81,10 +97,18 @@ struct module {
 	 * feature is switched off in the config); handlers still run. */
 	bool (*advertised)(void);
 	const struct disco_identity *identities;    /* { 0 }-terminated */
+	/* What disco#info on an account's bare JID lists besides the
+	 * account itself (RFC 6121 §8.5.1; XEP-0163's pubsub/pep). */
+	const struct disco_identity *account_identities;
+	const char *const *account_features;        /* NULL-terminated */
 	const struct store_schema *store;           /* its tables, or NULL */
 	stream_features_fn *stream_features;        /* or NULL */
 	const struct hook *hooks;                   /* { 0 }-terminated */
 	preauth_iq_fn *preauth_iq;                  /* or NULL */
+	const struct module_service *service;       /* or NULL */
+	/* At shutdown, after the shards stopped: free what the module
+	 * keeps in memory. NULL: nothing. */
+	void (*fini)(void);
 };
 
 #define MODULE(name) extern const struct module mod_##name;
@@ -109,6 +133,14 @@ void module_stream_features(struct buf *b, enum feature_phase phase,
 /* Offers a pre-authentication iq to every module's preauth_iq; returns
  * HOOK_STOP once one took it, HOOK_PASS (q untouched) if none did. */
 enum hook_ret module_preauth_iq(struct preauth_iq *q);
+
+/* Registers the subdomain services of the modules that have one switched
+ * on (services.h). Returns 0, or -1 with a static message in *why_r when
+ * a service's domain is taken. Main thread, before the shards start. */
+int module_services_start(const char **why_r);
+/* Runs every module's fini, then forgets the services and the server's
+ * waiting iq requests. After the shards stopped. */
+void modules_fini(void);
 
 /* The first handler registered for this iq, or NULL. */
 const struct iq_route *module_find_iq(enum iq_type type,

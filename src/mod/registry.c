@@ -3,12 +3,18 @@
  * handler lookup.
  */
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <stddef.h>
 
 #include "../core/bug.h"
 
 #include <uv.h>
 
+#include "../core/conf.h"
+#include "../core/log.h"
+#include "../core/server.h"
+#include "../router/services.h"
 #include "module.h"
 
 const struct module *const modules[] = {
@@ -56,6 +62,62 @@ enum hook_ret module_preauth_iq(struct preauth_iq *q)
 		    (*m)->preauth_iq(q) == HOOK_STOP)
 			return HOOK_STOP;
 	return HOOK_PASS;
+}
+
+static void service_stanza(struct stanza *st, size_t host_idx,
+			   const void *ud)
+{
+	const struct module_service *svc = ud;
+	bool request = str_eq_c(st->type, "get") || str_eq_c(st->type, "set");
+	if (st->kind == STANZA_IQ && st->to.node.len == 0 &&
+	    st->to.resource.len == 0) {
+		if (request)
+			iq_dispatch_routes(st, host_idx, TO_SERVICE, svc->iq);
+		else if (!iq_response(st))
+			stanza_free(&st);
+		return;
+	}
+	if (svc->stanza != NULL)
+		svc->stanza(st, host_idx);
+	else if (st->kind == STANZA_IQ)
+		route_bounce(st, STANZA_ERR_SERVICE_UNAVAILABLE, NULL);
+	else
+		stanza_free(&st);
+}
+
+int module_services_start(const char **why_r)
+{
+	const struct config *conf = server.conf;
+	for (const struct module *const *m = modules; *m; m++) {
+		const struct module_service *svc = (*m)->service;
+		const char *label = svc != NULL ? svc->label() : NULL;
+		for (size_t h = 0; label != NULL && h < conf->nhosts; h++) {
+			char *d = NULL;
+			BUG_ON(asprintf(&d, "%s.%s", label, conf->hosts[h]) < 0);
+			int rc = services_add(d, h, service_stanza, svc);
+			if (rc == 0)
+				log_info("%s: serving %s", (*m)->name, d);
+			free(d);
+			if (rc < 0) {
+				*why_r = "a subdomain service's domain is "
+					 "also a host, a component or another "
+					 "service";
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+void modules_fini(void)
+{
+	/* Waiting requests are told first: their callbacks may use what
+	 * the modules' fini frees. */
+	iq_requests_fini();
+	for (const struct module *const *m = modules; *m; m++)
+		if ((*m)->fini != NULL)
+			(*m)->fini();
+	services_fini();
 }
 
 const struct iq_route *module_find_iq(enum iq_type type,

@@ -27,6 +27,7 @@ enum iq_type {
 enum iq_target {
 	TO_HOST = 1, /* the server's domain */
 	TO_BARE = 2, /* an account's bare JID (or no 'to': the sender's) */
+	TO_SERVICE = 4, /* a subdomain service's domain (services.h) */
 };
 
 struct iq_ctx {
@@ -77,6 +78,33 @@ bool iq_done_error(struct iq_ctx *ctx, int status, enum stanza_err err);
  * <internal-server-error/> for anything else. Also for jobs that answer
  * other stanzas than iqs (an offline message bounced to its sender). */
 enum stanza_err iq_job_error(int status, const char **text_r);
+
+/*
+ * Requests the server sends itself (XEP-0115: asking a client its
+ * disco#info). iq_request() gives st (an iq get or set, consumed) a fresh
+ * random id, remembers fn and ud under it, and routes it. The reply (a
+ * result or an error from st's 'to', addressed to st's 'from') calls
+ * fn(reply, ud) on whichever shard routes it; reply is lent. A request
+ * that gets no reply within IQ_REQUEST_TIMEOUT_MS is forgotten with
+ * fn(NULL, ud) from a later call (so ud is always freed by fn). Returns
+ * 0, or -1 when too many requests wait (fn is not called; st is freed).
+ * fn runs with no lock held and may call iq_request.
+ */
+#define IQ_REQUEST_TIMEOUT_MS 60000
+#define IQ_REQUEST_MAX 4096
+typedef void iq_response_fn(const struct stanza *reply, void *ud);
+int iq_request(struct stanza *st, iq_response_fn *fn, void *ud);
+/* For the routes that receive replies: true if st (an iq result or
+ * error, consumed then) answered an iq_request. */
+bool iq_response(struct stanza *st);
+/* Frees what waits at shutdown (fn(NULL, ud) for each). */
+void iq_requests_fini(void);
+
+struct iq_route;
+/* As iq_dispatch, with the handlers of routes (a { 0 }-terminated table
+ * of mod/module.h) for target (a subdomain service's own). */
+void iq_dispatch_routes(struct stanza *st, size_t host_idx,
+			enum iq_target target, const struct iq_route *routes);
 
 /* A new payload element for a reply, allocated in the request's arena. */
 struct xml_elem *iq_payload_new(struct iq_ctx *ctx, const char *ns,

@@ -26,6 +26,7 @@
 #include "hooks.h"
 #include "iq.h"
 #include "route.h"
+#include "services.h"
 #include "sessions.h"
 
 static const char *const kind_names[] = {
@@ -534,7 +535,7 @@ void route(struct stanza *st)
 	}
 	int h = conf_find_host(server.conf, st->to.domain.p, st->to.domain.len);
 	if (h < 0) {
-		if (component_route(st))
+		if (service_route(st) || component_route(st))
 			return;
 		if (remote_fn != NULL)
 			remote_fn(st);

@@ -8,7 +8,8 @@
  * not touch it afterwards.
  *
  * route() applies the delivery rules: to the server (host services in
- * modules), to a local account (bare or full JID), or elsewhere (through
+ * modules), to a local account (bare or full JID), to a subdomain service
+ * of the server (services.h), or elsewhere (through
  * route_set_remote's function: server-to-server). Errors go back to the sender as stanza errors,
  * never in reply to an error.
  */

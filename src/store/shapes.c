@@ -279,6 +279,38 @@ out:
 	return ret;
 }
 
+int store_map_prefix(struct store *st, const char *table, const char *host,
+		     const char *user, const char *prefix, store_map_fn *fn,
+		     void *ud)
+{
+	struct shp_call c;
+	int ret = -1;
+	/* substr() compares bytes (BINARY); the range on key would use the
+	 * index but needs an upper bound, which a prefix ending in 0xff
+	 * bytes does not have. The rows of (host, user) are found by the
+	 * primary key's first columns either way. */
+	if (shp_begin(&c, st, table, "prefix", "SELECT key, value FROM ",
+		      " WHERE host = ?1 AND user = ?2 AND "
+		      "substr(CAST(key AS BLOB), 1, length(CAST(?3 AS BLOB))) "
+		      "= CAST(?3 AS BLOB) ORDER BY key") < 0 ||
+	    shp_bind_user(&c, host, user) < 0 ||
+	    shp_bind_text(&c, 3, prefix) < 0)
+		goto out;
+	int rc;
+	while ((rc = sqlite3_step(c.stmt)) == SQLITE_ROW) {
+		size_t len;
+		const void *v = shp_column_bytes(&c, 1, &len);
+		if (fn(shp_column_text(&c, 0), v, len, ud) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	ret = rc == SQLITE_DONE ? 0 : shp_fail(&c, "step");
+out:
+	shp_end(&c);
+	return ret;
+}
+
 int store_map_clear(struct store *st, const char *table, const char *host,
 		    const char *user)
 {

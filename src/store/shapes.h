@@ -68,6 +68,11 @@ typedef int store_map_fn(const char *key, const void *value, size_t len,
 			 void *ud);
 int store_map_all(struct store *st, const char *table, const char *host,
 		  const char *user, store_map_fn *fn, void *ud);
+/* As store_map_all, for the keys of (host, user) that start with prefix
+ * (bytewise), in key order. */
+int store_map_prefix(struct store *st, const char *table, const char *host,
+		     const char *user, const char *prefix, store_map_fn *fn,
+		     void *ud);
 /* Deletes every key of (host, user). */
 int store_map_clear(struct store *st, const char *table, const char *host,
 		    const char *user);

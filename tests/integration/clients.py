@@ -81,14 +81,17 @@ class TestClient(slixmpp.ClientXMPP):
 
 async def connect(server, user, resource=None, *, mech=DEFAULT_MECH,
                   direct_tls=False, password=None, timeout=LOGIN_TIMEOUT,
-                  available=True):
+                  available=True, setup=None):
     """A TestClient through session start; raises LoginError otherwise.
     With available=True it then sends initial presence, as real clients
     do (RFC 6121 §4.2: only available resources get messages addressed to
     the bare JID), and waits for a ping round trip so the server has
-    processed it."""
+    processed it. setup(client), if given, runs before connecting
+    (plugins, features that the initial presence's caps must show)."""
     client = TestClient(server.jid(user, resource),
                         password or server.passwords[user], mech)
+    if setup is not None:
+        setup(client)
     done = asyncio.get_running_loop().create_future()
 
     def finish(error=None):

@@ -91,6 +91,9 @@ static void check_defaults(const struct config *c)
 	assert_int_equal(c->limits.max_output, 1024 * 1024);
 	assert_int_equal(c->limits.max_connections, 10000);
 	assert_int_equal(c->limits.max_offline_messages, 1000);
+	assert_null(c->pubsub.subdomain);
+	assert_int_equal(c->pubsub.max_items, 256);
+	assert_int_equal(c->pubsub.max_nodes, 256);
 }
 
 static void test_defaults(void **state)
@@ -893,6 +896,30 @@ static void test_s2s(void **state)
 	load_err_with("s2s: { bidi: 1 }\n", 3, "s2s.bidi");
 }
 
+static void test_pubsub(void **state)
+{
+	(void)state;
+	struct config *c = load_ok_with("pubsub:\n"
+					"  subdomain: pubsub.x-1\n"
+					"  max_items: 10\n"
+					"  max_nodes: 3\n");
+	assert_string_equal(c->pubsub.subdomain, "pubsub.x-1");
+	assert_int_equal(c->pubsub.max_items, 10);
+	assert_int_equal(c->pubsub.max_nodes, 3);
+	conf_free(c);
+	static const char *const bad[] = { "Pubsub", "a..b", ".a", "a.",
+					   "a b", "a/b" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		char yaml[128];
+		snprintf(yaml, sizeof(yaml), "pubsub:\n  subdomain: %s\n",
+			 bad[i]);
+		load_err_with(yaml, 4, "pubsub: subdomain");
+	}
+	load_err_with("pubsub:\n  subdomain: \"\"\n", 4, "empty value");
+	load_err_with("pubsub:\n  max_items: 0\n", 4, "max_items");
+	load_err_with("pubsub:\n  max_items: 10001\n", 4, "max_items");
+}
+
 static void test_dns(void **state)
 {
 	(void)state;
@@ -960,6 +987,7 @@ int main(void)
 		cmocka_unit_test(test_reference_is_docs),
 		cmocka_unit_test(test_dns),
 		cmocka_unit_test(test_s2s),
+		cmocka_unit_test(test_pubsub),
 		cmocka_unit_test(test_example_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -450,6 +450,48 @@ static void check_map(struct store *st, const char *table)
 	assert_int_equal(m.n, 2);
 	assert_string_equal(m.keys[1], "a");
 
+	/* prefix: only the keys that start with it, bytewise, in order */
+	assert_int_equal(store_map_set(st, table, "h", "alice", "n\x01" "1",
+				       "x", 1),
+			 0);
+	assert_int_equal(store_map_set(st, table, "h", "alice", "n\x01" "0",
+				       "y", 1),
+			 0);
+	assert_int_equal(store_map_set(st, table, "h", "alice", "n2\x01" "0",
+				       "z", 1),
+			 0);
+	assert_int_equal(store_map_set(st, table, "h", "bob", "n\x01" "9",
+				       "w", 1),
+			 0);
+	m = (struct map_seen){ .n = 0 };
+	assert_int_equal(store_map_prefix(st, table, "h", "alice", "n\x01",
+					  map_cb, &m),
+			 0);
+	assert_int_equal(m.n, 2);
+	assert_string_equal(m.keys[0], "n\x01" "0");
+	assert_string_equal(m.keys[1], "n\x01" "1");
+	m = (struct map_seen){ .n = 0 };
+	assert_int_equal(store_map_prefix(st, table, "h", "alice", "\xc3",
+					  map_cb, &m),
+			 0);
+	assert_int_equal(m.n, 1);
+	m = (struct map_seen){ .n = 0 };
+	assert_int_equal(store_map_prefix(st, table, "h", "alice", "zz",
+					  map_cb, &m),
+			 0);
+	assert_int_equal(m.n, 0);
+	for (const char *const *k = (const char *const[]){ "n\x01" "1",
+							   "n\x01" "0",
+							   "n2\x01" "0",
+							   NULL };
+	     *k; k++)
+		assert_int_equal(store_map_set(st, table, "h", "alice", *k,
+					       NULL, 0),
+				 0);
+	assert_int_equal(store_map_set(st, table, "h", "bob", "n\x01" "9",
+				       NULL, 0),
+			 0);
+
 	/* get, overwrite, delete one key */
 	struct buf b = { 0 };
 	assert_int_equal(store_map_get(st, table, "h", "alice", "a", &b), 0);
