@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include <expat.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <uv.h>
 
@@ -93,15 +94,22 @@ uint64_t lg_now_ns(void);
 
 enum lg_scram_hash { LG_SCRAM_SHA1, LG_SCRAM_SHA256 };
 
-/* Per-user cache of SaltedPassword (RFC 5802 §5.1 allows a client to keep
- * it): without it the generator would spend more CPU on PBKDF2 than the
- * server spends on the whole login. */
+/* Per-user cache of what SCRAM derives from the password, salt and
+ * iteration count alone (RFC 5802 §5.1 lets a client keep SaltedPassword,
+ * and ClientKey, StoredKey and ServerKey follow from it): without it the
+ * generator would spend more CPU on PBKDF2 than the server spends on the
+ * whole login. What is left per login is the two HMACs over the
+ * AuthMessage; their keyed HMAC states are kept too (created at first
+ * use), so a login copies a state instead of fetching and keying HMAC.
+ * A user belongs to one generator thread, so its cache needs no lock. */
 struct lg_scram_cache {
 	unsigned char salt[64];
 	size_t salt_len;
 	unsigned iter;
 	int hash;            /* enum lg_scram_hash, -1 = empty */
-	unsigned char salted[64];
+	unsigned char client_key[64];
+	EVP_MAC_CTX *stored_mac;   /* HMAC keyed with StoredKey */
+	EVP_MAC_CTX *server_mac;   /* HMAC keyed with ServerKey */
 };
 
 struct lg_scram {
@@ -126,6 +134,10 @@ char *lg_scram_final(struct lg_scram *s, const char *in, size_t in_len,
  * server knows the password. */
 bool lg_scram_verify(struct lg_scram *s, const char *in, size_t in_len);
 void lg_scram_clear(struct lg_scram *s);
+/* Fetches HMAC and the digests once (before any thread starts); frees
+ * a user's cache. */
+void lg_scram_init(void);
+void lg_scram_cache_free(struct lg_scram_cache *cache);
 
 /* Base64 helpers: results malloc'd (caller frees). lg_b64_decode returns
  * NULL on malformed input; `*len_r` gets the decoded length. */

@@ -258,6 +258,7 @@ static void free_users(struct lg_run *run)
 		free(run->users[i].name);
 		free(run->users[i].bare);
 		free(run->users[i].password);
+		lg_scram_cache_free(&run->users[i].cache);
 	}
 	free(run->users);
 }
@@ -421,6 +422,7 @@ int main(int argc, char **argv)
 	raise_nofile();
 	resolve(&run);
 	make_users(&run);
+	lg_scram_init();
 	run.ssl_ctx = make_ssl_ctx(&run.o);
 	run.loop = uv_default_loop();
 	run.t0 = lg_now_ns();
