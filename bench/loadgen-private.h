@@ -90,6 +90,23 @@ void lg_hist_print(const struct lg_hist *h, const char *name);
 /* Monotonic clock, nanoseconds. */
 uint64_t lg_now_ns(void);
 
+/* CPU time over a scenario's measured window: the server's (utime +
+ * stime of all its threads from /proc/PID/stat, with --server-pid) and
+ * the generator's own (getrusage, all its threads). */
+struct lg_window {
+	uint64_t t0, t1;         /* lg_now_ns */
+	double srv0, srv1;       /* server CPU seconds; < 0: unknown */
+	double self0, self1;     /* generator CPU seconds */
+};
+/* Returns the CPU seconds of process `pid`, or -1 if unreadable. */
+double lg_proc_cpu_s(int pid);
+void lg_window_begin(struct lg_window *w, int server_pid);
+void lg_window_end(struct lg_window *w, int server_pid);
+/* Prints " window_s=… server_cpu_s=… server_cpu_ms_per_OP=…
+ * OPs_per_server_cpu_s=… gen_cpu_s=… gen_cpu_ms_per_OP=…" for `ops`
+ * operations in the window (server fields only when known). */
+void lg_window_print(const struct lg_window *w, double ops, const char *op);
+
 /* ---- scram.c: SCRAM client (RFC 5802, RFC 7677) ---- */
 
 enum lg_scram_hash { LG_SCRAM_SHA1, LG_SCRAM_SHA256 };
@@ -271,12 +288,17 @@ struct lg_opts {
 	const char *mechanism;    /* NULL: SCRAM-SHA-256, else SCRAM-SHA-1 */
 	int port;
 	int count, sessions, pairs, concurrency, window, contacts, togglers;
-	int size, server_pid;
+	int size, server_pid, threads;
 	double duration, rate, timeout, hold, grace, settle;
 	bool tls_verify;
 	uint32_t src_lo, src_hi;  /* host order; 0 = no source binding */
 };
 
+/* One loop's run. With --threads (login only) every thread has its own,
+ * copied from the main one: options, accounts and the TLS context are
+ * shared (read-only but for a user's SCRAM cache, which only the
+ * thread owning that user touches); loop, counters and scenario state
+ * are the thread's. */
 struct lg_run {
 	uv_loop_t *loop;
 	SSL_CTX *ssl_ctx;
@@ -284,11 +306,14 @@ struct lg_run {
 	struct lg_opts o;
 	struct lg_user *users;
 	int nusers;
+	int thread, nthreads;    /* this loop's index, and how many */
+	void *sc;                /* the scenario's per-thread state */
 	uint32_t src_next;
 	unsigned live;       /* connections not yet freed */
 	bool stopping;
 	uint64_t t0;
 	struct lg_counts fails;  /* connection failures by reason */
+	struct lg_window window; /* the measured phase's CPU (main run) */
 };
 
 /* Returns the user index of the local part `local` of `jid` (bare or
@@ -307,6 +332,10 @@ void lg_scenario_idle(struct lg_run *run, int *status_r);
 void lg_scenario_roster(struct lg_run *run, int *status_r);
 void lg_scenario_msg(struct lg_run *run, int *status_r);
 void lg_scenario_fanout(struct lg_run *run, int *status_r);
+/* After every thread's loop has ended: the login RESULT of all threads
+ * (`runs`, n of them) with the CPU window of `base`. */
+void lg_login_report(struct lg_run *base, struct lg_run *runs, int n,
+		     int *status_r);
 
 /* ---- pool.c: a set of sessions opened with a concurrency limit ---- */
 

@@ -531,7 +531,7 @@ static void tls_input(struct lg_conn *c, const char *data, size_t len)
 		if (!c->tls_done)
 			return;
 	}
-	static char plain[16384];
+	static _Thread_local char plain[16384];
 	int r = 0;
 	while (c->phase != LG_CLOSED &&
 	       (r = SSL_read(c->ssl, plain, sizeof(plain))) > 0)
@@ -554,8 +554,8 @@ static void tls_input(struct lg_conn *c, const char *data, size_t len)
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-	/* One loop thread, and each read is consumed before the next. */
-	static char rbuf[65536];
+	/* One buffer per loop thread; each read is consumed before the next. */
+	static _Thread_local char rbuf[65536];
 	*buf = uv_buf_init(rbuf, sizeof(rbuf));
 }
 
