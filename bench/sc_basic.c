@@ -318,6 +318,7 @@ static void idle_hold_done(uv_timer_t *t)
 static void idle_all_up(struct lg_pool *p)
 {
 	idl.ready_n = p->up - p->dropped;
+	lg_window_end(&idl.run->window, idl.run->o.server_pid);
 	if (idl.run->o.server_pid)
 		idl.ready = read_smaps(idl.run->o.server_pid);
 	/* The caller's script measures the server now: tell it at once. */
@@ -355,6 +356,8 @@ static void idle_all_closed(struct lg_pool *p)
 	lg_pool_print(p);
 	printf(" ready=%d hold_s=%g", idl.ready_n, run->o.hold);
 	idle_print_mem();
+	/* CPU from the first connection to READY, per session set up. */
+	lg_window_print(&run->window, (double)p->up, "session");
 	lg_result_end(run);
 	*idl.status_r = p->failed || p->dropped || run->fails.len ? 1 : 0;
 	lg_pool_free(p);
@@ -372,6 +375,7 @@ void lg_scenario_idle(struct lg_run *run, int *status_r)
 	uv_timer_init(run->loop, &idl.hold);
 	if (run->o.server_pid)
 		idl.before = read_smaps(run->o.server_pid);
+	lg_window_begin(&run->window, run->o.server_pid);
 	lg_pool_start(&idl.pool, run, run->o.sessions,
 		      LG_WANT_ROSTER | LG_WANT_PRESENCE, &idle_ops, NULL);
 }

@@ -339,12 +339,12 @@ void lg_window_print(const struct lg_window *w, double ops, const char *op)
 		double srv = w->srv1 - w->srv0;
 		printf(" server_cpu_s=%.3f", srv);
 		if (ops > 0)
-			printf(" server_cpu_ms_per_%s=%.4f", op,
+			printf(" server_cpu_ms_per_%s=%.4g", op,
 			       srv * 1e3 / ops);
 		if (srv > 0)
 			printf(" %ss_per_server_cpu_s=%.1f", op, ops / srv);
 	}
 	printf(" gen_cpu_s=%.3f", self);
 	if (ops > 0)
-		printf(" gen_cpu_ms_per_%s=%.4f", op, self * 1e3 / ops);
+		printf(" gen_cpu_ms_per_%s=%.4g", op, self * 1e3 / ops);
 }
