@@ -243,6 +243,8 @@ struct lg_conn {
 	uint64_t t_start, t_online;
 	bool session_required, server_ended, tcp_inited;
 	bool in_parse, restart, tls_done;
+	bool corked;         /* a read is being processed: writes wait */
+	struct lg_sbuf out;  /* what they wrote, sent when the read ends */
 	int handles, sasl_step;
 	SSL *ssl;
 	BIO *net_in, *net_out;
