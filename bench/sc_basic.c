@@ -264,6 +264,10 @@ void lg_login_report(struct lg_run *base, struct lg_run *runs, int n,
 	       (unsigned long long)sum.failed,
 	       (unsigned long long)sum.close_failed, per_s,
 	       base->o.concurrency, base->o.rate, n);
+	/* Each thread's share, so that a stalled thread shows. */
+	for (int t = 0; t < n; t++)
+		printf("%s%llu", t ? "," : " ok_per_thread=",
+		       (unsigned long long)((struct login_state *)runs[t].sc)->ok);
 	lg_hist_print(&sum.hist, "lat");
 	lg_window_print(&base->window, (double)sum.ok, "login");
 	lg_result_end(base);

@@ -149,6 +149,70 @@ def test_login_fixed_rate_scram_sha1(server):
     assert_latencies(run)
 
 
+def proc_cpu_s(pid):
+    """utime + stime of a process, all threads, in seconds."""
+    with open(f'/proc/{pid}/stat') as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def test_login_threads_and_cpu(server_factory):
+    # One connection per source address: the threads walk their own
+    # parts of the address range.
+    srv = server_factory(limits={'max_conns_per_ip': 1})
+    bench_users(srv, 'thr', 6)
+    pid = srv.proc.pid
+    before = proc_cpu_s(pid)
+    run = loadgen(srv.c2s_port, 'login', '--users', 'thr', '--count', 6,
+                  '--password', 'pw-%d', '--duration', 2,
+                  '--concurrency', 6, '--threads', 3, '--server-pid', pid)
+    after = proc_cpu_s(pid)
+    assert_clean(run)
+    assert run.int('threads') == 3, run
+    ok = run.int('ok')
+    per = [int(x) for x in run.result['ok_per_thread'].split(',')]
+    assert len(per) == 3 and min(per) > 0 and sum(per) == ok, run
+    assert ok + run.int('failed') == run.int('started'), run
+    assert_latencies(run)
+    # The server's CPU over the window is what the process used around
+    # the run (less loadgen's start and end, when the server is idle).
+    srv_cpu = run.num('server_cpu_s')
+    assert 0 < srv_cpu <= after - before + 0.011, (before, after, run)
+    assert srv_cpu >= (after - before) * 0.8 - 0.02, (before, after, run)
+    assert abs(run.num('server_cpu_ms_per_login') - srv_cpu * 1e3 / ok) \
+        <= 0.01 * srv_cpu * 1e3 / ok, run
+    assert abs(run.num('logins_per_server_cpu_s') - ok / srv_cpu) <= \
+        0.01 * ok / srv_cpu + 0.1, run
+    assert run.num('gen_cpu_ms_per_login') > 0, run
+    assert 1.5 < run.num('window_s') < 10, run
+
+
+def test_login_cpu_without_a_server_process(server):
+    bench_users(server, 'nop', 2)
+    run = loadgen(server.c2s_port, 'login', '--users', 'nop', '--count', 2,
+                  '--password', 'pw-%d', '--duration', 1,
+                  '--server-pid', (1 << 30) - 1)
+    assert_clean(run)
+    assert 'server_cpu_s' not in run.result, run
+    assert run.num('gen_cpu_s') > 0 and run.int('threads') == 1, run
+
+
+@pytest.mark.parametrize('args', [
+    ['msg', '--threads', '2', '--count', '4'],
+    ['login', '--threads', '3', '--count', '2'],
+    ['login', '--threads', '3', '--count', '9', '--concurrency', '2'],
+    ['login', '--threads', '0'],
+])
+def test_threads_usage_errors(args):
+    assert LOADGEN_BIN.exists(), f'{LOADGEN_BIN} not built'
+    proc = subprocess.run([str(LOADGEN_BIN), *args, '--port', '1'],
+                          capture_output=True, text=True,
+                          env=sanitizer_env(), timeout=RUN_TIMEOUT)
+    assert proc.returncode == 2, (args, proc.stderr)
+    assert '--threads' in proc.stderr, proc.stderr
+    assert 'RESULT' not in proc.stdout, proc.stdout
+
+
 def test_login_wrong_password_fails(server):
     bench_users(server, 'bad', 2)
     run = loadgen(server.c2s_port, 'login', '--users', 'bad', '--count', 2,
@@ -172,6 +236,8 @@ def test_idle(server):
     assert run.int('up') == 8 and run.int('dropped') == 0, run
     assert run.int('rss_ready_kb') > 0 and run.int('pss_ready_kb') > 0, run
     assert 'rss_per_session_kb' in run.result, run
+    assert run.num('server_cpu_s') >= 0, run
+    assert run.num('gen_cpu_ms_per_session') > 0, run
 
 
 def test_roster_then_fanout(server):
@@ -190,8 +256,11 @@ def test_roster_then_fanout(server):
     # Every user has 2 contacts online: 2 broadcasts per toggle.
     run = loadgen(server.c2s_port, 'fanout', *common, '--contacts', 2,
                   '--togglers', 3, '--rate', 20, '--duration', 2,
-                  '--settle', 0.5)
+                  '--settle', 0.5, '--server-pid', server.proc.pid)
     assert_clean(run)
+    assert run.num('server_cpu_s') >= 0, run
+    assert run.num('gen_cpu_ms_per_broadcast') >= 0, run
+    assert 1.9 < run.num('window_s') < 3, run
     toggles = run.int('toggles')
     assert 30 <= toggles <= 41, run
     assert run.int('expected') == 2 * toggles, run
@@ -205,8 +274,13 @@ def test_msg_closed_loop(server):
     bench_users(server, 'msg', 4)
     run = loadgen(server.c2s_port, 'msg', '--users', 'msg', '--count', 4,
                   '--password', 'pw-%d', '--pairs', 2, '--window', 4,
-                  '--duration', 2)
+                  '--duration', 2, '--server-pid', server.proc.pid)
     assert_clean(run)
+    # CPU per message over the sending window (the grace is not in it).
+    assert run.num('server_cpu_s') > 0, run
+    assert run.num('server_cpu_ms_per_msg') > 0, run
+    assert run.num('gen_cpu_ms_per_msg') > 0, run
+    assert 1.9 < run.num('window_s') < 3, run
     sent = run.int('sent')
     assert sent > 100 and run.int('received') == sent, run
     for key in ('lost', 'duplicated', 'out_of_order', 'errors',
