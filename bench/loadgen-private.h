@@ -161,6 +161,13 @@ void lg_scram_cache_free(struct lg_scram_cache *cache);
 char *lg_b64_encode(const void *data, size_t len);
 unsigned char *lg_b64_decode(const char *s, size_t len, size_t *len_r);
 
+/* ---- pubkey.c ---- */
+
+/* Makes OpenSSL decode EC public keys of certificates directly, not
+ * through the provider decoders (see pubkey.c); call before any thread
+ * starts. Returns false when it cannot (the slower path stays). */
+bool lg_pubkey_fast_decode(void);
+
 /* ---- xconn.c: one XMPP client connection ---- */
 
 /* A received element (stanza tree). Lives in the connection's arena

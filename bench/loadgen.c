@@ -521,6 +521,7 @@ int main(int argc, char **argv)
 	resolve(&run);
 	make_users(&run);
 	lg_scram_init();
+	lg_pubkey_fast_decode();
 	run.ssl_ctx = make_ssl_ctx(&run.o);
 	run.nthreads = 1;
 	run.t0 = lg_now_ns();

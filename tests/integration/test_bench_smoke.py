@@ -513,6 +513,51 @@ def test_hostile_scram_fails_cleanly(tls_context, reason, first, wait2,
     assert run.int(f'fail_{reason}') == run.int('failed'), run
 
 
+# -- certificate checks (the server key is decoded as pubkey.c makes it) ----
+
+def make_ca_and_leaf(d, name):
+    """A P-256 CA and a leaf for CN=localhost signed by it, in d."""
+    ca_key, ca = d / f'{name}-ca.key', d / f'{name}-ca.pem'
+    key, csr, leaf = d / f'{name}.key', d / f'{name}.csr', d / f'{name}.pem'
+    ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes']
+    for cmd in (
+            ['openssl', 'req', '-x509', *ec, '-keyout', ca_key, '-out', ca,
+             '-days', '1', '-subj', f'/CN={name} CA'],
+            ['openssl', 'req', *ec, '-keyout', key, '-out', csr,
+             '-subj', '/CN=localhost'],
+            ['openssl', 'x509', '-req', '-in', csr, '-CA', ca, '-CAkey',
+             ca_key, '-CAcreateserial', '-out', leaf, '-days', '1']):
+        subprocess.run([str(c) for c in cmd], check=True,
+                       capture_output=True, timeout=30)
+    return ca, leaf, key
+
+
+def test_certificate_signatures_still_checked(tmp_path):
+    """The server's certificate verifies against its CA and fails against
+    another: the EC keys decoded for the handshake are the real ones."""
+    ca, leaf, key = make_ca_and_leaf(tmp_path, 'good')
+    other_ca, _, _ = make_ca_and_leaf(tmp_path, 'other')
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(leaf, key)
+    steps = [(HELLO, HEADER + STARTTLS), (b'<starttls', START_TLS),
+             (HELLO, HEADER + SCRAM_FEATURES),
+             (b'</auth>', sasl('failure', b'<not-authorized/>'))]
+    fake = ScriptedServer(steps, tls=ctx)
+    try:
+        runs = {c: loadgen(fake.port, 'login', '--count', 1, '--duration',
+                           0.3, '--concurrency', 1, '--src-range', 'none',
+                           '--tls-verify', 'on', '--ca-file', c)
+                for c in (ca, other_ca)}
+    finally:
+        fake.close()
+    good, bad = runs[ca], runs[other_ca]
+    # Past TLS with the right CA: SASL is what fails.
+    assert good.int('failed') > 0, good
+    assert good.int('fail_sasl_not-authorized_sasl') == good.int('failed')
+    assert bad.int('failed') > 0, bad
+    assert bad.int('fail_tls-verify_tls-handshake') == bad.int('failed')
+
+
 # -- bench/compare ----------------------------------------------------------
 
 COMPARE = REPO_ROOT / 'bench' / 'compare'
