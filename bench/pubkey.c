@@ -55,12 +55,12 @@ bool lg_pubkey_fast_decode(void)
 	    !ENGINE_set_name(e, "loadgen: OpenSSL's EC methods") ||
 	    !ENGINE_set_pkey_meths(e, ec_pkey_meths) || !ENGINE_init(e))
 		goto fail;
-	if (!ENGINE_set_default_pkey_meths(e)) {
-		ENGINE_finish(e);
+	bool ok = ENGINE_set_default_pkey_meths(e);
+	/* The default-method table holds its own references (released by
+	 * OpenSSL's clean-up at exit); ours go. */
+	ENGINE_finish(e);
+	if (!ok)
 		goto fail;
-	}
-	/* The registration and the init hold their references; the
-	 * engine lives until exit. */
 	ENGINE_free(e);
 	return true;
 fail:
