@@ -603,7 +603,7 @@ def test_compare_quick_stanzad_only(tmp_path):
         [str(COMPARE), '--quick', '--servers', 'stanzad', '--duration', '1',
          '--stanzad', str(STANZAD_BIN), '--loadgen', str(LOADGEN_BIN),
          '--sizes', str(SIZES_BIN), '--output', str(out),
-         '--max-time', '80'],
+         '--max-time', '80', '--login-threads', '2'],
         capture_output=True, text=True, timeout=RUN_TIMEOUT,
         env=sanitizer_env(), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -632,8 +632,27 @@ def test_compare_quick_stanzad_only(tmp_path):
                     'stanzad') == '0', tables[heading]
     assert cell(tables['Idle authenticated TLS sessions'], 'sessions up',
                 'stanzad') == '200'
+    # the server's CPU per operation, from loadgen --server-pid
+    for heading, label in (
+            ('1:1 messages over TLS, closed loop (peak)',
+             'server CPU per message (µs, lower is better)'),
+            ('1:1 messages over TLS, closed loop (peak)',
+             'messages per server CPU-second'),
+            ('Logins', 'server CPU per login (ms, lower is better)'),
+            ('Logins', 'logins per server CPU-second'),
+            ('Logins', 'generator CPU per login (ms)'),
+            ('Idle authenticated TLS sessions',
+             'generator CPU per session set-up (ms)')):
+        assert num(cell(tables[heading], label, 'stanzad')) > 0, \
+            (heading, label, tables[heading])
+    assert cell(tables['Logins'], 'generator threads', 'stanzad') == '2'
+    assert re.search(r'^\[stanzad\] \S*loadgen login .*--threads 2 '
+                     r'--server-pid \d+$', text, re.M), text
+    assert not re.search(r'^\[stanzad\] \S*loadgen (register|roster) '
+                         r'.*--server-pid', text, re.M), text
     shard = tables['stanzad: 1 shard vs 2']
     assert num(cell(shard, 'logins/s', '2 / 1')) > 0, shard
+    assert num(cell(shard, 'server CPU per login (ms)', 'shards: 2')) > 0
     # a sanitizer build of sizes has no glibc heap statistics
     assert 'struct c2s' in text and ('OpenSSL server SSL object' in text or
                                      'heap: not measurable' in text), text
