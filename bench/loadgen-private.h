@@ -5,8 +5,11 @@
  * STARTTLS, SCRAM-SHA-256/SHA-1, binding, RFC 6121 roster and presence)
  * that deliberately shares no code with stanzad, so that a server bug
  * cannot be hidden by the same bug on the client side. Everything runs on
- * one libuv loop; connections are freed only from their close callbacks,
- * so a `struct lg_conn` stays valid for the whole of any callback.
+ * one libuv loop (login: one loop per --threads thread, each with its own
+ * connections, sharing only read-only set-up and the SCRAM cache entries
+ * of its own users); connections are freed only from their close
+ * callbacks, so a `struct lg_conn` stays valid for the whole of any
+ * callback.
  */
 #ifndef LOADGEN_PRIVATE_H
 #define LOADGEN_PRIVATE_H
