@@ -187,6 +187,18 @@ def test_login_threads_and_cpu(server_factory):
     assert 1.5 < run.num('window_s') < 10, run
 
 
+def test_login_threads_share_the_rate(server):
+    bench_users(server, 'thrr', 4)
+    run = loadgen(server.c2s_port, 'login', '--users', 'thrr', '--count', 4,
+                  '--password', 'pw-%d', '--duration', 2, '--rate', 20,
+                  '--threads', 2)
+    assert_clean(run)
+    # 10/s per thread for 2 s: about 40 in all, never more than scheduled.
+    assert 30 <= run.int('ok') <= 42, run
+    per = [int(x) for x in run.result['ok_per_thread'].split(',')]
+    assert len(per) == 2 and all(15 <= p <= 21 for p in per), run
+
+
 def test_login_cpu_without_a_server_process(server):
     bench_users(server, 'nop', 2)
     run = loadgen(server.c2s_port, 'login', '--users', 'nop', '--count', 2,
