@@ -5,8 +5,11 @@
  * STARTTLS, SCRAM-SHA-256/SHA-1, binding, RFC 6121 roster and presence)
  * that deliberately shares no code with stanzad, so that a server bug
  * cannot be hidden by the same bug on the client side. Everything runs on
- * one libuv loop; connections are freed only from their close callbacks,
- * so a `struct lg_conn` stays valid for the whole of any callback.
+ * one libuv loop (login: one loop per --threads thread, each with its own
+ * connections, sharing only read-only set-up and the SCRAM cache entries
+ * of its own users); connections are freed only from their close
+ * callbacks, so a `struct lg_conn` stays valid for the whole of any
+ * callback.
  */
 #ifndef LOADGEN_PRIVATE_H
 #define LOADGEN_PRIVATE_H
@@ -16,6 +19,7 @@
 #include <stdint.h>
 
 #include <expat.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <uv.h>
 
@@ -89,19 +93,43 @@ void lg_hist_print(const struct lg_hist *h, const char *name);
 /* Monotonic clock, nanoseconds. */
 uint64_t lg_now_ns(void);
 
+/* CPU time over a scenario's measured window: the server's (utime +
+ * stime of all its threads from /proc/PID/stat, with --server-pid) and
+ * the generator's own (getrusage, all its threads). */
+struct lg_window {
+	uint64_t t0, t1;         /* lg_now_ns */
+	double srv0, srv1;       /* server CPU seconds; < 0: unknown */
+	double self0, self1;     /* generator CPU seconds */
+};
+/* Returns the CPU seconds of process `pid`, or -1 if unreadable. */
+double lg_proc_cpu_s(int pid);
+void lg_window_begin(struct lg_window *w, int server_pid);
+void lg_window_end(struct lg_window *w, int server_pid);
+/* Prints " window_s=… server_cpu_s=… server_cpu_ms_per_OP=…
+ * OPs_per_server_cpu_s=… gen_cpu_s=… gen_cpu_ms_per_OP=…" for `ops`
+ * operations in the window (server fields only when known). */
+void lg_window_print(const struct lg_window *w, double ops, const char *op);
+
 /* ---- scram.c: SCRAM client (RFC 5802, RFC 7677) ---- */
 
 enum lg_scram_hash { LG_SCRAM_SHA1, LG_SCRAM_SHA256 };
 
-/* Per-user cache of SaltedPassword (RFC 5802 §5.1 allows a client to keep
- * it): without it the generator would spend more CPU on PBKDF2 than the
- * server spends on the whole login. */
+/* Per-user cache of what SCRAM derives from the password, salt and
+ * iteration count alone (RFC 5802 §5.1 lets a client keep SaltedPassword,
+ * and ClientKey, StoredKey and ServerKey follow from it): without it the
+ * generator would spend more CPU on PBKDF2 than the server spends on the
+ * whole login. What is left per login is the two HMACs over the
+ * AuthMessage; their keyed HMAC states are kept too (created at first
+ * use), so a login copies a state instead of fetching and keying HMAC.
+ * A user belongs to one generator thread, so its cache needs no lock. */
 struct lg_scram_cache {
 	unsigned char salt[64];
 	size_t salt_len;
 	unsigned iter;
 	int hash;            /* enum lg_scram_hash, -1 = empty */
-	unsigned char salted[64];
+	unsigned char client_key[64];
+	EVP_MAC_CTX *stored_mac;   /* HMAC keyed with StoredKey */
+	EVP_MAC_CTX *server_mac;   /* HMAC keyed with ServerKey */
 };
 
 struct lg_scram {
@@ -126,11 +154,22 @@ char *lg_scram_final(struct lg_scram *s, const char *in, size_t in_len,
  * server knows the password. */
 bool lg_scram_verify(struct lg_scram *s, const char *in, size_t in_len);
 void lg_scram_clear(struct lg_scram *s);
+/* Fetches HMAC and the digests once (before any thread starts); frees
+ * a user's cache. */
+void lg_scram_init(void);
+void lg_scram_cache_free(struct lg_scram_cache *cache);
 
 /* Base64 helpers: results malloc'd (caller frees). lg_b64_decode returns
  * NULL on malformed input; `*len_r` gets the decoded length. */
 char *lg_b64_encode(const void *data, size_t len);
 unsigned char *lg_b64_decode(const char *s, size_t len, size_t *len_r);
+
+/* ---- pubkey.c ---- */
+
+/* Makes OpenSSL decode EC public keys of certificates directly, not
+ * through the provider decoders (see pubkey.c); call before any thread
+ * starts. Returns false when it cannot (the slower path stays). */
+bool lg_pubkey_fast_decode(void);
 
 /* ---- xconn.c: one XMPP client connection ---- */
 
@@ -214,6 +253,8 @@ struct lg_conn {
 	uint64_t t_start, t_online;
 	bool session_required, server_ended, tcp_inited;
 	bool in_parse, restart, tls_done;
+	bool corked;         /* a read is being processed: writes wait */
+	struct lg_sbuf out;  /* what they wrote, sent when the read ends */
 	int handles, sasl_step;
 	SSL *ssl;
 	BIO *net_in, *net_out;
@@ -259,12 +300,17 @@ struct lg_opts {
 	const char *mechanism;    /* NULL: SCRAM-SHA-256, else SCRAM-SHA-1 */
 	int port;
 	int count, sessions, pairs, concurrency, window, contacts, togglers;
-	int size, server_pid;
+	int size, server_pid, threads;
 	double duration, rate, timeout, hold, grace, settle;
 	bool tls_verify;
 	uint32_t src_lo, src_hi;  /* host order; 0 = no source binding */
 };
 
+/* One loop's run. With --threads (login only) every thread has its own,
+ * copied from the main one: options, accounts and the TLS context are
+ * shared (read-only but for a user's SCRAM cache, which only the
+ * thread owning that user touches); loop, counters and scenario state
+ * are the thread's. */
 struct lg_run {
 	uv_loop_t *loop;
 	SSL_CTX *ssl_ctx;
@@ -272,11 +318,14 @@ struct lg_run {
 	struct lg_opts o;
 	struct lg_user *users;
 	int nusers;
+	int thread, nthreads;    /* this loop's index, and how many */
+	void *sc;                /* the scenario's per-thread state */
 	uint32_t src_next;
 	unsigned live;       /* connections not yet freed */
 	bool stopping;
 	uint64_t t0;
 	struct lg_counts fails;  /* connection failures by reason */
+	struct lg_window window; /* the measured phase's CPU (main run) */
 };
 
 /* Returns the user index of the local part `local` of `jid` (bare or
@@ -295,6 +344,10 @@ void lg_scenario_idle(struct lg_run *run, int *status_r);
 void lg_scenario_roster(struct lg_run *run, int *status_r);
 void lg_scenario_msg(struct lg_run *run, int *status_r);
 void lg_scenario_fanout(struct lg_run *run, int *status_r);
+/* After every thread's loop has ended: the login RESULT of all threads
+ * (`runs`, n of them) with the CPU window of `base`. */
+void lg_login_report(struct lg_run *base, struct lg_run *runs, int n,
+		     int *status_r);
 
 /* ---- pool.c: a set of sessions opened with a concurrency limit ---- */
 

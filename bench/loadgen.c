@@ -9,6 +9,8 @@
 #include <arpa/inet.h>
 #include <getopt.h>
 #include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +42,10 @@ static const char usage_text[] =
 	"  --contacts K       roster/fanout: contacts per user (10)\n"
 	"  --togglers M       fanout: users changing presence (count/10)\n"
 	"  --hold S           idle: seconds to hold after READY (0)\n"
-	"  --server-pid PID   idle: measure this process's RSS/PSS\n"
+	"  --server-pid PID   the server's CPU time over the measured phase;\n"
+	"                     idle: also its RSS/PSS\n"
+	"  --threads N        login: N threads, each with its own loop and\n"
+	"                     share of accounts, concurrency and rate (1)\n"
 	"  --grace S          wait for late messages/broadcasts (5)\n"
 	"  --settle S         fanout: quiet time before toggling (1)\n"
 	"  --timeout S        abort the whole run after S seconds\n"
@@ -65,7 +70,8 @@ enum {
 	OPT_PASSWORD, OPT_DURATION, OPT_RATE, OPT_CONCURRENCY, OPT_SESSIONS,
 	OPT_PAIRS, OPT_WINDOW, OPT_SIZE, OPT_CONTACTS, OPT_TOGGLERS,
 	OPT_HOLD, OPT_SERVER_PID, OPT_GRACE, OPT_SETTLE, OPT_TIMEOUT,
-	OPT_TLS_VERIFY, OPT_CA_FILE, OPT_SRC_RANGE, OPT_MECHANISM, OPT_HELP,
+	OPT_TLS_VERIFY, OPT_CA_FILE, OPT_SRC_RANGE, OPT_MECHANISM, OPT_THREADS,
+	OPT_HELP,
 };
 
 static const struct option long_opts[] = {
@@ -93,6 +99,7 @@ static const struct option long_opts[] = {
 	{ "ca-file", required_argument, NULL, OPT_CA_FILE },
 	{ "src-range", required_argument, NULL, OPT_SRC_RANGE },
 	{ "mechanism", required_argument, NULL, OPT_MECHANISM },
+	{ "threads", required_argument, NULL, OPT_THREADS },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -193,6 +200,9 @@ static void set_opt(struct lg_opts *o, int opt, const char *arg)
 			usage_exit("--mechanism: SCRAM-SHA-256 or SCRAM-SHA-1");
 		o->mechanism = arg;
 		break;
+	case OPT_THREADS:
+		o->threads = parse_int(arg, 1, 64, "--threads");
+		break;
 	case OPT_HELP: fputs(usage_text, stdout); exit(0);
 	default: usage_exit(NULL);
 	}
@@ -205,6 +215,7 @@ static void parse_opts(struct lg_opts *o, int argc, char **argv)
 		.prefix = "bench", .password = "secret", .count = 10,
 		.duration = 10, .concurrency = 50, .window = 1,
 		.contacts = 10, .grace = 5, .settle = 1, .tls_verify = true,
+		.threads = 1,
 		.src_lo = 0x7f000101, .src_hi = 0x7f00fffe,
 	};
 	if (argc < 2 || argv[1][0] == '-')
@@ -221,6 +232,10 @@ static void parse_opts(struct lg_opts *o, int argc, char **argv)
 		o->sessions = o->count;
 	if (!o->timeout)
 		o->timeout = o->duration + o->hold + o->grace + o->settle + 120;
+	if (o->threads > 1 && strcmp(o->scenario, "login") != 0)
+		usage_exit("--threads: only the login scenario has threads");
+	if (o->threads > o->count || o->threads > o->concurrency)
+		usage_exit("--threads: at most --count and --concurrency");
 }
 
 /* ---- accounts ---- */
@@ -258,6 +273,7 @@ static void free_users(struct lg_run *run)
 		free(run->users[i].name);
 		free(run->users[i].bare);
 		free(run->users[i].password);
+		lg_scram_cache_free(&run->users[i].cache);
 	}
 	free(run->users);
 }
@@ -377,7 +393,10 @@ static void print_failures(const struct lg_run *run)
 /* The hard bound on a run: report what is known and leave at once. */
 static void on_global_timeout(uv_timer_t *t)
 {
+	static atomic_flag fired = ATOMIC_FLAG_INIT;
 	struct lg_run *run = t->data;
+	if (atomic_flag_test_and_set(&fired))
+		return; /* another thread's timer: it is leaving already */
 	fflush(stdout);
 	fprintf(stderr, "loadgen: timeout: scenario %s did not finish within "
 		"%.1f s (%u connections still open)\n", run->o.scenario,
@@ -401,12 +420,92 @@ static const struct {
 	{ "fanout", lg_scenario_fanout },
 };
 
+/* Runs `start` on run->loop until the loop has nothing left, with the
+ * global timeout armed (unreferenced: the scenario keeps the loop
+ * alive), then closes the loop. */
+static void run_loop(struct lg_run *run,
+		     void (*start)(struct lg_run *run, int *status_r),
+		     int *status_r)
+{
+	uv_timer_t timeout;
+	uv_timer_init(run->loop, &timeout);
+	timeout.data = run;
+	uv_timer_start(&timeout, on_global_timeout,
+		       (uint64_t)(run->o.timeout * 1000), 0);
+	uv_unref((uv_handle_t *)&timeout);
+	start(run, status_r);
+	uv_run(run->loop, UV_RUN_DEFAULT);
+	uv_close((uv_handle_t *)&timeout, NULL);
+	uv_run(run->loop, UV_RUN_DEFAULT);
+	uv_loop_close(run->loop);
+}
+
+static void *login_thread(void *arg)
+{
+	struct lg_run *run = arg;
+	int unused;
+	run_loop(run, lg_scenario_login, &unused);
+	return NULL;
+}
+
+/* The login scenario on --threads loops, one per thread (the first on
+ * this thread), each a copy of `base` with its own loop and counters;
+ * then one RESULT for all. The source addresses of thread t start at
+ * its part of --src-range, so threads do not walk the same addresses in
+ * step. */
+static void run_login(struct lg_run *base, int *status_r)
+{
+	int n = base->o.threads;
+	struct lg_run *runs = lg_xcalloc((size_t)n, sizeof(*runs));
+	uv_loop_t *loops = lg_xcalloc((size_t)n, sizeof(*loops));
+	pthread_t *tids = lg_xcalloc((size_t)n, sizeof(*tids));
+	uint32_t span = base->o.src_hi - base->o.src_lo + 1;
+	for (int t = 0; t < n; t++) {
+		struct lg_run *r = &runs[t];
+		*r = *base;
+		r->fails = (struct lg_counts){ 0 };
+		r->thread = t;
+		r->nthreads = n;
+		r->loop = &loops[t];
+		r->src_next = base->o.src_lo + (uint32_t)((uint64_t)span * t / n);
+		if (uv_loop_init(r->loop) != 0) {
+			fputs("loadgen: cannot create an event loop\n", stderr);
+			exit(2);
+		}
+	}
+	lg_window_begin(&base->window, base->o.server_pid);
+	for (int t = 1; t < n; t++) {
+		if (pthread_create(&tids[t], NULL, login_thread, &runs[t])) {
+			fputs("loadgen: cannot start a thread\n", stderr);
+			exit(2);
+		}
+	}
+	login_thread(&runs[0]);
+	for (int t = 1; t < n; t++)
+		pthread_join(tids[t], NULL);
+	lg_window_end(&base->window, base->o.server_pid);
+	for (int t = 0; t < n; t++) {
+		for (size_t i = 0; i < runs[t].fails.len; i++)
+			lg_counts_add(&base->fails, runs[t].fails.items[i].name,
+				      runs[t].fails.items[i].n);
+		lg_counts_free(&runs[t].fails);
+	}
+	lg_login_report(base, runs, n, status_r);
+	free(tids);
+	free(loops);
+	free(runs);
+}
+
 static void run_scenario(struct lg_run *run, int *status_r)
 {
+	if (strcmp(run->o.scenario, "login") == 0) {
+		run_login(run, status_r);
+		return;
+	}
 	for (size_t i = 0; i < LG_ARRAY_SIZE(scenarios); i++) {
 		if (strcmp(scenarios[i].name, run->o.scenario) == 0) {
-			scenarios[i].start(run, status_r);
-			uv_run(run->loop, UV_RUN_DEFAULT);
+			run->loop = uv_default_loop();
+			run_loop(run, scenarios[i].start, status_r);
 			return;
 		}
 	}
@@ -421,21 +520,14 @@ int main(int argc, char **argv)
 	raise_nofile();
 	resolve(&run);
 	make_users(&run);
+	lg_scram_init();
+	lg_pubkey_fast_decode();
 	run.ssl_ctx = make_ssl_ctx(&run.o);
-	run.loop = uv_default_loop();
+	run.nthreads = 1;
 	run.t0 = lg_now_ns();
-	uv_timer_t timeout;
-	uv_timer_init(run.loop, &timeout);
-	timeout.data = &run;
-	uv_timer_start(&timeout, on_global_timeout,
-		       (uint64_t)(run.o.timeout * 1000), 0);
-	uv_unref((uv_handle_t *)&timeout); /* the scenario keeps it alive */
 	int status = 1;
 	run_scenario(&run, &status);
 	print_failures(&run);
-	uv_close((uv_handle_t *)&timeout, NULL);
-	uv_run(run.loop, UV_RUN_DEFAULT);
-	uv_loop_close(run.loop);
 	SSL_CTX_free(run.ssl_ctx);
 	free_users(&run);
 	lg_counts_free(&run.fails);

@@ -109,61 +109,49 @@ void lg_scenario_register(struct lg_run *run, int *status_r)
 
 /* ---- login ---- */
 
-static struct {
+/* One thread's logins (--threads: each thread has its own loop, its
+ * share of --concurrency and --rate, and the accounts t, t+n, t+2n, ...
+ * so that a SCRAM cache entry is only touched by its thread); summed up
+ * by lg_login_report once every thread's loop has ended. */
+struct login_state {
 	struct lg_run *run;
-	int *status_r;
 	uv_timer_t tick, end;
 	bool launching;
-	int inflight, next_user;
+	int inflight, concurrency, share;
+	uint64_t next;
+	double rate;
 	uint64_t started, ok, failed, close_failed;
-	uint64_t t_start;
+	uint64_t t_start, t_done;
 	struct lg_hist hist;
-} lgn;
+};
 
-static void login_launch(void);
+static void login_launch(struct login_state *L);
 
 static void login_online(struct lg_conn *c, struct lg_elem *roster)
 {
-	lg_hist_add(&lgn.hist, (c->t_online - c->t_start) / 1000);
-	lgn.ok++;
+	struct login_state *L = c->run->sc;
+	lg_hist_add(&L->hist, (c->t_online - c->t_start) / 1000);
+	L->ok++;
 	lg_conn_close(c);
 }
 
-static void login_report(void)
+static void login_maybe_done(struct login_state *L)
 {
-	struct lg_run *run = lgn.run;
-	double secs = (lg_now_ns() - lgn.t_start) / 1e9;
-	double per_s = secs > 0 ? lgn.ok / secs : 0;
-	printf("login: %llu logins in %.2f s (%.1f/s), %llu failed; latency "
-	       "p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
-	       (unsigned long long)lgn.ok, secs, per_s,
-	       (unsigned long long)lgn.failed,
-	       lg_hist_quantile(&lgn.hist, 0.5) / 1000.0,
-	       lg_hist_quantile(&lgn.hist, 0.99) / 1000.0,
-	       lgn.hist.max_us / 1000.0);
-	lg_result_begin(run);
-	printf(" started=%llu ok=%llu failed=%llu close_failed=%llu "
-	       "logins_per_s=%.1f concurrency=%d rate=%g",
-	       (unsigned long long)lgn.started, (unsigned long long)lgn.ok,
-	       (unsigned long long)lgn.failed,
-	       (unsigned long long)lgn.close_failed, per_s,
-	       run->o.concurrency, run->o.rate);
-	lg_hist_print(&lgn.hist, "lat");
-	lg_result_end(run);
-	*lgn.status_r = lgn.failed || lgn.close_failed || !lgn.ok ? 1 : 0;
+	if (!L->launching && L->inflight == 0 && !L->t_done)
+		L->t_done = lg_now_ns();
 }
 
 static void login_closed(struct lg_conn *c)
 {
-	lgn.inflight--;
+	struct login_state *L = c->run->sc;
+	L->inflight--;
 	if (!c->t_online)
-		lgn.failed++;
+		L->failed++;
 	else if (c->fail)
-		lgn.close_failed++;
-	if (lgn.launching && lgn.run->o.rate == 0)
-		login_launch();
-	if (!lgn.launching && lgn.inflight == 0)
-		login_report();
+		L->close_failed++;
+	if (L->launching && L->rate == 0)
+		login_launch(L);
+	login_maybe_done(L);
 }
 
 static const struct lg_conn_ops login_ops = {
@@ -171,57 +159,121 @@ static const struct lg_conn_ops login_ops = {
 	.closed = login_closed,
 };
 
-static void login_start_one(void)
+static void login_start_one(struct login_state *L)
 {
-	struct lg_run *run = lgn.run;
-	int user = lgn.next_user++ % run->nusers;
-	lgn.inflight++;
-	lgn.started++;
+	struct lg_run *run = L->run;
+	int user = run->thread +
+		   run->nthreads * (int)(L->next++ % (uint64_t)L->share);
+	L->inflight++;
+	L->started++;
 	lg_conn_open(run, user, LG_WANT_ROSTER | LG_WANT_PRESENCE, &login_ops,
 		     NULL, user);
 }
 
-/* Closed loop: keep --concurrency logins in flight. With --rate: start
- * logins on schedule, as many as are due, within --concurrency. */
-static void login_launch(void)
+/* Closed loop: keep the thread's share of --concurrency logins in
+ * flight. With --rate: start logins on schedule, as many as are due,
+ * within that share. */
+static void login_launch(struct login_state *L)
 {
-	struct lg_run *run = lgn.run;
-	double rate = run->o.rate;
 	uint64_t due = UINT64_MAX;
-	if (rate > 0)
-		due = (uint64_t)(rate * (lg_now_ns() - lgn.t_start) / 1e9);
-	while (lgn.launching && lgn.inflight < run->o.concurrency &&
-	       lgn.started < due)
-		login_start_one();
+	if (L->rate > 0)
+		due = (uint64_t)(L->rate * (lg_now_ns() - L->t_start) / 1e9);
+	while (L->launching && L->inflight < L->concurrency &&
+	       L->started < due)
+		login_start_one(L);
 }
 
 static void login_tick(uv_timer_t *t)
 {
-	login_launch();
+	login_launch(t->data);
 }
 
 static void login_end(uv_timer_t *t)
 {
-	lgn.launching = false;
-	close_timer(&lgn.tick);
-	close_timer(&lgn.end);
-	if (lgn.inflight == 0)
-		login_report();
+	struct login_state *L = t->data;
+	L->launching = false;
+	close_timer(&L->tick);
+	close_timer(&L->end);
+	login_maybe_done(L);
+}
+
+/* This thread's share of n: n / threads, the remainder to the first. */
+static int thread_share(const struct lg_run *run, int n)
+{
+	return n / run->nthreads + (run->thread < n % run->nthreads);
 }
 
 void lg_scenario_login(struct lg_run *run, int *status_r)
 {
-	lgn.run = run;
-	lgn.status_r = status_r;
-	lgn.launching = true;
-	lgn.t_start = lg_now_ns();
-	uv_timer_init(run->loop, &lgn.tick);
-	uv_timer_init(run->loop, &lgn.end);
-	uv_timer_start(&lgn.end, login_end, (uint64_t)(run->o.duration * 1e3),
+	struct login_state *L = lg_xcalloc(1, sizeof(*L));
+	run->sc = L;
+	L->run = run;
+	L->launching = true;
+	L->concurrency = thread_share(run, run->o.concurrency);
+	L->share = thread_share(run, run->nusers);
+	L->rate = run->o.rate / run->nthreads;
+	L->t_start = lg_now_ns();
+	uv_timer_init(run->loop, &L->tick);
+	uv_timer_init(run->loop, &L->end);
+	L->tick.data = L->end.data = L;
+	uv_timer_start(&L->end, login_end, (uint64_t)(run->o.duration * 1e3),
 		       0);
-	if (run->o.rate > 0)
-		uv_timer_start(&lgn.tick, login_tick, 1, 1);
-	login_launch();
+	if (L->rate > 0)
+		uv_timer_start(&L->tick, login_tick, 1, 1);
+	login_launch(L);
+}
+
+/* Sums the threads' counts and histograms; the rate is over the span from
+ * the first thread's start to the last one's end. */
+void lg_login_report(struct lg_run *base, struct lg_run *runs, int n,
+		     int *status_r)
+{
+	struct login_state sum = { 0 };
+	uint64_t t_start = UINT64_MAX, t_done = 0;
+	for (int t = 0; t < n; t++) {
+		struct login_state *L = runs[t].sc;
+		sum.started += L->started;
+		sum.ok += L->ok;
+		sum.failed += L->failed;
+		sum.close_failed += L->close_failed;
+		sum.hist.n += L->hist.n;
+		sum.hist.sum_us += L->hist.sum_us;
+		if (L->hist.max_us > sum.hist.max_us)
+			sum.hist.max_us = L->hist.max_us;
+		for (size_t b = 0; b < LG_HIST_BUCKETS; b++)
+			sum.hist.bucket[b] += L->hist.bucket[b];
+		if (L->t_start < t_start)
+			t_start = L->t_start;
+		uint64_t done = L->t_done ? L->t_done : lg_now_ns();
+		if (done > t_done)
+			t_done = done;
+	}
+	double secs = t_done > t_start ? (t_done - t_start) / 1e9 : 0;
+	double per_s = secs > 0 ? sum.ok / secs : 0;
+	printf("login: %llu logins in %.2f s (%.1f/s), %llu failed, %d "
+	       "thread%s; latency p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+	       (unsigned long long)sum.ok, secs, per_s,
+	       (unsigned long long)sum.failed, n, n == 1 ? "" : "s",
+	       lg_hist_quantile(&sum.hist, 0.5) / 1000.0,
+	       lg_hist_quantile(&sum.hist, 0.99) / 1000.0,
+	       sum.hist.max_us / 1000.0);
+	lg_result_begin(base);
+	printf(" started=%llu ok=%llu failed=%llu close_failed=%llu "
+	       "logins_per_s=%.1f concurrency=%d rate=%g threads=%d",
+	       (unsigned long long)sum.started, (unsigned long long)sum.ok,
+	       (unsigned long long)sum.failed,
+	       (unsigned long long)sum.close_failed, per_s,
+	       base->o.concurrency, base->o.rate, n);
+	/* Each thread's share, so that a stalled thread shows. */
+	for (int t = 0; t < n; t++)
+		printf("%s%llu", t ? "," : " ok_per_thread=",
+		       (unsigned long long)((struct login_state *)runs[t].sc)->ok);
+	lg_hist_print(&sum.hist, "lat");
+	lg_window_print(&base->window, (double)sum.ok, "login");
+	lg_result_end(base);
+	*status_r = sum.failed || sum.close_failed || !sum.ok ? 1 : 0;
+	for (int t = 0; t < n; t++)
+		free(runs[t].sc);
 }
 
 /* ---- idle ---- */
@@ -270,6 +322,7 @@ static void idle_hold_done(uv_timer_t *t)
 static void idle_all_up(struct lg_pool *p)
 {
 	idl.ready_n = p->up - p->dropped;
+	lg_window_end(&idl.run->window, idl.run->o.server_pid);
 	if (idl.run->o.server_pid)
 		idl.ready = read_smaps(idl.run->o.server_pid);
 	/* The caller's script measures the server now: tell it at once. */
@@ -307,6 +360,8 @@ static void idle_all_closed(struct lg_pool *p)
 	lg_pool_print(p);
 	printf(" ready=%d hold_s=%g", idl.ready_n, run->o.hold);
 	idle_print_mem();
+	/* CPU from the first connection to READY, per session set up. */
+	lg_window_print(&run->window, (double)p->up, "session");
 	lg_result_end(run);
 	*idl.status_r = p->failed || p->dropped || run->fails.len ? 1 : 0;
 	lg_pool_free(p);
@@ -324,6 +379,7 @@ void lg_scenario_idle(struct lg_run *run, int *status_r)
 	uv_timer_init(run->loop, &idl.hold);
 	if (run->o.server_pid)
 		idl.before = read_smaps(run->o.server_pid);
+	lg_window_begin(&run->window, run->o.server_pid);
 	lg_pool_start(&idl.pool, run, run->o.sessions,
 		      LG_WANT_ROSTER | LG_WANT_PRESENCE, &idle_ops, NULL);
 }

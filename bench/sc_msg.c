@@ -37,6 +37,7 @@ static struct {
 	struct lg_hist hist;
 	uv_timer_t tick, end;
 	uint64_t t_start, t_stop, t_last;
+	uint64_t received_at_stop;   /* received within the CPU window */
 } msg;
 
 static void close_timer(uv_timer_t *t)
@@ -207,6 +208,9 @@ static void msg_report(void)
 	       (unsigned long long)msg.not_online, per_s);
 	lg_counts_print(&msg.error_conds, "err_");
 	lg_hist_print(&msg.hist, "lat");
+	/* CPU from the first send to the end of sending, per message
+	 * received in that time (the grace period is left out). */
+	lg_window_print(&run->window, (double)msg.received_at_stop, "msg");
 	lg_result_end(run);
 	*msg.status_r = lost || msg.dup || msg.ooo || msg.errors ||
 			msg.unexpected || msg.bogus || msg.not_online ||
@@ -244,6 +248,8 @@ static void msg_end(uv_timer_t *t)
 {
 	msg.sending = false;
 	msg.t_stop = lg_now_ns();
+	lg_window_end(&msg.run->window, msg.run->o.server_pid);
+	msg.received_at_stop = msg.received;
 	uv_timer_stop(&msg.tick);
 	uv_timer_start(&msg.end, msg_grace, 10, 10);
 }
@@ -251,6 +257,7 @@ static void msg_end(uv_timer_t *t)
 static void msg_all_up(struct lg_pool *pool)
 {
 	msg.sending = true;
+	lg_window_begin(&msg.run->window, msg.run->o.server_pid);
 	msg.t_start = lg_now_ns();
 	uv_timer_start(&msg.end, msg_end,
 		       (uint64_t)(msg.run->o.duration * 1e3), 0);

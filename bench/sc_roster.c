@@ -343,6 +343,7 @@ static struct {
 	bool toggling, reported;
 	uv_timer_t tick, end, settle;
 	uint64_t t_start, t_stop, t_last;
+	uint64_t received_at_go, received_at_stop; /* the CPU window's */
 } fan;
 
 static int cmp_int(const void *a, const void *b)
@@ -457,6 +458,10 @@ static void fan_report(void)
 				    fan.received - fan.expected : 0),
 	       (unsigned long long)fan.unexpected, per_s);
 	lg_hist_print(&fan.hist, "lat");
+	/* CPU while toggling, per broadcast received in that time. */
+	lg_window_print(&run->window,
+			(double)(fan.received_at_stop - fan.received_at_go),
+			"broadcast");
 	lg_result_end(run);
 	*fan.status_r = fan.received != fan.expected || fan.unexpected ||
 			!fan.toggles || run->fails.len;
@@ -487,6 +492,8 @@ static void fan_end(uv_timer_t *t)
 {
 	fan.toggling = false;
 	fan.t_stop = lg_now_ns();
+	lg_window_end(&fan.run->window, fan.run->o.server_pid);
+	fan.received_at_stop = fan.received;
 	uv_timer_stop(&fan.tick);
 	uv_timer_start(&fan.end, fan_grace, 10, 10);
 }
@@ -494,6 +501,8 @@ static void fan_end(uv_timer_t *t)
 static void fan_go(uv_timer_t *t)
 {
 	fan.toggling = true;
+	lg_window_begin(&fan.run->window, fan.run->o.server_pid);
+	fan.received_at_go = fan.received;
 	fan.t_start = lg_now_ns();
 	uv_timer_start(&fan.tick, fan_tick, 1, 1);
 	uv_timer_start(&fan.end, fan_end,

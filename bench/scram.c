@@ -6,12 +6,13 @@
  * (SASLprep is the identity on the ASCII passwords benchmarks use).
  * Invariant: nothing from the server is trusted; every field is checked.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include "loadgen-private.h"
@@ -20,6 +21,27 @@
  * billions of iterations and stall the whole generator. */
 #define LG_SCRAM_MAX_ITER 1000000u
 
+/* Fetched once by lg_scram_init: a fetch per use takes the provider
+ * store's locks and costs more than the HMAC itself. */
+static EVP_MAC *scram_hmac_alg;
+static EVP_MD *scram_mds[2];
+static const char *const scram_md_names[2] = {
+	[LG_SCRAM_SHA1] = "SHA1",
+	[LG_SCRAM_SHA256] = "SHA2-256",
+};
+
+void lg_scram_init(void)
+{
+	scram_hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	for (int h = 0; h < 2; h++)
+		scram_mds[h] = EVP_MD_fetch(NULL, scram_md_names[h], NULL);
+	if (!scram_hmac_alg || !scram_mds[0] || !scram_mds[1]) {
+		fputs("loadgen: OpenSSL has no HMAC, SHA-1 or SHA-256\n",
+		      stderr);
+		exit(2);
+	}
+}
+
 const char *lg_scram_mech(enum lg_scram_hash hash)
 {
 	return hash == LG_SCRAM_SHA256 ? "SCRAM-SHA-256" : "SCRAM-SHA-1";
@@ -27,7 +49,7 @@ const char *lg_scram_mech(enum lg_scram_hash hash)
 
 static const EVP_MD *scram_md(enum lg_scram_hash hash)
 {
-	return hash == LG_SCRAM_SHA256 ? EVP_sha256() : EVP_sha1();
+	return scram_mds[hash];
 }
 
 char *lg_b64_encode(const void *data, size_t len)
@@ -132,53 +154,110 @@ static bool scram_parse_iter(const char *p, size_t len, unsigned *iter_r)
 	return v >= 1 && v <= LG_SCRAM_MAX_ITER;
 }
 
-static void scram_hmac(const struct lg_scram *s, const void *key,
-		       size_t key_len, const void *data, size_t len,
-		       unsigned char *out)
+/* A new HMAC state keyed with `key`. */
+static EVP_MAC_CTX *scram_mac_new(enum lg_scram_hash hash, const void *key,
+				  size_t key_len)
 {
-	unsigned int n = 0;
-	HMAC(scram_md(s->hash), key, (int)key_len, data, len, out, &n);
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+						 (char *)scram_md_names[hash],
+						 0),
+		OSSL_PARAM_construct_end(),
+	};
+	EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(scram_hmac_alg);
+	if (!ctx || !EVP_MAC_init(ctx, key, key_len, params)) {
+		fputs("loadgen: HMAC set-up failed\n", stderr);
+		abort();
+	}
+	return ctx;
 }
 
-/* SaltedPassword := Hi(password, salt, i), from the cache when the salt
- * and count are the same as last time. */
-static void scram_salted(struct lg_scram *s, const char *password,
+/* out := HMAC(key of `ctx`, data). A NULL key restarts the state with
+ * the key it has, so the state is used again at the next login. */
+static void scram_mac(EVP_MAC_CTX *ctx, const void *data, size_t len,
+		      unsigned char *out, size_t out_size)
+{
+	size_t n = 0;
+	if (!EVP_MAC_init(ctx, NULL, 0, NULL) ||
+	    !EVP_MAC_update(ctx, data, len) ||
+	    !EVP_MAC_final(ctx, out, &n, out_size)) {
+		fputs("loadgen: HMAC failed\n", stderr);
+		abort();
+	}
+}
+
+void lg_scram_cache_free(struct lg_scram_cache *cache)
+{
+	EVP_MAC_CTX_free(cache->stored_mac);
+	EVP_MAC_CTX_free(cache->server_mac);
+	OPENSSL_cleanse(cache->client_key, sizeof(cache->client_key));
+	cache->stored_mac = cache->server_mac = NULL;
+	cache->hash = -1;
+}
+
+/* Fills `keys` from Hi(password, salt, i) (RFC 5802 §3): ClientKey and
+ * HMAC states keyed with StoredKey and ServerKey. */
+static void scram_derive(const struct lg_scram *s, const char *password,
 			 const unsigned char *salt, size_t salt_len,
-			 unsigned iter, struct lg_scram_cache *cache,
-			 unsigned char *out)
+			 unsigned iter, struct lg_scram_cache *keys)
+{
+	unsigned char salted[64], stored_key[64], server_key[64];
+	size_t n = s->md_len;
+	PKCS5_PBKDF2_HMAC(password, (int)strlen(password), salt, (int)salt_len,
+			  (int)iter, scram_md(s->hash), (int)n, salted);
+	EVP_MAC_CTX *ctx = scram_mac_new(s->hash, salted, n);
+	scram_mac(ctx, "Client Key", 10, keys->client_key,
+		  sizeof(keys->client_key));
+	scram_mac(ctx, "Server Key", 10, server_key, sizeof(server_key));
+	EVP_MAC_CTX_free(ctx);
+	EVP_Digest(keys->client_key, n, stored_key, NULL, scram_md(s->hash),
+		   NULL);
+	keys->stored_mac = scram_mac_new(s->hash, stored_key, n);
+	keys->server_mac = scram_mac_new(s->hash, server_key, n);
+	keys->hash = (int)s->hash;
+	OPENSSL_cleanse(salted, sizeof(salted));
+	OPENSSL_cleanse(server_key, sizeof(server_key));
+}
+
+/* The keys for this salt and count: from the cache when they are the same
+ * as last time, else derived (and cached when the salt fits). Returns
+ * `tmp` when the result is not cached: the caller frees it. */
+static struct lg_scram_cache *scram_keys_for(const struct lg_scram *s,
+					     const char *password,
+					     const unsigned char *salt,
+					     size_t salt_len, unsigned iter,
+					     struct lg_scram_cache *cache,
+					     struct lg_scram_cache *tmp)
 {
 	if (cache && cache->hash == (int)s->hash && cache->iter == iter &&
 	    cache->salt_len == salt_len &&
-	    memcmp(cache->salt, salt, salt_len) == 0) {
-		memcpy(out, cache->salted, s->md_len);
-		return;
+	    memcmp(cache->salt, salt, salt_len) == 0)
+		return cache;
+	if (!cache || salt_len > sizeof(cache->salt)) {
+		*tmp = (struct lg_scram_cache){ .hash = -1 };
+		scram_derive(s, password, salt, salt_len, iter, tmp);
+		return tmp;
 	}
-	PKCS5_PBKDF2_HMAC(password, (int)strlen(password), salt, (int)salt_len,
-			  (int)iter, scram_md(s->hash), (int)s->md_len, out);
-	if (cache && salt_len <= sizeof(cache->salt)) {
-		memcpy(cache->salt, salt, salt_len);
-		cache->salt_len = salt_len;
-		cache->iter = iter;
-		cache->hash = (int)s->hash;
-		memcpy(cache->salted, out, s->md_len);
-	}
+	lg_scram_cache_free(cache);
+	scram_derive(s, password, salt, salt_len, iter, cache);
+	memcpy(cache->salt, salt, salt_len);
+	cache->salt_len = salt_len;
+	cache->iter = iter;
+	return cache;
 }
 
 /* Computes the proof (into proof) and keeps ServerSignature for the
  * verification of the server-final-message. */
-static void scram_keys(struct lg_scram *s, const unsigned char *salted,
+static void scram_keys(struct lg_scram *s, const struct lg_scram_cache *k,
 		       const char *auth_msg, unsigned char *proof)
 {
-	unsigned char client_key[64], stored_key[64], sig[64], server_key[64];
+	unsigned char sig[64];
 	size_t n = s->md_len, alen = strlen(auth_msg);
-	scram_hmac(s, salted, n, "Client Key", 10, client_key);
-	EVP_Digest(client_key, n, stored_key, NULL, scram_md(s->hash), NULL);
-	scram_hmac(s, stored_key, n, auth_msg, alen, sig);
+	scram_mac(k->stored_mac, auth_msg, alen, sig, sizeof(sig));
 	for (size_t i = 0; i < n; i++)
-		proof[i] = client_key[i] ^ sig[i];
-	scram_hmac(s, salted, n, "Server Key", 10, server_key);
-	scram_hmac(s, server_key, n, auth_msg, alen, s->server_sig);
-	OPENSSL_cleanse(client_key, sizeof(client_key));
+		proof[i] = k->client_key[i] ^ sig[i];
+	scram_mac(k->server_mac, auth_msg, alen, s->server_sig,
+		  sizeof(s->server_sig));
 }
 
 char *lg_scram_final(struct lg_scram *s, const char *in, size_t in_len,
@@ -213,16 +292,20 @@ char *lg_scram_final(struct lg_scram *s, const char *in, size_t in_len,
 		free(salt);
 		return NULL;
 	}
-	unsigned char salted[64], proof[64];
-	scram_salted(s, password, salt, salt_len, iter, cache, salted);
+	unsigned char proof[64];
+	struct lg_scram_cache tmp;
+	struct lg_scram_cache *keys = scram_keys_for(s, password, salt,
+						     salt_len, iter, cache,
+						     &tmp);
 	free(salt);
 	char *without_proof = lg_xasprintf("c=biws,r=%.*s", (int)rlen, r);
 	char *auth_msg = lg_xasprintf("%s,%.*s,%s", s->first_bare, (int)in_len,
 				      in, without_proof);
-	scram_keys(s, salted, auth_msg, proof);
+	scram_keys(s, keys, auth_msg, proof);
+	if (keys == &tmp)
+		lg_scram_cache_free(&tmp);
 	char *p64 = lg_b64_encode(proof, s->md_len);
 	char *out = lg_xasprintf("%s,p=%s", without_proof, p64);
-	OPENSSL_cleanse(salted, sizeof(salted));
 	free(p64);
 	free(auth_msg);
 	free(without_proof);

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "loadgen-private.h"
 
@@ -278,4 +280,71 @@ void lg_hist_print(const struct lg_hist *h, const char *name)
 uint64_t lg_now_ns(void)
 {
 	return uv_hrtime();
+}
+
+/* ---- CPU over a measured window ---- */
+
+double lg_proc_cpu_s(int pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* The command name may hold spaces and parentheses: fields are
+	 * counted from the last ')'. utime and stime are fields 14 and 15,
+	 * the 12th and 13th after it. */
+	char *p = strrchr(buf, ')');
+	unsigned long long ut, st;
+	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+			 "%*u %llu %llu", &ut, &st) != 2)
+		return -1;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double self_cpu_s(void)
+{
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return 0;
+	return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+	       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+void lg_window_begin(struct lg_window *w, int server_pid)
+{
+	w->srv0 = server_pid ? lg_proc_cpu_s(server_pid) : -1;
+	w->self0 = self_cpu_s();
+	w->t0 = lg_now_ns();
+	w->t1 = 0;
+}
+
+void lg_window_end(struct lg_window *w, int server_pid)
+{
+	w->t1 = lg_now_ns();
+	w->self1 = self_cpu_s();
+	w->srv1 = server_pid ? lg_proc_cpu_s(server_pid) : -1;
+}
+
+void lg_window_print(const struct lg_window *w, double ops, const char *op)
+{
+	if (!w->t1)
+		return; /* the window never ended (nothing was measured) */
+	double self = w->self1 - w->self0;
+	printf(" window_s=%.3f", (w->t1 - w->t0) / 1e9);
+	if (w->srv0 >= 0 && w->srv1 >= 0) {
+		double srv = w->srv1 - w->srv0;
+		printf(" server_cpu_s=%.3f", srv);
+		if (ops > 0)
+			printf(" server_cpu_ms_per_%s=%.4g", op,
+			       srv * 1e3 / ops);
+		if (srv > 0)
+			printf(" %ss_per_server_cpu_s=%.1f", op, ops / srv);
+	}
+	printf(" gen_cpu_s=%.3f", self);
+	if (ops > 0)
+		printf(" gen_cpu_ms_per_%s=%.4g", op, self * 1e3 / ops);
 }

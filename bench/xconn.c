@@ -108,6 +108,7 @@ static void conn_free(struct lg_conn *c)
 		XML_ParserFree(c->xp);
 	lg_arena_reset(&c->arena);
 	lg_sbuf_free(&c->text);
+	lg_sbuf_free(&c->out);
 	lg_scram_clear(&c->scram);
 	free(c->jid);
 	free(c->fail_owned);
@@ -175,6 +176,26 @@ static void tcp_write(struct lg_conn *c, const void *data, size_t len)
 {
 	if (c->phase == LG_CLOSED || len == 0)
 		return;
+	if (c->corked) {
+		lg_sbuf_add(&c->out, data, len);
+		return;
+	}
+	/* Straight to the socket when nothing is queued (libuv refuses
+	 * with UV_EAGAIN while earlier writes wait, which keeps the order):
+	 * no request to allocate, and no poll-for-writable round trip
+	 * through epoll_ctl for a write that the kernel takes at once. */
+	uv_buf_t direct = uv_buf_init((char *)data, (unsigned)len);
+	int n = uv_try_write((uv_stream_t *)&c->tcp, &direct, 1);
+	if (n == (int)len)
+		return;
+	if (n < 0 && n != UV_EAGAIN) {
+		lg_conn_fail(c, "write-error");
+		return;
+	}
+	if (n > 0) {
+		data = (const char *)data + n;
+		len -= (size_t)n;
+	}
 	struct lg_write *w = lg_xmalloc(sizeof(*w) + len);
 	w->c = c;
 	memcpy(w->data, data, len);
@@ -184,6 +205,18 @@ static void tcp_write(struct lg_conn *c, const void *data, size_t len)
 		free(w);
 		lg_conn_fail(c, "write-error");
 	}
+}
+
+/* Sends what was written while the connection was corked, in one write:
+ * the answers to one read (such as TLS Finished and the new stream
+ * header, or presence and </stream:stream>) share a segment, as they
+ * would from a client that writes once per event. */
+static void conn_uncork(struct lg_conn *c)
+{
+	c->corked = false;
+	if (c->out.len)
+		tcp_write(c, c->out.p, c->out.len);
+	c->out.len = 0;
 }
 
 /* Moves what OpenSSL produced to the socket. */
@@ -248,6 +281,7 @@ static void conn_close_transport(struct lg_conn *c)
 	}
 	if (c->phase == LG_CLOSED)
 		return;
+	conn_uncork(c); /* the FIN after everything */
 	c->shutdown_req.data = c;
 	if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp,
 			on_shutdown) < 0)
@@ -531,7 +565,7 @@ static void tls_input(struct lg_conn *c, const char *data, size_t len)
 		if (!c->tls_done)
 			return;
 	}
-	static char plain[16384];
+	static _Thread_local char plain[16384];
 	int r = 0;
 	while (c->phase != LG_CLOSED &&
 	       (r = SSL_read(c->ssl, plain, sizeof(plain))) > 0)
@@ -554,8 +588,8 @@ static void tls_input(struct lg_conn *c, const char *data, size_t len)
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-	/* One loop thread, and each read is consumed before the next. */
-	static char rbuf[65536];
+	/* One buffer per loop thread; each read is consumed before the next. */
+	static _Thread_local char rbuf[65536];
 	*buf = uv_buf_init(rbuf, sizeof(rbuf));
 }
 
@@ -571,10 +605,12 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 			lg_conn_fail(c, n == UV_EOF ? "eof" : "read-error");
 		return;
 	}
+	c->corked = true;
 	if (c->ssl)
 		tls_input(c, buf->base, (size_t)n);
 	else
 		xml_input(c, buf->base, (size_t)n);
+	conn_uncork(c);
 }
 
 static void on_connect(uv_connect_t *req, int status)

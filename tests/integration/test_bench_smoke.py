@@ -149,6 +149,82 @@ def test_login_fixed_rate_scram_sha1(server):
     assert_latencies(run)
 
 
+def proc_cpu_s(pid):
+    """utime + stime of a process, all threads, in seconds."""
+    with open(f'/proc/{pid}/stat') as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def test_login_threads_and_cpu(server_factory):
+    # One connection per source address: the threads walk their own
+    # parts of the address range.
+    srv = server_factory(limits={'max_conns_per_ip': 1})
+    bench_users(srv, 'thr', 6)
+    pid = srv.proc.pid
+    before = proc_cpu_s(pid)
+    run = loadgen(srv.c2s_port, 'login', '--users', 'thr', '--count', 6,
+                  '--password', 'pw-%d', '--duration', 2,
+                  '--concurrency', 6, '--threads', 3, '--server-pid', pid)
+    after = proc_cpu_s(pid)
+    assert_clean(run)
+    assert run.int('threads') == 3, run
+    ok = run.int('ok')
+    per = [int(x) for x in run.result['ok_per_thread'].split(',')]
+    assert len(per) == 3 and min(per) > 0 and sum(per) == ok, run
+    assert ok + run.int('failed') == run.int('started'), run
+    assert_latencies(run)
+    # The server's CPU over the window is what the process used around
+    # the run (less loadgen's start and end, when the server is idle).
+    srv_cpu = run.num('server_cpu_s')
+    assert 0 < srv_cpu <= after - before + 0.011, (before, after, run)
+    assert srv_cpu >= (after - before) * 0.8 - 0.02, (before, after, run)
+    assert abs(run.num('server_cpu_ms_per_login') - srv_cpu * 1e3 / ok) \
+        <= 0.01 * srv_cpu * 1e3 / ok, run
+    assert abs(run.num('logins_per_server_cpu_s') - ok / srv_cpu) <= \
+        0.01 * ok / srv_cpu + 0.1, run
+    assert run.num('gen_cpu_ms_per_login') > 0, run
+    assert 1.5 < run.num('window_s') < 10, run
+
+
+def test_login_threads_share_the_rate(server):
+    bench_users(server, 'thrr', 4)
+    run = loadgen(server.c2s_port, 'login', '--users', 'thrr', '--count', 4,
+                  '--password', 'pw-%d', '--duration', 2, '--rate', 20,
+                  '--threads', 2)
+    assert_clean(run)
+    # 10/s per thread for 2 s: about 40 in all, never more than scheduled.
+    assert 30 <= run.int('ok') <= 42, run
+    per = [int(x) for x in run.result['ok_per_thread'].split(',')]
+    assert len(per) == 2 and all(15 <= p <= 21 for p in per), run
+
+
+def test_login_cpu_without_a_server_process(server):
+    bench_users(server, 'nop', 2)
+    run = loadgen(server.c2s_port, 'login', '--users', 'nop', '--count', 2,
+                  '--password', 'pw-%d', '--duration', 1,
+                  '--server-pid', (1 << 30) - 1)
+    assert_clean(run)
+    assert 'server_cpu_s' not in run.result, run
+    assert run.num('gen_cpu_s') > 0 and run.int('threads') == 1, run
+
+
+@pytest.mark.parametrize('args', [
+    ['msg', '--threads', '2', '--count', '4'],
+    ['login', '--threads', '3', '--count', '2'],
+    ['login', '--threads', '3', '--count', '9', '--concurrency', '2'],
+    ['login', '--threads', '0'],
+])
+def test_threads_usage_errors(args):
+    assert LOADGEN_BIN.exists(), f'{LOADGEN_BIN} not built'
+    proc = subprocess.run([str(LOADGEN_BIN), *args, '--port', '1'],
+                          capture_output=True, text=True,
+                          env=sanitizer_env(), timeout=RUN_TIMEOUT)
+    assert proc.returncode == 2, (args, proc.stderr)
+    assert '--threads' in proc.stderr, proc.stderr
+    assert 'RESULT' not in proc.stdout, proc.stdout
+
+
 def test_login_wrong_password_fails(server):
     bench_users(server, 'bad', 2)
     run = loadgen(server.c2s_port, 'login', '--users', 'bad', '--count', 2,
@@ -172,6 +248,8 @@ def test_idle(server):
     assert run.int('up') == 8 and run.int('dropped') == 0, run
     assert run.int('rss_ready_kb') > 0 and run.int('pss_ready_kb') > 0, run
     assert 'rss_per_session_kb' in run.result, run
+    assert run.num('server_cpu_s') >= 0, run
+    assert run.num('gen_cpu_ms_per_session') > 0, run
 
 
 def test_roster_then_fanout(server):
@@ -190,8 +268,11 @@ def test_roster_then_fanout(server):
     # Every user has 2 contacts online: 2 broadcasts per toggle.
     run = loadgen(server.c2s_port, 'fanout', *common, '--contacts', 2,
                   '--togglers', 3, '--rate', 20, '--duration', 2,
-                  '--settle', 0.5)
+                  '--settle', 0.5, '--server-pid', server.proc.pid)
     assert_clean(run)
+    assert run.num('server_cpu_s') >= 0, run
+    assert run.num('gen_cpu_ms_per_broadcast') >= 0, run
+    assert 1.9 < run.num('window_s') < 3, run
     toggles = run.int('toggles')
     assert 30 <= toggles <= 41, run
     assert run.int('expected') == 2 * toggles, run
@@ -205,8 +286,13 @@ def test_msg_closed_loop(server):
     bench_users(server, 'msg', 4)
     run = loadgen(server.c2s_port, 'msg', '--users', 'msg', '--count', 4,
                   '--password', 'pw-%d', '--pairs', 2, '--window', 4,
-                  '--duration', 2)
+                  '--duration', 2, '--server-pid', server.proc.pid)
     assert_clean(run)
+    # CPU per message over the sending window (the grace is not in it).
+    assert run.num('server_cpu_s') > 0, run
+    assert run.num('server_cpu_ms_per_msg') > 0, run
+    assert run.num('gen_cpu_ms_per_msg') > 0, run
+    assert 1.9 < run.num('window_s') < 3, run
     sent = run.int('sent')
     assert sent > 100 and run.int('received') == sent, run
     for key in ('lost', 'duplicated', 'out_of_order', 'errors',
@@ -439,6 +525,51 @@ def test_hostile_scram_fails_cleanly(tls_context, reason, first, wait2,
     assert run.int(f'fail_{reason}') == run.int('failed'), run
 
 
+# -- certificate checks (the server key is decoded as pubkey.c makes it) ----
+
+def make_ca_and_leaf(d, name):
+    """A P-256 CA and a leaf for CN=localhost signed by it, in d."""
+    ca_key, ca = d / f'{name}-ca.key', d / f'{name}-ca.pem'
+    key, csr, leaf = d / f'{name}.key', d / f'{name}.csr', d / f'{name}.pem'
+    ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes']
+    for cmd in (
+            ['openssl', 'req', '-x509', *ec, '-keyout', ca_key, '-out', ca,
+             '-days', '1', '-subj', f'/CN={name} CA'],
+            ['openssl', 'req', *ec, '-keyout', key, '-out', csr,
+             '-subj', '/CN=localhost'],
+            ['openssl', 'x509', '-req', '-in', csr, '-CA', ca, '-CAkey',
+             ca_key, '-CAcreateserial', '-out', leaf, '-days', '1']):
+        subprocess.run([str(c) for c in cmd], check=True,
+                       capture_output=True, timeout=30)
+    return ca, leaf, key
+
+
+def test_certificate_signatures_still_checked(tmp_path):
+    """The server's certificate verifies against its CA and fails against
+    another: the EC keys decoded for the handshake are the real ones."""
+    ca, leaf, key = make_ca_and_leaf(tmp_path, 'good')
+    other_ca, _, _ = make_ca_and_leaf(tmp_path, 'other')
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(leaf, key)
+    steps = [(HELLO, HEADER + STARTTLS), (b'<starttls', START_TLS),
+             (HELLO, HEADER + SCRAM_FEATURES),
+             (b'</auth>', sasl('failure', b'<not-authorized/>'))]
+    fake = ScriptedServer(steps, tls=ctx)
+    try:
+        runs = {c: loadgen(fake.port, 'login', '--count', 1, '--duration',
+                           0.3, '--concurrency', 1, '--src-range', 'none',
+                           '--tls-verify', 'on', '--ca-file', c)
+                for c in (ca, other_ca)}
+    finally:
+        fake.close()
+    good, bad = runs[ca], runs[other_ca]
+    # Past TLS with the right CA: SASL is what fails.
+    assert good.int('failed') > 0, good
+    assert good.int('fail_sasl_not-authorized_sasl') == good.int('failed')
+    assert bad.int('failed') > 0, bad
+    assert bad.int('fail_tls-verify_tls-handshake') == bad.int('failed')
+
+
 # -- bench/compare ----------------------------------------------------------
 
 COMPARE = REPO_ROOT / 'bench' / 'compare'
@@ -484,7 +615,7 @@ def test_compare_quick_stanzad_only(tmp_path):
         [str(COMPARE), '--quick', '--servers', 'stanzad', '--duration', '1',
          '--stanzad', str(STANZAD_BIN), '--loadgen', str(LOADGEN_BIN),
          '--sizes', str(SIZES_BIN), '--output', str(out),
-         '--max-time', '80'],
+         '--max-time', '80', '--login-threads', '2'],
         capture_output=True, text=True, timeout=RUN_TIMEOUT,
         env=sanitizer_env(), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -517,8 +648,27 @@ def test_compare_quick_stanzad_only(tmp_path):
             '\n' + proc.stdout[-3000:] + proc.stderr[-3000:]
     assert cell(tables['Idle authenticated TLS sessions'], 'sessions up',
                 'stanzad') == '200'
+    # the server's CPU per operation, from loadgen --server-pid
+    for heading, label in (
+            ('1:1 messages over TLS, closed loop (peak)',
+             'server CPU per message (µs, lower is better)'),
+            ('1:1 messages over TLS, closed loop (peak)',
+             'messages per server CPU-second'),
+            ('Logins', 'server CPU per login (ms, lower is better)'),
+            ('Logins', 'logins per server CPU-second'),
+            ('Logins', 'generator CPU per login (ms)'),
+            ('Idle authenticated TLS sessions',
+             'generator CPU per session set-up (ms)')):
+        assert num(cell(tables[heading], label, 'stanzad')) > 0, \
+            (heading, label, tables[heading])
+    assert cell(tables['Logins'], 'generator threads', 'stanzad') == '2'
+    assert re.search(r'^\[stanzad\] \S*loadgen login .*--threads 2 '
+                     r'--server-pid \d+$', text, re.M), text
+    assert not re.search(r'^\[stanzad\] \S*loadgen (register|roster) '
+                         r'.*--server-pid', text, re.M), text
     shard = tables['stanzad: 1 shard vs 2']
     assert num(cell(shard, 'logins/s', '2 / 1')) > 0, shard
+    assert num(cell(shard, 'server CPU per login (ms)', 'shards: 2')) > 0
     # a sanitizer build of sizes has no glibc heap statistics
     assert 'struct c2s' in text and ('OpenSSL server SSL object' in text or
                                      'heap: not measurable' in text), text
