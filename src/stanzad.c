@@ -11,6 +11,7 @@
 
 #include <uv.h>
 
+#include "admin/control.h"
 #include "auth/sasl.h"
 #include "core/bug.h"
 #include "core/conf.h"
@@ -109,6 +110,7 @@ static void run(void)
 		 server.conf->nhosts, server.nshards);
 	uv_run(loop, UV_RUN_DEFAULT);
 	shards_stop(server.shards, server.nshards);
+	control_close();
 	server.shards = NULL;
 	uv_close((uv_handle_t *)&sigterm, NULL);
 	uv_close((uv_handle_t *)&sigint, NULL);
@@ -151,6 +153,8 @@ static int start(const char *path)
 	component_init();
 	if (s2s_init(&why) < 0) {
 		log_errx("%s", why);
+	} else if (control_open(uv_default_loop(), conf, &err) < 0) {
+		s2s_fini();
 	} else {
 		route_set_remote(s2s_route);
 		run();
