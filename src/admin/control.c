@@ -34,6 +34,10 @@
 #include "ctlproto.h"
 #include "report.h"
 
+/* Connections the kernel holds until accepted; the limit on clients is
+ * CTL_MAX_CLIENTS, applied after accepting (with an answer). */
+#define CTL_BACKLOG 128
+
 struct gather;
 
 struct ctl_client {
@@ -44,6 +48,10 @@ struct ctl_client {
 	int open_handles;  /* freed when both handles are closed */
 	bool closing;      /* shut down or closed: no more requests */
 	bool reading;
+	bool draining;     /* answered and shut down: input is discarded
+			      until the peer closes, so that closing with
+			      unread input (a reset) does not lose the
+			      answer */
 	struct gather *g;  /* the request in progress, or NULL */
 	size_t inlen;
 	char in[CTL_LINE_MAX];
@@ -151,21 +159,22 @@ static void client_close(struct ctl_client *cl)
 
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
-	(void)status;
 	struct ctl_client *cl = req->data;
 	free(req);
-	client_close(cl);
+	if (status < 0) /* includes UV_ECANCELED: closed meanwhile */
+		client_close(cl);
 }
 
-/* Closes after what is queued has been written (the idle timer still
- * bounds how long that may take). */
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b);
+static void on_client_read(uv_stream_t *s, ssize_t nread,
+			   const uv_buf_t *b);
+
+/* Ends the stream after what is queued has been written, then discards
+ * input until the peer closes; the idle timer bounds both. */
 static void client_end(struct ctl_client *cl)
 {
 	if (cl->closing)
 		return;
-	if (cl->reading)
-		uv_read_stop((uv_stream_t *)&cl->pipe);
-	cl->reading = false;
 	uv_shutdown_t *req = xmalloc(sizeof(*req));
 	req->data = cl;
 	if (uv_shutdown(req, (uv_stream_t *)&cl->pipe, on_shutdown) < 0) {
@@ -174,6 +183,11 @@ static void client_end(struct ctl_client *cl)
 		return;
 	}
 	cl->closing = true;
+	cl->draining = true;
+	if (!cl->reading &&
+	    uv_read_start((uv_stream_t *)&cl->pipe, on_alloc,
+			  on_client_read) == 0)
+		cl->reading = true;
 }
 
 static void on_idle_timeout(uv_timer_t *t)
@@ -411,7 +425,13 @@ static void process_input(struct ctl_client *cl)
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
 	(void)suggested;
+	static char discard[4096];
 	struct ctl_client *cl = h->data;
+	if (cl->draining) {
+		b->base = discard;
+		b->len = sizeof(discard);
+		return;
+	}
 	/* Read no more than fits: the rest waits in the socket. */
 	b->base = cl->in + cl->inlen;
 	b->len = sizeof(cl->in) - cl->inlen;
@@ -427,6 +447,8 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 		client_close(cl);
 		return;
 	}
+	if (cl->draining)
+		return;
 	cl->inlen += (size_t)nread;
 	process_input(cl);
 	if (cl->g != NULL && cl->reading && !cl->closing) {
@@ -566,7 +588,7 @@ int control_open(uv_loop_t *loop, const struct config *conf, char **error_r)
 	if (rc == 0)
 		ctl.path = path;
 	if (rc == 0)
-		rc = uv_listen((uv_stream_t *)&ctl.listener, CTL_MAX_CLIENTS,
+		rc = uv_listen((uv_stream_t *)&ctl.listener, CTL_BACKLOG,
 			       on_connection);
 	if (rc < 0) {
 		*error_r = path_error(path, uv_strerror(rc));

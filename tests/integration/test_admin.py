@@ -283,9 +283,9 @@ def test_control_clients_are_bounded(server):
     try:
         for _ in range(20):
             s = socket.socket(socket.AF_UNIX)
-            s.settimeout(5)
-            s.connect(str(ctl_socket(server)))
             socks.append(s)
+            s.connect(str(ctl_socket(server)))  # blocking: waits for room
+            s.settimeout(5)
         # the 17th and later are told and closed
         refused = 0
         for s in socks[16:]:
