@@ -6,6 +6,7 @@
  * copies each shard made of its own; the gauges come from the
  * connections the shards described and from the process.
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,9 @@
 
 static const char *const kinds[STATS_KINDS] = { "message", "presence",
 						"iq" };
+/* The last condition of errors.def must fit the per-shard array. */
+static_assert(STREAM_ERR_UNSUPPORTED_VERSION < STATS_STREAM_ERRS,
+	      "stream error counters");
 
 /* The resident set of this process, from /proc/self/statm (pages). */
 static uint64_t rss_bytes(void)
