@@ -497,3 +497,65 @@ def test_cert_check_key_mismatch(server, tmp_path):
     assert 'error: the server cannot load it' in res.stdout
     assert re.search(r'error: the key .*other\.pem does not match',
                      res.stdout)
+
+
+# -- status of server-to-server streams ------------------------------------
+
+
+def federated(server_factory, fed, domain):
+    """A stanzad serving localhost and `domain`, with an s2s listener on
+    the address the test's names give `domain`."""
+    address = fed.add_host(domain)
+    srv = server_factory(hosts=['localhost', domain],
+                         dns=fed.dns_config())
+    # the listeners of the base config are known only now: add s2s
+    srv.stop()
+    assert not srv.problems, srv.problems
+    srv.config['listeners'].append(
+        {'type': 's2s', 'address': address, 'port': 5269})
+    srv.config_path.write_text(yaml.safe_dump(srv.config, sort_keys=False))
+    srv.start()
+    return srv
+
+
+def s2s_lines(srv):
+    return [line.split() for line in status_lines(srv)
+            if line.startswith('s2s_')]
+
+
+@pytest.mark.deadline(60)
+async def test_status_shows_s2s_routes(server_factory, tmp_path):
+    from federation import Federation
+    fed = Federation(tmp_path / 'fed')
+    try:
+        a = federated(server_factory, fed, 'a.test')
+        b = federated(server_factory, fed, 'b.test')
+        a.ctl('user', 'add', 'ann@a.test', 'ann-pw')
+        with RawStream(a.c2s_port) as stream:
+            stream.open(to='a.test')
+            stream.features()
+            stream.starttls()
+            stream.open(to='a.test')
+            stream.features()
+            stream.authenticate('ann', 'ann-pw', restart=False)
+            stream.open(to='a.test')
+            stream.features()
+            stream.bind('r')
+            # an iq to the other server: its answer proves the route
+            reply = stream.iq('get', "<ping xmlns='urn:xmpp:ping'/>",
+                              to='b.test', timeout=30)
+            assert reply.get('type') == 'result'
+        # A opened a stream to b.test and authenticated by dialback
+        # (self-signed certificates); B verified it over a stream of
+        # its own to a.test
+        await clients.until(
+            lambda: ['s2s_out', 'a.test', 'b.test', 'dialback']
+            in s2s_lines(a), what='s2s_out on a')
+        assert ['s2s_in', 'b.test', 'a.test', 'dialback'] in s2s_lines(b)
+        assert status_value(a, 's2s_out_connections') == ['1']
+        assert status_value(b, 's2s_in_connections') == ['1']
+        m = metrics(a)
+        assert m['stanzad_connections{type="s2s_out"}'] == 1
+        assert m['stanzad_stanzas_out_total{kind="iq"}'] >= 1
+    finally:
+        fed.close()
