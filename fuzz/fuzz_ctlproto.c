@@ -27,7 +27,8 @@ static void check_words(const struct ctl_req *req, struct str line)
 {
 	for (size_t i = 0; i < req->nargs; i++) {
 		struct str a = req->args[i];
-		if (a.len == 0 || a.p < line.p || a.p + a.len > line.p + line.len)
+		if (a.len == 0 || a.p < line.p ||
+		    a.p + a.len > line.p + line.len)
 			fail("argument outside the line", line);
 		for (size_t j = 0; j < a.len; j++)
 			if ((unsigned char)a.p[j] <= 0x20 || a.p[j] == 0x7f)

@@ -1212,9 +1212,12 @@ static void s2s_describe(const struct conn *c, struct conn_info *ci)
 	ci->host_idx = s->host_idx;
 	if (s->remote != NULL)
 		snprintf(ci->peer, sizeof(ci->peer), "%s", s->remote);
-	if (ci->ready)
-		ci->auth = s->out ? (s->sasl_done ? "sasl-external" : "dialback")
-				  : (s->verified ? "certificate" : "dialback");
+	if (!ci->ready)
+		return;
+	if (s->out)
+		ci->auth = s->sasl_done ? "sasl-external" : "dialback";
+	else
+		ci->auth = s->verified ? "certificate" : "dialback";
 }
 
 static const struct conn_ops s2s_ops = {
