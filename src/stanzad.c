@@ -141,10 +141,14 @@ static int start(const char *path)
 	if (store_open(conf->data_dir, &server.store, &err) < 0)
 		goto out_sasl;
 	store_set_busy_timeout(server.store, conf->store.busy_timeout_ms);
+	/* Before any port is taken: a second server on this data_dir stops
+	 * here (its socket answers), a crashed one's socket is replaced. */
+	if (control_open(uv_default_loop(), conf, &err) < 0)
+		goto out_store;
 	if (resolve_check_config(conf, &err) < 0)
-		goto out_store;
+		goto out_control;
 	if (tls_init(conf, &err) < 0)
-		goto out_store;
+		goto out_control;
 	if (listeners_bind(conf, server.nshards, &err) < 0)
 		goto out_tls;
 	conn_ip_init();
@@ -153,8 +157,6 @@ static int start(const char *path)
 	component_init();
 	if (s2s_init(&why) < 0) {
 		log_errx("%s", why);
-	} else if (control_open(uv_default_loop(), conf, &err) < 0) {
-		s2s_fini();
 	} else {
 		route_set_remote(s2s_route);
 		run();
@@ -169,6 +171,8 @@ static int start(const char *path)
 	listeners_free();
 out_tls:
 	tls_fini();
+out_control:
+	control_close(); /* at once if run() did not */
 out_store:
 	store_close(server.store);
 out_sasl:
