@@ -11,6 +11,7 @@
 
 #include <uv.h>
 
+#include "admin/control.h"
 #include "auth/sasl.h"
 #include "core/bug.h"
 #include "core/conf.h"
@@ -109,6 +110,7 @@ static void run(void)
 		 server.conf->nhosts, server.nshards);
 	uv_run(loop, UV_RUN_DEFAULT);
 	shards_stop(server.shards, server.nshards);
+	control_close();
 	server.shards = NULL;
 	uv_close((uv_handle_t *)&sigterm, NULL);
 	uv_close((uv_handle_t *)&sigint, NULL);
@@ -139,10 +141,14 @@ static int start(const char *path)
 	if (store_open(conf->data_dir, &server.store, &err) < 0)
 		goto out_sasl;
 	store_set_busy_timeout(server.store, conf->store.busy_timeout_ms);
+	/* Before any port is taken: a second server on this data_dir stops
+	 * here (its socket answers), a crashed one's socket is replaced. */
+	if (control_open(uv_default_loop(), conf, &err) < 0)
+		goto out_store;
 	if (resolve_check_config(conf, &err) < 0)
-		goto out_store;
+		goto out_control;
 	if (tls_init(conf, &err) < 0)
-		goto out_store;
+		goto out_control;
 	if (listeners_bind(conf, server.nshards, &err) < 0)
 		goto out_tls;
 	conn_ip_init();
@@ -168,6 +174,8 @@ static int start(const char *path)
 	listeners_free();
 out_tls:
 	tls_fini();
+out_control:
+	control_close(); /* at once if run() did not */
 out_store:
 	store_close(server.store);
 out_sasl:

@@ -10,8 +10,15 @@
  * `ps` and shell history. `stanzactl dns` runs the server's resolver
  * (ctl_dns.c). It registers the server's list of schemas before
  * opening the store, so it migrates the same tables and `user del` removes
- * all of a user's data with the account (store_user_purge). Exit status: 0
- * on success, 1 on any error.
+ * all of a user's data with the account (store_user_purge).
+ *
+ * What needs the running server (status, metrics, kicking sessions, and
+ * ending a deleted user's sessions) goes through its control socket
+ * (ctl_server.c). `config check` and `cert check` run the server's loading
+ * code on the files (ctl_check.c).
+ *
+ * Exit status: 0 on success, 1 on any error, 3 for `status` when the
+ * server is not running (as LSB init scripts and systemctl do).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -37,7 +44,9 @@
 #include "../store/store.h"
 #include "../xml/parser.h"
 #include "../xmpp/jid.h"
+#include "ctl_check.h"
 #include "ctl_dns.h"
+#include "ctl_server.h"
 
 #define CTL_DEFAULT_CONF "stanzad.yaml"
 #define CTL_MAX_WORDS 3
@@ -305,6 +314,15 @@ static int ctl_user_passwd(struct ctl *ctl, int argc, char **argv)
 	return 0;
 }
 
+static int ctl_conf(struct ctl *ctl);
+
+/*
+ * The account is deleted first, then the running server is told, which
+ * ends the account's sessions and refuses to bind any session whose login
+ * began before it was told (sessions_revoke): a login that read the
+ * credentials just before they were deleted cannot bind after the kick.
+ * Logins that begin later find no credentials.
+ */
 static int ctl_user_del(struct ctl *ctl, int argc, char **argv)
 {
 	struct ctl_account a;
@@ -319,6 +337,48 @@ static int ctl_user_del(struct ctl *ctl, int argc, char **argv)
 		return -1;
 	}
 	printf("stanzactl: user %s@%s deleted\n", a.user, a.host);
+	char req[1200], *body = NULL;
+	snprintf(req, sizeof(req), "user-deleted %s@%s", a.user, a.host);
+	rc = ctl_server_request(ctl->conf, req, &body);
+	if (rc == 0)
+		printf("stanzactl: %s", body);
+	else if (rc == 1)
+		ctl_err("the server did not end the sessions: %s", body);
+	else if (rc != CTL_NOT_RUNNING)
+		ctl_err("could not tell the server to end the sessions");
+	free(body);
+	return rc == 0 || rc == CTL_NOT_RUNNING ? 0 : -1;
+}
+
+/* A request to the running server; not running is an error here. */
+static int ctl_ask(struct ctl *ctl, const char *req, char **body_r)
+{
+	if (ctl_conf(ctl) < 0)
+		return -1;
+	int rc = ctl_server_request(ctl->conf, req, body_r);
+	if (rc == CTL_NOT_RUNNING)
+		ctl_err("stanzad is not running");
+	else if (rc == 1)
+		ctl_err("%s", *body_r);
+	if (rc == 0)
+		return 0;
+	free(*body_r);
+	*body_r = NULL;
+	return -1;
+}
+
+static int ctl_user_kick(struct ctl *ctl, int argc, char **argv)
+{
+	char req[1200], *body = NULL;
+	if (strlen(argv[0]) > 1000 || strpbrk(argv[0], " \r\n") != NULL) {
+		ctl_err("bad JID '%s'", argv[0]);
+		return -1;
+	}
+	snprintf(req, sizeof(req), "kick %s", argv[0]);
+	if (ctl_ask(ctl, req, &body) < 0)
+		return -1;
+	printf("stanzactl: %s: %s", argv[0], body);
+	free(body);
 	return 0;
 }
 
@@ -413,6 +473,58 @@ static int ctl_conf(struct ctl *ctl)
 	return -1;
 }
 
+static int ctl_status(struct ctl *ctl, int argc, char **argv)
+{
+	if (ctl_conf(ctl) < 0)
+		return -1;
+	char *body = NULL;
+	int rc = ctl_server_request(ctl->conf, "status", &body);
+	if (rc == CTL_NOT_RUNNING) {
+		printf("stanzad is not running (nothing listens on its control "
+		       "socket)\n");
+	} else if (rc == 0) {
+		printf("stanzad is running\n%s", body);
+	} else if (rc == 1) {
+		ctl_err("%s", body);
+		rc = -1;
+	}
+	free(body);
+	return rc;
+}
+
+static int ctl_metrics(struct ctl *ctl, int argc, char **argv)
+{
+	char *body = NULL;
+	if (ctl_ask(ctl, "metrics", &body) < 0)
+		return -1;
+	fputs(body, stdout);
+	free(body);
+	return 0;
+}
+
+/* config check [--config FILE | -c FILE]: the global -c works too. */
+static int ctl_config_check_cmd(struct ctl *ctl, int argc, char **argv)
+{
+	const char *path = ctl->conf_path;
+	if (argc == 2 && (strcmp(argv[0], "--config") == 0 ||
+			  strcmp(argv[0], "-c") == 0)) {
+		path = argv[1];
+	} else if (argc == 1 && strncmp(argv[0], "--config=", 9) == 0) {
+		path = argv[0] + 9;
+	} else if (argc != 0) {
+		ctl_err("usage: stanzactl config check [--config FILE]");
+		return -1;
+	}
+	return ctl_config_check(path, stdout);
+}
+
+static int ctl_cert_check_cmd(struct ctl *ctl, int argc, char **argv)
+{
+	if (ctl_conf(ctl) < 0)
+		return -1;
+	return ctl_cert_check(ctl->conf, stdout);
+}
+
 static int ctl_dns(struct ctl *ctl, int argc, char **argv)
 {
 	if (ctl_conf(ctl) < 0)
@@ -472,6 +584,9 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "set an account's password", ctl_user_passwd },
 	{ { "user", "del" }, "JID", 1, 1,
 	  "delete an account and all its data", ctl_user_del },
+	{ { "user", "kick" }, "JID[/RESOURCE]", 1, 1,
+	  "end a session, or all of an account's (running server)",
+	  ctl_user_kick },
 	{ { "user", "list" }, "HOST", 1, 1,
 	  "list the accounts of a host", ctl_user_list },
 	{ { "roster", "list" }, "JID", 1, 1,
@@ -485,6 +600,17 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  ctl_dns_tlsa_cmd },
 	{ { "dns" }, "DOMAIN", 1, 1,
 	  "show how DOMAIN's servers are found (SRV, DNSSEC)", ctl_dns },
+	{ { "status" }, "", 0, 0,
+	  "whether stanzad runs; its sessions, connections, load (exit 3: "
+	  "not running)", ctl_status },
+	{ { "metrics" }, "", 0, 0,
+	  "the server's counters in Prometheus text format", ctl_metrics },
+	{ { "config", "check" }, "[--config FILE]", 0, 2,
+	  "check the configuration as stanzad would; warn about unsafe "
+	  "settings", ctl_config_check_cmd },
+	{ { "cert", "check" }, "", 0, 0,
+	  "check every host's certificate: names, key, chain, expiry",
+	  ctl_cert_check_cmd },
 	{ { "help" }, "", 0, 0, "show this help", ctl_help },
 	{ { NULL }, NULL, 0, 0, NULL, NULL },
 };
@@ -562,5 +688,5 @@ int main(int argc, char **argv)
 	if (ctl.conf != NULL)
 		conf_free(ctl.conf);
 	arena_destroy(&ctl.arena);
-	return rc == 0 ? 0 : 1;
+	return rc < 0 ? 1 : rc;
 }

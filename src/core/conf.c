@@ -114,6 +114,9 @@ static const struct opt opts[] = {
 	  .doc = "The domains served; the first is the default host." },
 	{ "", "data_dir", OPT_PATH, CONF(data_dir), .def = "data",
 	  .doc = "Directory of the database and generated certificates." },
+	{ "", "control_socket", OPT_PATH, CONF(control_socket),
+	  .doc = "Unix socket of `stanzactl status`, `metrics` and `user "
+		 "kick` (mode 0600); none: `stanzad.ctl` in `data_dir`." },
 	{ "", "listeners", OPT_LIST, .required = true, .min = 1,
 	  .item = listeners_item,
 	  .doc = "Sockets to accept client and component connections on." },
@@ -1080,6 +1083,7 @@ void conf_free(struct config *c)
 	}
 	free(c->components);
 	free(c->data_dir);
+	free(c->control_socket);
 	free(c->s2s.ca_file);
 	free(c->pubsub.subdomain);
 	free(c->path);

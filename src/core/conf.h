@@ -98,6 +98,7 @@ struct config {
 	size_t nhosts;
 	struct host_conf *host_confs; /* nhosts entries, same order */
 	char *data_dir;
+	char *control_socket; /* NULL: data_dir/stanzad.ctl */
 	struct listener_conf *listeners;
 	size_t nlisteners;
 	struct component_conf *components;

@@ -27,6 +27,7 @@
 #include "../core/hmap.h"
 #include "../core/log.h"
 #include "../core/shard.h"
+#include "../core/stats.h"
 #include "../core/xmalloc.h"
 #include "conn.h"
 #include "tls.h"
@@ -263,6 +264,8 @@ static void on_write(uv_write_t *req, int status)
 	free(req);
 	c->wreq = NULL;
 	c->writing = false;
+	if (status == 0)
+		STATS_ADD(bytes_out, c->inflight.len);
 	buf_reset(&c->inflight);
 	if (c->state == CONN_CLOSED)
 		return;
@@ -286,6 +289,8 @@ static void flush(struct conn *c)
 	/* Try the socket directly first: usually everything fits. */
 	uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
 	int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+	if (n > 0)
+		STATS_ADD(bytes_out, (uint64_t)n);
 	if (n == (int)c->out.len) {
 		/* Keep no buffer while idle. */
 		buf_reset(&c->out);
@@ -407,6 +412,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 		conn_abort(c);
 		return;
 	}
+	STATS_ADD(bytes_in, (uint64_t)nread);
 	if (c->state != CONN_OPEN)
 		return;
 	if (c->ssl != NULL)

@@ -32,6 +32,7 @@
 #include "../xmpp/errors.h"
 
 struct conn;
+struct conn_info;
 struct shard;
 struct stanza;
 
@@ -51,6 +52,29 @@ struct conn_ops {
 	/* End the stream with err (another shard asked, e.g. a resource
 	 * conflict). */
 	void (*kick)(struct conn *c, enum stream_err err, const char *text);
+	/* Fills *ci for stanzactl status (optional; on the conn's shard). */
+	void (*describe)(const struct conn *c, struct conn_info *ci);
+};
+
+/* What the control socket reports about a connection (conn_ops.describe;
+ * stanzactl status). */
+enum conn_kind {
+	CONN_KIND_OTHER,
+	CONN_KIND_C2S,
+	CONN_KIND_S2S,
+	CONN_KIND_COMPONENT,
+};
+
+struct conn_info {
+	enum conn_kind kind;
+	bool out;         /* s2s: we opened it */
+	bool ready;       /* c2s: bound; s2s: authenticated; component:
+			     handshake done */
+	size_t host_idx;  /* c2s, s2s: our host */
+	char peer[256];   /* s2s: the remote domain; component: its domain;
+			     empty when not known yet */
+	const char *auth; /* s2s: how the peer (in) or we (out) were
+			     authenticated, static; NULL: not yet */
 };
 
 typedef void conn_connect_fn(struct conn *c, int status);

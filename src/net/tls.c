@@ -168,21 +168,37 @@ int tls_make_self_signed(const char *host, const char *cert_path,
 	return r;
 }
 
+void tls_host_paths(const struct config *conf, size_t i, char **cert_r,
+		    char **key_r, bool *generated_r)
+{
+	const struct host_conf *h = &conf->host_confs[i];
+	*generated_r = h->cert_file == NULL;
+	if (h->cert_file != NULL) {
+		*cert_r = xstrdup(h->cert_file);
+		*key_r = xstrdup(h->key_file);
+		return;
+	}
+	char cert[4200], key[4200];
+	snprintf(cert, sizeof(cert), "%s/certs/%s.pem", conf->data_dir,
+		 h->name);
+	snprintf(key, sizeof(key), "%s/certs/%s.key", conf->data_dir, h->name);
+	*cert_r = xstrdup(cert);
+	*key_r = xstrdup(key);
+}
+
 /* Fills cert/key paths for host i, creating the self-signed pair if the
  * host has no configured files and none exist yet. */
 static int host_files(const struct config *conf, size_t i, char **cert_r,
 		      char **key_r, char **error_r)
 {
 	const struct host_conf *h = &conf->host_confs[i];
-	if (h->cert_file != NULL) {
-		*cert_r = xstrdup(h->cert_file);
-		*key_r = xstrdup(h->key_file);
+	bool generated;
+	tls_host_paths(conf, i, cert_r, key_r, &generated);
+	if (!generated)
 		return 0;
-	}
-	char dir[4096], cert[4200], key[4200];
+	char dir[4096];
+	const char *cert = *cert_r, *key = *key_r;
 	snprintf(dir, sizeof(dir), "%s/certs", conf->data_dir);
-	snprintf(cert, sizeof(cert), "%s/%s.pem", dir, h->name);
-	snprintf(key, sizeof(key), "%s/%s.key", dir, h->name);
 	if (access(cert, R_OK) != 0 || access(key, R_OK) != 0) {
 		const char *err;
 		if ((mkdir(conf->data_dir, 0700) < 0 && errno != EEXIST) ||
@@ -191,18 +207,20 @@ static int host_files(const struct config *conf, size_t i, char **cert_r,
 			snprintf(b, sizeof(b), "cannot create %s: %s", dir,
 				 strerror(errno));
 			*error_r = xstrdup(b);
+			free(*cert_r);
+			free(*key_r);
 			return -1;
 		}
 		if (tls_make_self_signed(h->name, cert, key, &err) < 0) {
 			char b[4400];
 			snprintf(b, sizeof(b), "%s: %s", cert, err);
 			*error_r = xstrdup(b);
+			free(*cert_r);
+			free(*key_r);
 			return -1;
 		}
 		log_info("created self-signed certificate %s", cert);
 	}
-	*cert_r = xstrdup(cert);
-	*key_r = xstrdup(key);
 	return 0;
 }
 

@@ -87,6 +87,12 @@ int tls_cb_unique(SSL *ssl, unsigned char *out, size_t *len_r);
 /* True when the negotiated protocol is TLS 1.3. */
 bool tls_is_13(const SSL *ssl);
 
+/* The certificate and key files of host i (malloc'ed): the configured
+ * ones, or the self-signed pair in data_dir/certs (which may not exist
+ * yet). *generated_r says which. */
+void tls_host_paths(const struct config *conf, size_t i, char **cert_r,
+		    char **key_r, bool *generated_r);
+
 /* Writes a self-signed certificate and key for host. Returns 0 or -1 with
  * *error_r (static). Exposed for stanzactl. */
 int tls_make_self_signed(const char *host, const char *cert_path,

@@ -10,6 +10,7 @@
  * presence is the presence module's (hooks). tests/scripts/deliver-*
  * walk through every rule.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,7 @@
 #include "../core/log.h"
 #include "../core/server.h"
 #include "../core/shard.h"
+#include "../core/stats.h"
 #include "../core/xmalloc.h"
 #include "../net/conn.h"
 #include "../store/accounts.h"
@@ -34,6 +36,7 @@ static const char *const kind_names[] = {
 	[STANZA_PRESENCE] = "presence",
 	[STANZA_IQ] = "iq",
 };
+static_assert(ARRAY_SIZE(kind_names) == STATS_KINDS, "stats by kind");
 
 /* Valid type values per kind (RFC 6120 §8.2.2, §8.2.3; RFC 6121 §4.7.1,
  * §5.2.2); NULL-terminated. The empty string stands for "absent". */
@@ -123,6 +126,8 @@ struct stanza *stanza_wrap(struct arena *a, struct xml_elem *x,
 		*err_r = STANZA_ERR_JID_MALFORMED;
 		return NULL;
 	}
+	/* Every stream wraps what its peer sent here, and only that. */
+	STATS_ADD(stanzas_in[kind], 1);
 	return st;
 }
 
@@ -180,6 +185,7 @@ struct stanza *stanza_copy(const struct stanza *src)
 void stanza_set_error(struct arena *a, struct xml_elem *x,
 		      enum stanza_err err, const char *text)
 {
+	STATS_ADD(stanza_errors, 1);
 	xml_attr_set(a, x, "type", STR_LIT("error"));
 	struct xml_elem *e = xml_add_child(a, x, STR_LIT(NS_CLIENT),
 					   STR_LIT("error"));
@@ -239,6 +245,8 @@ static void deliver_local(uint64_t conn_id, struct stanza *st)
 			stanza_free(&st);
 		return;
 	}
+	if (st->op == STANZA_OP_DELIVER)
+		STATS_ADD(stanzas_out[st->kind], 1);
 	c->ops->deliver(c, st);
 }
 
@@ -537,8 +545,10 @@ void route(struct stanza *st)
 	if (h < 0) {
 		if (service_route(st) || component_route(st))
 			return;
-		if (remote_fn != NULL)
+		if (remote_fn != NULL) {
+			STATS_ADD(stanzas_out[st->kind], 1);
 			remote_fn(st);
+		}
 		else
 			route_bounce(st, STANZA_ERR_REMOTE_SERVER_NOT_FOUND,
 				     NULL);

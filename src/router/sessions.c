@@ -30,6 +30,7 @@ struct sess_user {
 static uv_rwlock_t lock;
 static struct hmap users;
 static size_t total;
+static struct hmap revoked; /* bare JID -> uint64_t * (uv_hrtime) */
 
 void sessions_init(void)
 {
@@ -45,10 +46,17 @@ static void free_user(struct str key, void *value, void *ud)
 	free(u);
 }
 
+static void free_value(struct str key, void *value, void *ud)
+{
+	free(value);
+}
+
 void sessions_fini(void)
 {
 	hmap_foreach(&users, free_user, NULL);
 	hmap_clear(&users);
+	hmap_foreach(&revoked, free_value, NULL);
+	hmap_clear(&revoked);
 	uv_rwlock_destroy(&lock);
 	total = 0;
 }
@@ -65,6 +73,11 @@ int sessions_bind(struct str bare, struct str resource, struct sess_ref ref,
 		  struct sess_ref *old_r)
 {
 	uv_rwlock_wrlock(&lock);
+	const uint64_t *gone = hmap_get(&revoked, bare);
+	if (gone != NULL && *gone >= ref.authed_at) {
+		uv_rwlock_wrunlock(&lock);
+		return -2;
+	}
 	struct sess_user *u = hmap_get(&users, bare);
 	if (u == NULL) {
 		u = xcalloc(1, sizeof(*u));
@@ -179,5 +192,23 @@ size_t sessions_count(void)
 	uv_rwlock_rdlock(&lock);
 	size_t n = total;
 	uv_rwlock_rdunlock(&lock);
+	return n;
+}
+
+size_t sessions_revoke(struct str bare, uint64_t now, struct sess_ref *refs,
+		       size_t max)
+{
+	uv_rwlock_wrlock(&lock);
+	uint64_t *t = hmap_get(&revoked, bare);
+	if (t == NULL) {
+		t = xmalloc(sizeof(*t));
+		hmap_put(&revoked, bare, t);
+	}
+	*t = now;
+	struct sess_user *u = hmap_get(&users, bare);
+	size_t n = 0;
+	for (size_t i = 0; u && i < u->nres && n < max; i++)
+		refs[n++] = u->res[i].ref;
+	uv_rwlock_wrunlock(&lock);
 	return n;
 }

@@ -22,6 +22,10 @@ struct sess_ref {
 	bool available; /* sent available broadcast presence, not unavailable */
 	bool interested; /* requested the roster (RFC 6121 §2.1.6) */
 	bool carbons;    /* enabled message carbons (XEP-0280) */
+	uint64_t authed_at; /* uv_hrtime() when the SASL exchange that
+			       authenticated the session began (for
+			       sessions_revoke); 0: unknown, treated as
+			       older than any revocation */
 };
 
 #define SESS_MAX_RESOURCES 64
@@ -31,8 +35,10 @@ void sessions_fini(void);
 
 /* Binds bare/resource to (shard, conn_id). Returns 0, 1 if it replaced
  * another connection's binding (*old_r says which: RFC 6120 §7.7.2.2, the
- * old one is to be ended with <conflict/>), or -1 if the account already
- * has SESS_MAX_RESOURCES resources. */
+ * old one is to be ended with <conflict/>), -1 if the account already
+ * has SESS_MAX_RESOURCES resources, or -2 if the account was revoked
+ * (sessions_revoke) at or after ref.authed_at: its authentication predates
+ * the account's deletion. */
 int sessions_bind(struct str bare, struct str resource, struct sess_ref ref,
 		  struct sess_ref *old_r);
 /* Records the session's broadcast presence (RFC 6121 §4.2, §4.4): whether
@@ -57,5 +63,19 @@ size_t sessions_find_all(struct str bare, struct sess_ref *refs, size_t max);
 bool sessions_has(struct str bare, struct str resource);
 /* Total bound resources. */
 size_t sessions_count(void);
+
+/*
+ * The account bare was deleted (stanzactl user del) at time now
+ * (uv_hrtime()). Under the table's write lock: records the revocation, so
+ * that a session whose SASL exchange began before it cannot bind (a login
+ * that loaded the credentials just before they were deleted), and copies
+ * up to max of the account's current bindings into refs (to be ended).
+ * Returns how many. Since the check and the copy hold the same lock, every
+ * session of the account is either copied here or refused at bind.
+ * Revocations are kept until the end of the process (one small entry per
+ * deleted account).
+ */
+size_t sessions_revoke(struct str bare, uint64_t now, struct sess_ref *refs,
+		       size_t max);
 
 #endif

@@ -41,6 +41,7 @@ struct kqueue {
 static uv_mutex_t klock;
 static uv_once_t kinit = UV_ONCE_INIT;
 static struct hmap busy; /* key -> struct kqueue */
+static size_t nwaiting;  /* jobs in the queues, under klock */
 
 static void init_lock(void)
 {
@@ -57,6 +58,7 @@ static struct kjob *next_of(struct kjob *j)
 	BUG_ON(q == NULL);
 	struct kjob *n = q->head;
 	if (n != NULL) {
+		nwaiting--;
 		q->head = n->next;
 		if (q->head == NULL)
 			q->tail = NULL;
@@ -154,6 +156,7 @@ int store_queue_keyed(struct store *st, struct str key, store_work_fn *work,
 		else
 			q->head = j;
 		q->tail = j;
+		nwaiting++;
 		uv_mutex_unlock(&klock);
 		return 0;
 	}
@@ -170,6 +173,15 @@ bool store_keyed_busy(struct str key)
 	bool r = hmap_get(&busy, key) != NULL;
 	uv_mutex_unlock(&klock);
 	return r;
+}
+
+void store_keyed_stats(size_t *keys_r, size_t *waiting_r)
+{
+	uv_once(&kinit, init_lock);
+	uv_mutex_lock(&klock);
+	*keys_r = busy.count;
+	*waiting_r = nwaiting;
+	uv_mutex_unlock(&klock);
 }
 
 void store_keyed_fini(void)

@@ -27,6 +27,7 @@
 #include "../core/bug.h"
 #include "../core/hmap.h"
 #include "../core/log.h"
+#include "../core/stats.h"
 #include "../core/xmalloc.h"
 #include "accounts.h"
 #include "store.h"
@@ -534,6 +535,7 @@ static void store_work_cb(uv_work_t *w)
 static void store_after_work_cb(uv_work_t *w, int status)
 {
 	struct store_req *r = w->data;
+	STATS_ADD(pool_done, 1);
 	r->done(r->st, r->ud, status < 0 ? status : r->status);
 	free(r);
 }
@@ -551,5 +553,7 @@ int store_queue_work(uv_loop_t *loop, struct store *st, store_work_fn *work,
 			       store_after_work_cb);
 	if (rc < 0)
 		free(r); /* libuv's rule: no callback after an error */
+	else
+		STATS_ADD(pool_queued, 1);
 	return rc;
 }

@@ -107,6 +107,9 @@ int store_queue_keyed(struct store *st, struct str key, store_work_fn *work,
 /* True while a job with this key runs or waits (a snapshot: a job may be
  * queued right after). */
 bool store_keyed_busy(struct str key);
+/* For stanzactl status: accounts with a job running or waiting, and jobs
+ * waiting behind another of their account. */
+void store_keyed_stats(size_t *keys_r, size_t *waiting_r);
 /* Frees the key table after the shards stopped. */
 void store_keyed_fini(void);
 

@@ -26,6 +26,7 @@
 #include "../core/log.h"
 #include "../core/server.h"
 #include "../core/shard.h"
+#include "../core/stats.h"
 #include "../core/xmalloc.h"
 #include "../net/conn.h"
 #include "../mod/module.h"
@@ -67,6 +68,8 @@ struct c2s {
 	char *sasl_in, *sasl_out;
 	const char *sasl_cond;
 	enum sasl_status sasl_status;
+	uint64_t auth_started; /* uv_hrtime() at the last <auth>: the bind
+				  check against deleted accounts */
 	struct buf held; /* input received while busy */
 	char *user;      /* after SASL: nodeprep'd */
 	char *last_presence; /* last available broadcast presence, serialized
@@ -354,6 +357,7 @@ static void sasl_fail(struct c2s *c, const char *cond)
 	if (strcmp(cond, "aborted") == 0 ||
 	    strcmp(cond, "invalid-mechanism") == 0)
 		return;
+	STATS_ADD(logins_failed, 1);
 	/* §6.4.5: a few retries, then a stream error. */
 	if (++c->sasl_failures >= limits()->max_sasl_attempts)
 		stream_fail(c, STREAM_ERR_POLICY_VIOLATION,
@@ -363,6 +367,7 @@ static void sasl_fail(struct c2s *c, const char *cond)
 static void sasl_succeeded(struct c2s *c)
 {
 	c->user = xstrdup(sasl_username(c->sasl));
+	STATS_ADD(logins_ok, 1);
 	conn_log(LOG_LEVEL_INFO, &c->conn, "authenticated %s@%s (%s)",
 		 c->user, host(c), sasl_mech(c->sasl));
 	sasl_end(c);
@@ -479,6 +484,8 @@ static void on_auth(struct c2s *c, struct xml_elem *x, struct arena *a)
 	memcpy(name, mech.p, mech.len);
 	name[mech.len] = '\0';
 	struct sasl_cb tmp;
+	/* Before any credentials are loaded: see sessions_revoke. */
+	c->auth_started = uv_hrtime();
 	c->sasl = sasl_start(name, host(c), bindings_for(c, name, &tmp),
 			     server.conf->scram_iterations);
 	if (c->sasl == NULL) {
@@ -586,8 +593,16 @@ static void do_bind(struct c2s *c, struct xml_elem *x, struct arena *a,
 	/* NUL-terminated, owned; trimmed: it lives as long as the session */
 	char *jid = xrealloc(b.data, b.len);
 	struct sess_ref old, me = { .shard = c->conn.shard->id,
-				     .conn_id = c->conn.id };
+				     .conn_id = c->conn.id,
+				     .authed_at = c->auth_started };
 	int r = sessions_bind(STR(jid, bare_len), resource, me, &old);
+	if (r == -2) {
+		/* Authenticated just before the account was deleted. */
+		free(jid);
+		arena_destroy(&a);
+		stream_fail(c, STREAM_ERR_NOT_AUTHORIZED, "account deleted");
+		return;
+	}
 	if (r < 0) {
 		free(jid);
 		reply_iq(c, x, a, STANZA_ERR_RESOURCE_CONSTRAINT, NULL);
@@ -1108,12 +1123,21 @@ static void c2s_destroy(struct conn *conn)
 	c2s_free(c);
 }
 
+static void c2s_describe(const struct conn *conn, struct conn_info *ci)
+{
+	const struct c2s *c = (const struct c2s *)conn;
+	ci->kind = CONN_KIND_C2S;
+	ci->ready = c->phase == PHASE_SESSION;
+	ci->host_idx = c->host_idx;
+}
+
 static const struct conn_ops c2s_ops = {
 	.data = c2s_data,
 	.timeout = c2s_timeout,
 	.destroy = c2s_destroy,
 	.deliver = c2s_deliver,
 	.kick = c2s_kick,
+	.describe = c2s_describe,
 };
 
 void c2s_init(void)

@@ -19,6 +19,7 @@
  * namespace in scope, i.e. unprefixed, which the component reads in its
  * stream's default namespace.
  */
+#include <stdio.h>
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -503,12 +504,23 @@ static void comp_destroy(struct conn *conn)
 	free(c);
 }
 
+static void comp_describe(const struct conn *conn, struct conn_info *ci)
+{
+	const struct component *c = (const struct component *)conn;
+	ci->kind = CONN_KIND_COMPONENT;
+	ci->ready = c->attached;
+	if (c->attached)
+		snprintf(ci->peer, sizeof(ci->peer), "%s",
+			 server.conf->components[c->idx].domain);
+}
+
 static const struct conn_ops conn_ops = {
 	.data = comp_data,
 	.timeout = comp_timeout,
 	.destroy = comp_destroy,
 	.deliver = comp_deliver,
 	.kick = comp_kick,
+	.describe = comp_describe,
 };
 
 void component_init(void)

@@ -1679,6 +1679,26 @@ static void s2s_destroy(struct conn *c)
 	free(s);
 }
 
+/* How the stream was authenticated: out, our domain to the peer (SASL
+ * EXTERNAL or dialback); in, the peer's domain (its certificate verified,
+ * for EXTERNAL or dialback without a callback, else dialback). */
+static void s2s_describe(const struct conn *c, struct conn_info *ci)
+{
+	const struct s2s *s = (const struct s2s *)c;
+	ci->kind = CONN_KIND_S2S;
+	ci->out = s->out;
+	ci->ready = s->phase == S2S_READY;
+	ci->host_idx = s->host_idx;
+	if (s->remote != NULL)
+		snprintf(ci->peer, sizeof(ci->peer), "%s", s->remote);
+	if (!ci->ready)
+		return;
+	if (s->out)
+		ci->auth = s->sasl_done ? "sasl-external" : "dialback";
+	else
+		ci->auth = s->verified ? "certificate" : "dialback";
+}
+
 static const struct conn_ops s2s_ops = {
 	.data = s2s_data,
 	.timeout = s2s_timeout,
@@ -1686,6 +1706,7 @@ static const struct conn_ops s2s_ops = {
 	.tls_ready = s2s_tls_ready,
 	.deliver = s2s_deliver,
 	.kick = s2s_kick,
+	.describe = s2s_describe,
 };
 
 /* A new incoming stream: conn set up by accept or adopt (0), or not. */

@@ -8,6 +8,7 @@
 #include "../core/bug.h"
 #include "../core/conf.h"
 #include "../core/server.h"
+#include "../core/stats.h"
 #include "../xmpp/ns.h"
 #include "stream.h"
 
@@ -46,6 +47,8 @@ void stream_new_id(char id[STREAM_ID_LEN + 1])
 void stream_error_append(struct buf *b, enum stream_err err,
 			 const char *text)
 {
+	if ((unsigned)err < STATS_STREAM_ERRS)
+		STATS_ADD(stream_errors[err], 1);
 	buf_printf(b, "<stream:error><%s xmlns='" NS_STREAM_ERRORS "'/>",
 		   stream_err_name(err));
 	if (text != NULL) {
