@@ -193,6 +193,9 @@ struct ps_req {
 	 * on the shard when the request arrived. */
 	struct str *cand;
 	size_t ncand;
+	/* PEP: the conversions a change to this node runs in the same job
+	 * (pep_sync.h), or NULL (a request made by a conversion). */
+	struct pep_sync *sync;
 	/* outcome */
 	struct ps_error e;
 	struct xml_elem *reply;  /* the result's payload, or NULL */
@@ -234,5 +237,46 @@ void ps_reply_error(struct iq_ctx *ctx, struct ps_error e);
  * own resources included), copied into a. */
 size_t pep_interested(struct arena *a, struct str owner, struct str node,
 		      struct str **v_r);
+
+/* ---- conversions to and from older storage (pep_sync.c) ---- */
+
+struct pep_sync;
+
+/* Whether a change to this PEP node is converted (pep_sync.h). */
+bool pep_sync_node(struct str node);
+/* After r (a PEP request with r->sync) succeeded, in its job and
+ * transaction: the conversions of the change. */
+int pep_sync_after(struct store *st, struct arena *a, struct ps_req *r);
+/* For the conversions: publishes item (<item id=''>payload</item>, any
+ * namespace) to node of s's account as the account would, creating the
+ * node with create's configuration if it does not exist (create NULL:
+ * the default), and keeps the notification for pep_sync_send(). A
+ * refusal (precondition, size) is logged and skipped. */
+int pep_sync_publish(struct store *st, struct arena *a, struct pep_sync *s,
+		     const char *node, const struct xml_elem *item,
+		     const struct ps_config *create);
+int pep_sync_retract(struct store *st, struct arena *a, struct pep_sync *s,
+		     const char *node, struct str id);
+/* The newest item of the account's node, 0 and *it_r (NULL: none, or no
+ * such node); the node itself in *n_r if n_r is not NULL (NULL: none). */
+int pep_sync_last(struct store *st, struct arena *a, struct pep_sync *s,
+		  const char *node, struct ps_node **n_r,
+		  struct ps_item **it_r);
+/* The account of s, as pubsub owner. */
+const struct ps_owner *pep_sync_owner(const struct pep_sync *s);
+/* Records the account's avatar hash (hex SHA-1; "" for none) for
+ * pep_sync_send() to tell mod_avatar. */
+void pep_sync_set_hash(struct arena *a, struct pep_sync *s, const char *hash);
+
+/* mod_avatar.c, mod_bookmarks.c: the conversions of a PEP change. */
+int avatar_from_pep(struct store *st, struct arena *a, struct pep_sync *s,
+		    const struct xml_elem *metadata);
+int bookmarks_from_pep2(struct store *st, struct arena *a,
+			struct pep_sync *s, bool first);
+int bookmarks_from_pep_legacy(struct store *st, struct arena *a,
+			      struct pep_sync *s,
+			      const struct xml_elem *storage);
+/* mod_avatar.c: the avatar hash of a bare JID, for its presence. */
+void avatar_hash_update(struct str bare, const char *hash);
 
 #endif
