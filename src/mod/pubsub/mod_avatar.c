@@ -45,8 +45,6 @@
 #include "pep_sync.h"
 #include "pubsub-private.h"
 
-#define SHA1_HEX_LEN 40
-
 /* ---- the hash table ---- */
 
 static uv_mutex_t hlock;
@@ -112,16 +110,7 @@ static void avatar_fini(void)
 
 /* ---- images ---- */
 
-struct photo {
-	unsigned char *bytes;
-	size_t len;
-	char hash[SHA1_HEX_LEN + 1]; /* hex SHA-1 of bytes */
-	struct str type;             /* MIME type, or empty */
-};
-
-/* Decodes base64 text (line breaks and spaces allowed) into p->bytes and
- * hashes it. False if it is not base64 or empty. */
-static bool photo_decode(struct arena *a, struct str b64, struct photo *p)
+bool avatar_photo_decode(struct arena *a, struct str b64, struct avatar_photo *p)
 {
 	if (b64.len == 0 || b64.len > INT32_MAX)
 		return false;
@@ -151,8 +140,7 @@ static bool photo_decode(struct arena *a, struct str b64, struct photo *p)
 	return true;
 }
 
-/* p's bytes as base64, one line. */
-static struct str photo_b64(struct arena *a, const struct photo *p)
+struct str avatar_photo_b64(struct arena *a, const struct avatar_photo *p)
 {
 	char *out = arena_alloc(a, (p->len + 2) / 3 * 4 + 1);
 	if (out == NULL)
@@ -161,8 +149,7 @@ static struct str photo_b64(struct arena *a, const struct photo *p)
 	return (struct str){ out, (size_t)n };
 }
 
-/* A MIME type for a PHOTO that has none, from the image's first bytes. */
-static struct str photo_sniff(const struct photo *p)
+struct str avatar_photo_sniff(const struct avatar_photo *p)
 {
 	static const struct {
 		const char *magic, *type;
@@ -182,22 +169,20 @@ static struct str photo_sniff(const struct photo *p)
 	return STR_LIT("application/octet-stream");
 }
 
-/* The vCard's PHOTO with inline bytes; false if it has none (a PHOTO
- * with only an EXTVAL URL is no avatar to convert). */
-static bool vcard_photo(struct arena *a, const struct xml_elem *vcard,
-			struct photo *p)
+bool avatar_vcard_photo(struct arena *a, const struct xml_elem *vcard,
+			struct avatar_photo *p)
 {
 	memset(p, 0, sizeof(*p));
 	const struct xml_elem *ph = vcard ? xml_child(vcard, NS_VCARD, "PHOTO")
 					  : NULL;
 	const struct xml_elem *bin = ph ? xml_child(ph, NS_VCARD, "BINVAL")
 					: NULL;
-	if (bin == NULL || !photo_decode(a, xml_text(a, bin), p))
+	if (bin == NULL || !avatar_photo_decode(a, xml_text(a, bin), p))
 		return false;
 	const struct xml_elem *type = xml_child(ph, NS_VCARD, "TYPE");
 	p->type = type ? xml_text(a, type) : STR_LIT("");
 	if (p->type.len == 0)
-		p->type = photo_sniff(p);
+		p->type = avatar_photo_sniff(p);
 	return true;
 }
 
@@ -205,7 +190,7 @@ static bool vcard_photo(struct arena *a, const struct xml_elem *vcard,
 
 /* Replaces (p NULL: removes) the PHOTO of the account's vCard. */
 static int vcard_put_photo(struct store *st, struct arena *a,
-			   const struct ps_owner *o, const struct photo *p)
+			   const struct ps_owner *o, const struct avatar_photo *p)
 {
 	struct xml_elem *vcard;
 	if (vcard_load(st, a, o->host, o->user, &vcard) < 0)
@@ -234,7 +219,7 @@ static int vcard_put_photo(struct store *st, struct arena *a,
 			STR_LIT(NS_VCARD), STR_LIT("TYPE")) : NULL;
 		struct xml_elem *b = t ? xml_add_child(a, ph,
 			STR_LIT(NS_VCARD), STR_LIT("BINVAL")) : NULL;
-		struct str b64 = photo_b64(a, p);
+		struct str b64 = avatar_photo_b64(a, p);
 		if (b == NULL || b64.p == NULL ||
 		    xml_add_text(a, t, p->type) < 0 ||
 		    xml_add_text(a, b, b64) < 0)
@@ -288,9 +273,9 @@ int avatar_from_pep(struct store *st, struct arena *a, struct pep_sync *s,
 	for (size_t i = 0; i < nv && data == NULL; i++)
 		if (str_eq(v[i].id, id))
 			data = xml_first_child_elem(v[i].x);
-	struct photo p;
+	struct avatar_photo p;
 	if (data == NULL || !str_eq_c(data->ns, NS_AVATAR_DATA) ||
-	    !photo_decode(a, xml_text(a, data), &p) ||
+	    !avatar_photo_decode(a, xml_text(a, data), &p) ||
 	    !str_eq_nocase(str_c(p.hash), id)) {
 		log_warnx("avatar: %s@%s: metadata %.*s names no data item "
 			  "with those bytes; not copied to the vCard",
@@ -299,7 +284,7 @@ int avatar_from_pep(struct store *st, struct arena *a, struct pep_sync *s,
 	}
 	p.type = xml_attr_get(info, "type");
 	if (p.type.len == 0)
-		p.type = photo_sniff(&p);
+		p.type = avatar_photo_sniff(&p);
 	rc = vcard_put_photo(st, a, o, &p);
 	if (rc == 0)
 		pep_sync_set_hash(a, s, p.hash);
@@ -343,9 +328,9 @@ static struct xml_elem *item_new(struct arena *a, const char *id,
 int avatar_from_vcard(struct store *st, struct arena *a, struct pep_sync *s,
 		      const struct xml_elem *old, const struct xml_elem *new)
 {
-	struct photo op, np;
-	bool had = vcard_photo(a, old, &op);
-	bool has = vcard_photo(a, new, &np);
+	struct avatar_photo op, np;
+	bool had = avatar_vcard_photo(a, old, &op);
+	bool has = avatar_vcard_photo(a, new, &np);
 	if (has && had && strcmp(op.hash, np.hash) == 0)
 		return 0; /* the same photo (another field changed) */
 	if (!has && !had)
@@ -374,7 +359,7 @@ int avatar_from_vcard(struct store *st, struct arena *a, struct pep_sync *s,
 	struct xml_elem *info = md ? xml_add_child(a, xml_first_child_elem(md),
 		STR_LIT(NS_AVATAR_METADATA), STR_LIT("info")) : NULL;
 	char *bytes = arena_printf(a, "%zu", np.len);
-	struct str b64 = photo_b64(a, &np);
+	struct str b64 = avatar_photo_b64(a, &np);
 	if (data == NULL || info == NULL || bytes == NULL || b64.p == NULL ||
 	    xml_add_text(a, xml_first_child_elem(data), b64) < 0 ||
 	    xml_attr_set(a, info, "id", str_c(np.hash)) < 0 ||
@@ -402,8 +387,8 @@ static int load_work(struct store *st, void *ud)
 	if (vcard_load(st, j->a, j->bare.domain.p, j->bare.node.p,
 		       &vcard) < 0)
 		return -1;
-	struct photo p;
-	if (vcard_photo(j->a, vcard, &p))
+	struct avatar_photo p;
+	if (avatar_vcard_photo(j->a, vcard, &p))
 		memcpy(j->hash, p.hash, sizeof(j->hash));
 	return 0;
 }

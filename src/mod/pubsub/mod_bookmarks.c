@@ -45,9 +45,7 @@ static bool autojoin_true(struct str v)
 	return str_eq_c(v, "true") || str_eq_c(v, "1");
 }
 
-/* The XEP-0402 <conference/> of a legacy one, in its canonical form
- * (so that two of the same bookmark serialize the same). */
-static struct xml_elem *to_pep2(struct arena *a, const struct xml_elem *c)
+struct xml_elem *bookmark_to_pep2(struct arena *a, const struct xml_elem *c)
 {
 	struct xml_elem *n = xml_elem_new(a, STR_LIT(NS_BOOKMARKS2),
 					  STR_LIT("conference"));
@@ -85,8 +83,7 @@ static struct xml_elem *to_pep2(struct arena *a, const struct xml_elem *c)
 	return n;
 }
 
-/* The legacy <conference/> of an XEP-0402 item (id: the room). */
-static struct xml_elem *to_legacy(struct arena *a, struct str jid,
+struct xml_elem *bookmark_to_legacy(struct arena *a, struct str jid,
 				  const struct xml_elem *c)
 {
 	struct xml_elem *n = xml_elem_new(a, STR_LIT(NS_BOOKMARKS_LEGACY),
@@ -205,7 +202,7 @@ static int legacy_to_pep2(struct store *st, struct arena *a,
 			}
 			if (dup)
 				continue;
-			struct xml_elem *want = to_pep2(a, c);
+			struct xml_elem *want = bookmark_to_pep2(a, c);
 			if (want == NULL)
 				return -1;
 			const struct xml_elem *have = NULL;
@@ -215,8 +212,8 @@ static int legacy_to_pep2(struct store *st, struct arena *a,
 			/* Compared in canonical form both. */
 			struct xml_elem *canon = NULL;
 			if (have != NULL) {
-				struct xml_elem *l = to_legacy(a, jid, have);
-				canon = l ? to_pep2(a, l) : NULL;
+				struct xml_elem *l = bookmark_to_legacy(a, jid, have);
+				canon = l ? bookmark_to_pep2(a, l) : NULL;
 				if (l == NULL || canon == NULL)
 					return -1;
 			}
@@ -330,7 +327,7 @@ int bookmarks_from_pep2(struct store *st, struct arena *a,
 			if (!str_eq_c(c->name, "conference") || jid.len == 0 ||
 			    jid.len > PS_ID_MAX_LEN || have)
 				continue;
-			struct xml_elem *want = to_pep2(a, c);
+			struct xml_elem *want = bookmark_to_pep2(a, c);
 			struct xml_elem *it = want ? item_with(a, jid, want)
 						   : NULL;
 			if (it == NULL || pep_sync_publish(st, a, s,
@@ -360,7 +357,7 @@ int bookmarks_from_pep2(struct store *st, struct arena *a,
 		if (p == NULL || !str_eq_c(p->ns, NS_BOOKMARKS2) ||
 		    !str_eq_c(p->name, "conference"))
 			continue;
-		struct xml_elem *c = to_legacy(a, v[i].id, p);
+		struct xml_elem *c = bookmark_to_legacy(a, v[i].id, p);
 		if (c == NULL)
 			return -1;
 		xml_append_elem(storage, c);

@@ -277,6 +277,33 @@ int bookmarks_from_pep_legacy(struct store *st, struct arena *a,
 			      struct pep_sync *s,
 			      const struct xml_elem *storage);
 /* mod_avatar.c: the avatar hash of a bare JID, for its presence. */
+#define SHA1_HEX_LEN 40
+struct avatar_photo {
+	unsigned char *bytes;
+	size_t len;
+	char hash[SHA1_HEX_LEN + 1]; /* hex SHA-1 of bytes */
+	struct str type;             /* MIME type, or empty */
+};
+/* Decodes base64 text (line breaks and spaces allowed) into p->bytes
+ * (in a) and hashes it. False if it is not base64, or empty. */
+bool avatar_photo_decode(struct arena *a, struct str b64,
+			 struct avatar_photo *p);
+/* p's bytes as base64, one line. */
+struct str avatar_photo_b64(struct arena *a, const struct avatar_photo *p);
+/* A MIME type for an image that has none, from its first bytes. */
+struct str avatar_photo_sniff(const struct avatar_photo *p);
+/* The vCard's PHOTO with inline bytes (its TYPE, else sniffed); false if
+ * it has none (a PHOTO with only an EXTVAL URL is no avatar to convert). */
+bool avatar_vcard_photo(struct arena *a, const struct xml_elem *vcard,
+			struct avatar_photo *p);
+/* mod_bookmarks.c: a XEP-0048 <conference/> as the XEP-0402 one, in
+ * canonical form (two of the same bookmark serialize the same), and a
+ * XEP-0402 <conference/> (jid: its item id) as XEP-0048. NULL when a is
+ * full. bookmark_to_pep2(bookmark_to_legacy(x)) is x for any x that
+ * bookmark_to_pep2 made. */
+struct xml_elem *bookmark_to_pep2(struct arena *a, const struct xml_elem *c);
+struct xml_elem *bookmark_to_legacy(struct arena *a, struct str jid,
+				    const struct xml_elem *c);
 void avatar_hash_update(struct str bare, const char *hash);
 
 #endif
