@@ -23,6 +23,22 @@ BM2_OPTIONS = {'pubsub#persist_items': 'true', 'pubsub#max_items': 'max',
                'pubsub#access_model': 'whitelist'}
 LEGACY_OPTIONS = {'pubsub#persist_items': 'true',
                   'pubsub#access_model': 'whitelist'}
+READY = 'urn:example:ready'
+
+
+async def watchers_ready(*cs):
+    """Waits until the server knows the caps of each client (interested
+    in READY): the READY item published before it came is its last-item
+    delivery, sent once its +notify features are known."""
+    for c in cs:
+        node, _, _ = event_items((await next_event(c))[2])
+        assert node == READY
+
+
+async def publish_ready(server):
+    """READY's item, published by a resource of alice that leaves."""
+    async with clients.connected(server, 'alice/setup') as (setup,):
+        ok(await publish(setup, READY, f"<r xmlns='{READY}'/>", 'r'))
 
 
 def conference2(name=None, autojoin=None, nick=None, ext=''):
@@ -82,14 +98,17 @@ async def retract(c, node, item_id):
 @pytest.mark.parametrize('shards', [1, 2])
 async def test_pep2_seen_as_legacy(server_factory, shards):
     server = server_factory(shards=shards)
-    new = await pep_client(server, 'alice/new', [NS_BM2])
+    await publish_ready(server)
+    new = await pep_client(server, 'alice/new', [NS_BM2, READY])
     cs = [new]
     try:
         if shards == 2:
-            old = await other_shard_client(server, 'alice', new, [NS_BM])
+            old = await other_shard_client(server, 'alice', new,
+                                           [NS_BM, READY])
         else:
-            old = await pep_client(server, 'alice/old', [NS_BM])
+            old = await pep_client(server, 'alice/old', [NS_BM, READY])
         cs.append(old)
+        await watchers_ready(new, old)
         # A url bookmark kept by a legacy client survives.
         await set_private(old, "<url name='Site' url='https://example.org/'/>")
         # The legacy client hears of the list it set as the 0223 item.
@@ -140,14 +159,17 @@ async def test_pep2_seen_as_legacy(server_factory, shards):
 @pytest.mark.parametrize('shards', [1, 2])
 async def test_legacy_seen_as_pep2(server_factory, shards):
     server = server_factory(shards=shards)
+    await publish_ready(server)
     old = await pep_client(server, 'alice/old', caps=False)
     cs = [old]
     try:
         if shards == 2:
-            new = await other_shard_client(server, 'alice', old, [NS_BM2])
+            new = await other_shard_client(server, 'alice', old,
+                                           [NS_BM2, READY])
         else:
-            new = await pep_client(server, 'alice/new', [NS_BM2])
+            new = await pep_client(server, 'alice/new', [NS_BM2, READY])
         cs.append(new)
+        await watchers_ready(new)
         await set_private(
             old, "<conference jid='coven@chat.example' name='Coven' "
             "autojoin='1'><nick>Ali</nick>"

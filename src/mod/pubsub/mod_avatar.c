@@ -110,7 +110,8 @@ static void avatar_fini(void)
 
 /* ---- images ---- */
 
-bool avatar_photo_decode(struct arena *a, struct str b64, struct avatar_photo *p)
+bool avatar_photo_decode(struct arena *a, struct str b64,
+			 struct avatar_photo *p)
 {
 	if (b64.len == 0 || b64.len > INT32_MAX)
 		return false;
@@ -190,7 +191,8 @@ bool avatar_vcard_photo(struct arena *a, const struct xml_elem *vcard,
 
 /* Replaces (p NULL: removes) the PHOTO of the account's vCard. */
 static int vcard_put_photo(struct store *st, struct arena *a,
-			   const struct ps_owner *o, const struct avatar_photo *p)
+			   const struct ps_owner *o,
+			   const struct avatar_photo *p)
 {
 	struct xml_elem *vcard;
 	if (vcard_load(st, a, o->host, o->user, &vcard) < 0)

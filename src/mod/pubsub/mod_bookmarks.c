@@ -99,7 +99,8 @@ struct xml_elem *bookmark_to_legacy(struct arena *a, struct str jid,
 	xml_foreach_child(x, c) {
 		if (!str_eq_c(x->ns, NS_BOOKMARKS2))
 			continue;
-		if (str_eq_c(x->name, "nick") || str_eq_c(x->name, "password")) {
+		if (str_eq_c(x->name, "nick") ||
+		    str_eq_c(x->name, "password")) {
 			struct xml_elem *e = xml_add_child(a, n,
 				STR_LIT(NS_BOOKMARKS_LEGACY), x->name);
 			if (e == NULL || xml_add_text(a, e, xml_text(a, x)) < 0)
@@ -174,8 +175,54 @@ static const struct xml_elem *payload_of(const struct ps_item *it)
 	return xml_first_child_elem(it->x);
 }
 
+/* Whether c is the first legacy room of storage with its jid. */
+static bool room_first(const struct xml_elem *storage,
+		       const struct xml_elem *c, struct str jid)
+{
+	if (!str_eq_c(c->ns, NS_BOOKMARKS_LEGACY) ||
+	    !str_eq_c(c->name, "conference") || jid.len == 0 ||
+	    jid.len > PS_ID_MAX_LEN)
+		return false;
+	xml_foreach_child(p, storage) {
+		if (p == c)
+			return true;
+		if (str_eq_c(p->name, "conference") &&
+		    str_eq(xml_attr_get(p, "jid"), jid))
+			return false;
+	}
+	return false;
+}
+
+/* Publishes the legacy room c as its XEP-0402 item unless the item v[]
+ * has for it is the same. */
+static int room_put(struct store *st, struct arena *a, struct pep_sync *s,
+		    const struct xml_elem *c, struct str jid,
+		    const struct ps_item *v, size_t nv)
+{
+	struct xml_elem *want = bookmark_to_pep2(a, c);
+	if (want == NULL)
+		return -1;
+	const struct xml_elem *have = NULL;
+	for (size_t i = 0; i < nv && have == NULL; i++)
+		if (str_eq(v[i].id, jid))
+			have = payload_of(&v[i]);
+	/* Compared in canonical form both. */
+	if (have != NULL) {
+		struct xml_elem *l = bookmark_to_legacy(a, jid, have);
+		struct xml_elem *canon = l ? bookmark_to_pep2(a, l) : NULL;
+		if (canon == NULL)
+			return -1;
+		if (same(canon, want))
+			return 0;
+	}
+	struct ps_config cfg;
+	config_pep2(&cfg);
+	struct xml_elem *it = item_with(a, jid, want);
+	return it ? pep_sync_publish(st, a, s, NS_BOOKMARKS2, it, &cfg) : -1;
+}
+
 /* §6.2: a legacy <storage/> (NULL: none) to the XEP-0402 node, item by
- * item. */
+ * item: the rooms new or changed published, those gone retracted. */
 static int legacy_to_pep2(struct store *st, struct arena *a,
 			  struct pep_sync *s, const struct xml_elem *storage)
 {
@@ -183,48 +230,13 @@ static int legacy_to_pep2(struct store *st, struct arena *a,
 	size_t nv;
 	if (pep2_items(st, a, s, &v, &nv) < 0)
 		return -1;
-	struct ps_config cfg;
-	config_pep2(&cfg);
-	/* Rooms new or changed. */
 	if (storage != NULL)
 		xml_foreach_child(c, storage) {
 			struct str jid = xml_attr_get(c, "jid");
-			if (!str_eq_c(c->ns, NS_BOOKMARKS_LEGACY) ||
-			    !str_eq_c(c->name, "conference") || jid.len == 0 ||
-			    jid.len > PS_ID_MAX_LEN)
-				continue;
-			bool dup = false;
-			xml_foreach_child(p, storage) {
-				if (p == c)
-					break;
-				dup |= str_eq_c(p->name, "conference") &&
-				       str_eq(xml_attr_get(p, "jid"), jid);
-			}
-			if (dup)
-				continue;
-			struct xml_elem *want = bookmark_to_pep2(a, c);
-			if (want == NULL)
-				return -1;
-			const struct xml_elem *have = NULL;
-			for (size_t i = 0; i < nv && have == NULL; i++)
-				if (str_eq(v[i].id, jid))
-					have = payload_of(&v[i]);
-			/* Compared in canonical form both. */
-			struct xml_elem *canon = NULL;
-			if (have != NULL) {
-				struct xml_elem *l = bookmark_to_legacy(a, jid, have);
-				canon = l ? bookmark_to_pep2(a, l) : NULL;
-				if (l == NULL || canon == NULL)
-					return -1;
-			}
-			if (same(canon, want))
-				continue;
-			struct xml_elem *it = item_with(a, jid, want);
-			if (it == NULL || pep_sync_publish(st, a, s,
-					NS_BOOKMARKS2, it, &cfg) < 0)
+			if (room_first(storage, c, jid) &&
+			    room_put(st, a, s, c, jid, v, nv) < 0)
 				return -1;
 		}
-	/* Rooms gone. */
 	for (size_t i = 0; i < nv; i++) {
 		bool kept = false;
 		if (storage != NULL)
@@ -317,21 +329,13 @@ int bookmarks_from_pep2(struct store *st, struct arena *a,
 		return -1;
 	if (first && old != NULL) {
 		/* Take over the rooms only the older storage has. */
-		struct ps_config cfg;
-		config_pep2(&cfg);
 		xml_foreach_child(c, old) {
 			struct str jid = xml_attr_get(c, "jid");
 			bool have = false;
 			for (size_t i = 0; i < nv; i++)
 				have |= str_eq(v[i].id, jid);
-			if (!str_eq_c(c->name, "conference") || jid.len == 0 ||
-			    jid.len > PS_ID_MAX_LEN || have)
-				continue;
-			struct xml_elem *want = bookmark_to_pep2(a, c);
-			struct xml_elem *it = want ? item_with(a, jid, want)
-						   : NULL;
-			if (it == NULL || pep_sync_publish(st, a, s,
-					NS_BOOKMARKS2, it, &cfg) < 0)
+			if (!have && room_first(old, c, jid) &&
+			    room_put(st, a, s, c, jid, v, nv) < 0)
 				return -1;
 		}
 		if (pep2_items(st, a, s, &v, &nv) < 0)
