@@ -417,7 +417,10 @@ static char *serialized(const struct xml_elem *x)
 {
 	struct buf b = { .max = 64 * 1024 };
 	assert_int_equal(xml_serialize(&b, x, STR_LIT("")), 0);
-	char *s = strndup(b.data, b.len);
+	char *s = malloc(b.len + 1);
+	assert_non_null(s);
+	memcpy(s, b.data, b.len);
+	s[b.len] = '\0';
 	buf_reset(&b);
 	return s;
 }
