@@ -52,27 +52,7 @@ static const struct store_schema vcard_schema = {
 
 /* ---- storage (thread pool) ---- */
 
-static int get_work(struct store *st, struct iq_ctx *ctx)
-{
-	struct vcard_req *r = ctx->ud;
-	struct buf value = { .max = VCARD_MAX };
-	int rc = store_kv_get(st, VCARD_TABLE, r->host, r->user, &value);
-	if (rc == 0) {
-		r->vcard = xml_parse_elem(ctx->st->a, buf_str(&value),
-					  STR_LIT(""));
-		if (r->vcard == NULL ||
-		    !str_eq_c(r->vcard->ns, NS_VCARD) ||
-		    !str_eq_c(r->vcard->name, "vCard")) {
-			log_errx("vcard: %s@%s: stored vCard unreadable",
-				 r->user, r->host);
-			rc = -1;
-		}
-	}
-	buf_reset(&value);
-	return rc < 0 ? -1 : 0;
-}
-
-/* The stored vCard, parsed, or NULL (-1: unreadable). */
+/* The stored vCard in value, parsed into *vcard_r; -1 if unreadable. */
 static int vcard_parse(struct arena *a, struct buf *value,
 		       struct xml_elem **vcard_r)
 {
@@ -95,6 +75,12 @@ int vcard_load(struct store *st, struct arena *a, const char *host,
 	}
 	buf_reset(&value);
 	return rc < 0 ? -1 : 0;
+}
+
+static int get_work(struct store *st, struct iq_ctx *ctx)
+{
+	struct vcard_req *r = ctx->ud;
+	return vcard_load(st, ctx->st->a, r->host, r->user, &r->vcard);
 }
 
 int vcard_save(struct store *st, const char *host, const char *user,
