@@ -10,6 +10,11 @@
  * namespace, PRIVATE_MAX_KEYS namespaces per account, PRIVATE_MAX_CHILDREN
  * elements per set. A set is one transaction, stored only if every value
  * reads back with xml_parse_elem. Empty elements delete their namespace.
+ *
+ * XEP-0402 §6 (#compat): a set is a keyed job of the account (as PEP
+ * requests are), and in its transaction a set of storage:bookmarks
+ * (XEP-0048) updates the PEP bookmarks nodes (pep_sync.h); the reverse is
+ * done by mod_bookmarks with private_save().
  */
 #include "../core/conf.h"
 #include "../core/log.h"
@@ -18,6 +23,8 @@
 #include "../xml/parser.h"
 #include "../xmpp/ns.h"
 #include "module.h"
+#include "private.h"
+#include "pubsub/pep_sync.h"
 
 #define NS_PRIVATE "jabber:iq:private"
 #define PRIVATE_TABLE "private"
@@ -33,6 +40,7 @@ struct private_req {
 	const char *host, *user; /* the account, NUL-terminated */
 	struct xml_elem *query;  /* get: the reply payload */
 	enum stanza_err err;     /* set: refused (nothing stored) */
+	struct pep_sync *sync;   /* set: the bookmarks conversion */
 };
 
 static const char *const private_migrations[] = {
@@ -133,6 +141,66 @@ static int group_store(struct store *st, struct iq_ctx *ctx, struct str ns)
 	return rc;
 }
 
+int private_load(struct store *st, struct arena *a, const char *host,
+		 const char *user, const char *ns, struct xml_elem **el_r)
+{
+	*el_r = NULL;
+	struct buf value = { .max = PRIVATE_MAX };
+	int rc = store_map_get(st, PRIVATE_TABLE, host, user, ns, &value);
+	if (rc == 0) {
+		struct xml_elem *q = xml_parse_elem(a, buf_str(&value),
+						    STR_LIT(""));
+		if (q == NULL || !value_ok(q, str_c(ns))) {
+			log_errx("private: %s@%s: stored %s unreadable", user,
+				 host, ns);
+			rc = -1;
+		} else {
+			*el_r = xml_first_child_elem(q);
+		}
+	}
+	buf_reset(&value);
+	return rc < 0 ? -1 : 0;
+}
+
+int private_save(struct store *st, struct arena *a, const char *host,
+		 const char *user, const struct xml_elem *el)
+{
+	const char *key = arena_strdup(a, el->ns).p;
+	if (key == NULL)
+		return -1;
+	if (xml_elem_is_blank(a, el))
+		return store_map_set(st, PRIVATE_TABLE, host, user, key, NULL,
+				     0);
+	struct buf value = { .max = PRIVATE_MAX };
+	int rc = 1;
+	if (buf_append_c(&value, QUERY_OPEN) == 0 &&
+	    xml_serialize(&value, el, STR_LIT(NS_PRIVATE)) == 0 &&
+	    buf_append_c(&value, QUERY_CLOSE) == 0 &&
+	    xml_elem_readable(buf_str(&value)))
+		rc = store_map_set(st, PRIVATE_TABLE, host, user, key,
+				   value.data, value.len);
+	buf_reset(&value);
+	return rc;
+}
+
+/* XEP-0402 §6: the set's XEP-0048 bookmarks to the PEP nodes. */
+static int bookmarks_sync(struct store *st, struct iq_ctx *ctx)
+{
+	struct private_req *r = ctx->ud;
+	struct arena *a = ctx->st->a;
+	struct xml_elem *storage = NULL;
+	bool seen = false;
+	xml_foreach_child(c, ctx->payload) {
+		if (!str_eq_c(c->ns, NS_BOOKMARKS_LEGACY))
+			continue;
+		seen = true;
+		if (storage == NULL && str_eq_c(c->name, "storage") &&
+		    !xml_elem_is_blank(a, c))
+			storage = c;
+	}
+	return seen ? bookmarks_from_private(st, a, r->sync, storage) : 0;
+}
+
 static int count_key(const char *key, const void *value, size_t len,
 		     void *ud)
 {
@@ -164,6 +232,8 @@ static int set_locked(struct store *st, struct iq_ctx *ctx)
 		if (r->err != STANZA_ERR_NONE)
 			return 0;
 	}
+	if (bookmarks_sync(st, ctx) < 0)
+		return -1;
 	size_t keys = 0;
 	if (store_map_all(st, PRIVATE_TABLE, r->host, r->user, count_key,
 			  &keys) < 0)
@@ -198,8 +268,10 @@ static void get_done(struct iq_ctx *ctx, int status)
 static void set_done(struct iq_ctx *ctx, int status)
 {
 	struct private_req *r = ctx->ud;
-	if (!iq_done_error(ctx, status, r->err))
-		iq_reply_result(ctx, NULL);
+	if (iq_done_error(ctx, status, r->err))
+		return;
+	pep_sync_send(r->sync);
+	iq_reply_result(ctx, NULL);
 }
 
 /* §2.3: elements need their own namespace; the stream's and this
@@ -243,8 +315,13 @@ static enum hook_ret private_handle(struct iq_ctx *ctx)
 	if (r->user == NULL)
 		return iq_reply_error(ctx, STANZA_ERR_RESOURCE_CONSTRAINT);
 	ctx->ud = r;
-	return iq_defer(ctx, ctx->type == IQ_GET ? get_work : set_work,
-			ctx->type == IQ_GET ? get_done : set_done);
+	if (ctx->type == IQ_GET)
+		return iq_defer(ctx, get_work, get_done);
+	r->sync = pep_sync_new(st->a, &st->to);
+	if (r->sync == NULL)
+		return iq_reply_error(ctx, STANZA_ERR_RESOURCE_CONSTRAINT);
+	return iq_defer_keyed(ctx, jid_to_str(st->a, &st->to, true), set_work,
+			      set_done);
 }
 
 static const struct iq_route private_iq[] = {

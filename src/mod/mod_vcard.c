@@ -10,6 +10,11 @@
  * owner gets an empty <vCard/> (§3.1 allows it or an error) and others
  * <service-unavailable/>, the same as for a missing account (§3.3, v1.3:
  * no directory harvesting).
+ *
+ * XEP-0398: a set is a keyed job of the account (as PEP requests are), and
+ * in its transaction a changed PHOTO is published as the account's
+ * XEP-0084 avatar (pep_sync.h); the reverse, a PEP avatar into the PHOTO,
+ * is done by mod_avatar with vcard_save().
  */
 #include "../core/conf.h"
 #include "../core/log.h"
@@ -17,8 +22,9 @@
 #include "../store/shapes.h"
 #include "../xml/parser.h"
 #include "module.h"
+#include "pubsub/pep_sync.h"
+#include "vcard.h"
 
-#define NS_VCARD "vcard-temp"
 #define VCARD_TABLE "vcard"
 /* Serialized bytes; avatars (XEP-0153) fit, unbounded storage does not. */
 #define VCARD_MAX (64 * 1024)
@@ -29,6 +35,7 @@ struct vcard_req {
 	bool own;                /* the requester's own vCard */
 	struct xml_elem *vcard;  /* get: the stored vCard, or NULL */
 	enum stanza_err err;     /* set: refused */
+	struct pep_sync *sync;   /* set: the avatar conversion */
 };
 
 static const char *const vcard_migrations[] = {
@@ -45,41 +52,88 @@ static const struct store_schema vcard_schema = {
 
 /* ---- storage (thread pool) ---- */
 
-static int get_work(struct store *st, struct iq_ctx *ctx)
+/* The stored vCard in value, parsed into *vcard_r; -1 if unreadable. */
+static int vcard_parse(struct arena *a, struct buf *value,
+		       struct xml_elem **vcard_r)
 {
-	struct vcard_req *r = ctx->ud;
+	*vcard_r = xml_parse_elem(a, buf_str(value), STR_LIT(""));
+	if (*vcard_r == NULL || !str_eq_c((*vcard_r)->ns, NS_VCARD) ||
+	    !str_eq_c((*vcard_r)->name, "vCard"))
+		return -1;
+	return 0;
+}
+
+int vcard_load(struct store *st, struct arena *a, const char *host,
+	       const char *user, struct xml_elem **vcard_r)
+{
 	struct buf value = { .max = VCARD_MAX };
-	int rc = store_kv_get(st, VCARD_TABLE, r->host, r->user, &value);
-	if (rc == 0) {
-		r->vcard = xml_parse_elem(ctx->st->a, buf_str(&value),
-					  STR_LIT(""));
-		if (r->vcard == NULL ||
-		    !str_eq_c(r->vcard->ns, NS_VCARD) ||
-		    !str_eq_c(r->vcard->name, "vCard")) {
-			log_errx("vcard: %s@%s: stored vCard unreadable",
-				 r->user, r->host);
-			rc = -1;
-		}
+	*vcard_r = NULL;
+	int rc = store_kv_get(st, VCARD_TABLE, host, user, &value);
+	if (rc == 0 && vcard_parse(a, &value, vcard_r) < 0) {
+		log_errx("vcard: %s@%s: stored vCard unreadable", user, host);
+		rc = -1;
 	}
 	buf_reset(&value);
 	return rc < 0 ? -1 : 0;
 }
 
+static int get_work(struct store *st, struct iq_ctx *ctx)
+{
+	struct vcard_req *r = ctx->ud;
+	return vcard_load(st, ctx->st->a, r->host, r->user, &r->vcard);
+}
+
+int vcard_save(struct store *st, const char *host, const char *user,
+	       const struct xml_elem *vcard)
+{
+	struct buf value = { .max = VCARD_MAX };
+	int rc = 1;
+	if (xml_serialize(&value, vcard, STR_LIT("")) == 0 &&
+	    xml_elem_readable(buf_str(&value)))
+		rc = store_kv_set(st, VCARD_TABLE, host, user, value.data,
+				  value.len);
+	buf_reset(&value);
+	return rc;
+}
+
+static int set_locked(struct store *st, struct iq_ctx *ctx)
+{
+	struct vcard_req *r = ctx->ud;
+	struct arena *a = ctx->st->a;
+	struct xml_elem *old = NULL;
+	struct buf value = { .max = VCARD_MAX };
+	int rc = store_kv_get(st, VCARD_TABLE, r->host, r->user, &value);
+	/* An unreadable old vCard only means no old PHOTO. */
+	if (rc == 0 && vcard_parse(a, &value, &old) < 0)
+		old = NULL;
+	buf_reset(&value);
+	if (rc < 0)
+		return -1;
+	if (xml_elem_is_blank(a, ctx->payload)) {
+		if (store_kv_set(st, VCARD_TABLE, r->host, r->user, NULL,
+				 0) < 0)
+			return -1;
+		return avatar_from_vcard(st, a, r->sync, old, NULL);
+	}
+	rc = vcard_save(st, r->host, r->user, ctx->payload);
+	if (rc == 1)
+		r->err = STANZA_ERR_NOT_ACCEPTABLE;
+	if (rc != 0)
+		return rc < 0 ? -1 : 0;
+	return avatar_from_vcard(st, a, r->sync, old, ctx->payload);
+}
+
 static int set_work(struct store *st, struct iq_ctx *ctx)
 {
 	struct vcard_req *r = ctx->ud;
-	if (xml_elem_is_blank(ctx->st->a, ctx->payload))
-		return store_kv_set(st, VCARD_TABLE, r->host, r->user, NULL, 0);
-	struct buf value = { .max = VCARD_MAX };
-	int rc = 0;
-	if (xml_serialize(&value, ctx->payload, STR_LIT("")) < 0 ||
-	    !xml_elem_readable(buf_str(&value)))
-		r->err = STANZA_ERR_NOT_ACCEPTABLE;
-	else
-		rc = store_kv_set(st, VCARD_TABLE, r->host, r->user,
-				  value.data, value.len);
-	buf_reset(&value);
-	return rc;
+	if (store_begin(st) < 0)
+		return -1;
+	int rc = set_locked(st, ctx);
+	if (rc < 0 || r->err != STANZA_ERR_NONE) {
+		store_rollback(st);
+		return rc;
+	}
+	return store_commit(st);
 }
 
 /* ---- on the shard ---- */
@@ -100,8 +154,10 @@ static void get_done(struct iq_ctx *ctx, int status)
 static void set_done(struct iq_ctx *ctx, int status)
 {
 	struct vcard_req *r = ctx->ud;
-	if (!iq_done_error(ctx, status, r->err))
-		iq_reply_result(ctx, NULL);
+	if (iq_done_error(ctx, status, r->err))
+		return;
+	pep_sync_send(r->sync);
+	iq_reply_result(ctx, NULL);
 }
 
 static struct vcard_req *request(struct iq_ctx *ctx)
@@ -133,7 +189,11 @@ static enum hook_ret vcard_handle(struct iq_ctx *ctx)
 	/* §3.2: only the account itself updates its vCard. */
 	if (!r->own)
 		return iq_reply_error(ctx, STANZA_ERR_FORBIDDEN);
-	return iq_defer(ctx, set_work, set_done);
+	r->sync = pep_sync_new(ctx->st->a, &ctx->st->to);
+	if (r->sync == NULL)
+		return iq_reply_error(ctx, STANZA_ERR_RESOURCE_CONSTRAINT);
+	return iq_defer_keyed(ctx, jid_to_str(ctx->st->a, &ctx->st->to, true),
+			      set_work, set_done);
 }
 
 static const struct iq_route vcard_iq[] = {

@@ -2,8 +2,10 @@
  * test_pubsub.c - the parts of publish-subscribe that read what clients
  * send: XEP-0115 verification strings of disco#info answers (the
  * examples of §5.2 and §5.3, and §5.4's refusals), the node configuration
- * and publish-options forms (XEP-0060 §8.2, §7.1.5), and nodes and items
- * through the store (order, replacement, trimming, removal).
+ * and publish-options forms (XEP-0060 §8.2, §7.1.5), nodes and items
+ * through the store (order, replacement, trimming, removal), and what the
+ * conversions of XEP-0398 and XEP-0402 §6 read: vCard photos and
+ * bookmarks.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -373,6 +375,101 @@ static void test_store(void **state)
 	arena_destroy(&a);
 }
 
+static void test_photo(void **state)
+{
+	(void)state;
+	struct arena *a = arena_new(0);
+	struct avatar_photo p;
+	/* "hello world" with line breaks and spaces, as vCards fold it;
+	 * its SHA-1 (echo -n 'hello world' | sha1sum). */
+	assert_true(avatar_photo_decode(a, STR_LIT("aGVsbG8g\n d29y bGQ="),
+					&p));
+	assert_int_equal(p.len, 11);
+	assert_memory_equal(p.bytes, "hello world", 11);
+	assert_string_equal(p.hash,
+			    "2aae6c35c94fcfb415dbe95f408b9ce91ee846ed");
+	struct str b64 = avatar_photo_b64(a, &p);
+	assert_true(str_eq_c(b64, "aGVsbG8gd29ybGQ="));
+	assert_true(str_eq_c(avatar_photo_sniff(&p),
+			     "application/octet-stream"));
+	assert_false(avatar_photo_decode(a, STR_LIT(""), &p));
+	assert_false(avatar_photo_decode(a, STR_LIT("!!!not base64"), &p));
+	assert_false(avatar_photo_decode(a, STR_LIT("===="), &p));
+
+	/* The PHOTO of a vCard: TYPE kept, else sniffed; EXTVAL is none. */
+	struct xml_elem *v = parse(a, "<vCard xmlns='vcard-temp'><PHOTO>"
+				   "<BINVAL>iVBORw0KGgo=</BINVAL></PHOTO>"
+				   "</vCard>");
+	assert_true(avatar_vcard_photo(a, v, &p));
+	assert_true(str_eq_c(p.type, "image/png"));
+	v = parse(a, "<vCard xmlns='vcard-temp'><PHOTO><TYPE>image/x</TYPE>"
+		  "<BINVAL>/9j/4A==</BINVAL></PHOTO></vCard>");
+	assert_true(avatar_vcard_photo(a, v, &p));
+	assert_true(str_eq_c(p.type, "image/x"));
+	v = parse(a, "<vCard xmlns='vcard-temp'><PHOTO><EXTVAL>https://x/"
+		  "</EXTVAL></PHOTO></vCard>");
+	assert_false(avatar_vcard_photo(a, v, &p));
+	assert_false(avatar_vcard_photo(a, NULL, &p));
+	arena_destroy(&a);
+}
+
+static char *serialized(const struct xml_elem *x)
+{
+	struct buf b = { .max = 64 * 1024 };
+	assert_int_equal(xml_serialize(&b, x, STR_LIT("")), 0);
+	char *s = malloc(b.len + 1);
+	assert_non_null(s);
+	memcpy(s, b.data, b.len);
+	s[b.len] = '\0';
+	buf_reset(&b);
+	return s;
+}
+
+static void check_conversion(struct arena *a, const struct xml_elem *x,
+			     const char *want)
+{
+	char *got = serialized(x);
+	assert_string_equal(got, want);
+	free(got);
+}
+
+static void test_bookmarks(void **state)
+{
+	(void)state;
+	struct arena *a = arena_new(0);
+	/* XEP-0048 to XEP-0402: autojoin "1" is "true", other namespaces go
+	 * into <extensions/>, an unknown legacy child is dropped. */
+	struct xml_elem *legacy = parse(a,
+		"<conference xmlns='storage:bookmarks' jid='c@muc' "
+		"name='Coven' autojoin='1'><password>pw</password>"
+		"<nick>Ali</nick><x xmlns='urn:e'>1</x><junk/></conference>");
+	struct xml_elem *c2 = bookmark_to_pep2(a, legacy);
+	check_conversion(a, c2,
+		"<conference xmlns='urn:xmpp:bookmarks:1' name='Coven' "
+		"autojoin='true'><nick>Ali</nick><password>pw</password>"
+		"<extensions><x xmlns='urn:e'>1</x></extensions>"
+		"</conference>");
+	/* And back, the room from the item id. */
+	struct xml_elem *back = bookmark_to_legacy(a, STR_LIT("c@muc"), c2);
+	check_conversion(a, back,
+		"<conference xmlns='storage:bookmarks' jid='c@muc' "
+		"name='Coven' autojoin='true'><nick>Ali</nick>"
+		"<password>pw</password><x xmlns='urn:e'>1</x>"
+		"</conference>");
+	/* Canonical after one step: an unchanged room compares equal. */
+	char *s1 = serialized(c2);
+	char *s2 = serialized(bookmark_to_pep2(a, back));
+	assert_string_equal(s1, s2);
+	free(s1);
+	free(s2);
+	/* autojoin false and an empty name are left out. */
+	c2 = parse(a, "<conference xmlns='urn:xmpp:bookmarks:1' name='' "
+		   "autojoin='false'/>");
+	check_conversion(a, bookmark_to_legacy(a, STR_LIT("r@m"), c2),
+			 "<conference xmlns='storage:bookmarks' jid='r@m'/>");
+	arena_destroy(&a);
+}
+
 int main(void)
 {
 	log_set_level(LOG_LEVEL_ERROR);
@@ -383,6 +480,8 @@ int main(void)
 		cmocka_unit_test(test_config_apply),
 		cmocka_unit_test(test_config_form_round_trip),
 		cmocka_unit_test(test_preconditions),
+		cmocka_unit_test(test_photo),
+		cmocka_unit_test(test_bookmarks),
 		cmocka_unit_test_setup_teardown(test_store, fx_setup,
 						fx_teardown),
 	};

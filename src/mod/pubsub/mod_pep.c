@@ -34,9 +34,11 @@
 #include "../../core/xmalloc.h"
 #include "../../router/route.h"
 #include "../../router/sessions.h"
+#include "../../store/shapes.h"
 #include "../../xmpp/ns.h"
 #include "../caps.h"
 #include "../module.h"
+#include "pep_sync.h"
 #include "pubsub-private.h"
 
 #define PEP_MAX_INTERESTED 4096 /* full JIDs remembered per account */
@@ -368,7 +370,17 @@ static enum hook_ret pep_session_end(struct hook_ctx *ctx)
 
 static int pep_work(struct store *st, struct iq_ctx *ctx)
 {
-	return ps_run(st, ctx->st->a, ctx->ud);
+	struct ps_req *r = ctx->ud;
+	if (r->sync == NULL)
+		return ps_run(st, ctx->st->a, r);
+	/* A change and its conversions (pep_sync.h) in one transaction. */
+	if (store_begin(st) < 0)
+		return -1;
+	if (ps_run(st, ctx->st->a, r) < 0) {
+		store_rollback(st);
+		return -1;
+	}
+	return store_commit(st);
 }
 
 static void pep_done(struct iq_ctx *ctx, int status)
@@ -404,6 +416,15 @@ static enum hook_ret pep_handle(struct iq_ctx *ctx)
 	if (r->node.p != NULL && r->op != PS_ITEMS)
 		r->ncand = pep_interested(ctx->st->a, owner, r->node,
 					  &r->cand);
+	/* The account's own changes to converted nodes (pep_sync.h). */
+	if (r->node.p != NULL && r->op != PS_ITEMS &&
+	    pep_sync_node(r->node) && jid_bare_eq(&ctx->st->from,
+						  &ctx->st->to)) {
+		r->sync = pep_sync_new(ctx->st->a, &ctx->st->to);
+		if (r->sync == NULL)
+			return iq_reply_error(ctx,
+					      STANZA_ERR_RESOURCE_CONSTRAINT);
+	}
 	ctx->ud = r;
 	return iq_defer_keyed(ctx, owner, pep_work, pep_done);
 }

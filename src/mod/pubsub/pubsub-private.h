@@ -193,6 +193,9 @@ struct ps_req {
 	 * on the shard when the request arrived. */
 	struct str *cand;
 	size_t ncand;
+	/* PEP: the conversions a change to this node runs in the same job
+	 * (pep_sync.h), or NULL (a request made by a conversion). */
+	struct pep_sync *sync;
 	/* outcome */
 	struct ps_error e;
 	struct xml_elem *reply;  /* the result's payload, or NULL */
@@ -234,5 +237,73 @@ void ps_reply_error(struct iq_ctx *ctx, struct ps_error e);
  * own resources included), copied into a. */
 size_t pep_interested(struct arena *a, struct str owner, struct str node,
 		      struct str **v_r);
+
+/* ---- conversions to and from older storage (pep_sync.c) ---- */
+
+struct pep_sync;
+
+/* Whether a change to this PEP node is converted (pep_sync.h). */
+bool pep_sync_node(struct str node);
+/* After r (a PEP request with r->sync) succeeded, in its job and
+ * transaction: the conversions of the change. */
+int pep_sync_after(struct store *st, struct arena *a, struct ps_req *r);
+/* For the conversions: publishes item (<item id=''>payload</item>, any
+ * namespace) to node of s's account as the account would, creating the
+ * node with create's configuration if it does not exist (create NULL:
+ * the default), and keeps the notification for pep_sync_send(). A
+ * refusal (precondition, size) is logged and skipped. */
+int pep_sync_publish(struct store *st, struct arena *a, struct pep_sync *s,
+		     const char *node, const struct xml_elem *item,
+		     const struct ps_config *create);
+int pep_sync_retract(struct store *st, struct arena *a, struct pep_sync *s,
+		     const char *node, struct str id);
+/* The newest item of the account's node, 0 and *it_r (NULL: none, or no
+ * such node); the node itself in *n_r if n_r is not NULL (NULL: none). */
+int pep_sync_last(struct store *st, struct arena *a, struct pep_sync *s,
+		  const char *node, struct ps_node **n_r,
+		  struct ps_item **it_r);
+/* The account of s, as pubsub owner. */
+const struct ps_owner *pep_sync_owner(const struct pep_sync *s);
+/* Records the account's avatar hash (hex SHA-1; "" for none) for
+ * pep_sync_send() to tell mod_avatar. */
+void pep_sync_set_hash(struct arena *a, struct pep_sync *s, const char *hash);
+
+/* mod_avatar.c, mod_bookmarks.c: the conversions of a PEP change. */
+int avatar_from_pep(struct store *st, struct arena *a, struct pep_sync *s,
+		    const struct xml_elem *metadata);
+int bookmarks_from_pep2(struct store *st, struct arena *a,
+			struct pep_sync *s, bool first);
+int bookmarks_from_pep_legacy(struct store *st, struct arena *a,
+			      struct pep_sync *s,
+			      const struct xml_elem *storage);
+/* mod_avatar.c: the avatar hash of a bare JID, for its presence. */
+#define SHA1_HEX_LEN 40
+struct avatar_photo {
+	unsigned char *bytes;
+	size_t len;
+	char hash[SHA1_HEX_LEN + 1]; /* hex SHA-1 of bytes */
+	struct str type;             /* MIME type, or empty */
+};
+/* Decodes base64 text (line breaks and spaces allowed) into p->bytes
+ * (in a) and hashes it. False if it is not base64, or empty. */
+bool avatar_photo_decode(struct arena *a, struct str b64,
+			 struct avatar_photo *p);
+/* p's bytes as base64, one line. */
+struct str avatar_photo_b64(struct arena *a, const struct avatar_photo *p);
+/* A MIME type for an image that has none, from its first bytes. */
+struct str avatar_photo_sniff(const struct avatar_photo *p);
+/* The vCard's PHOTO with inline bytes (its TYPE, else sniffed); false if
+ * it has none (a PHOTO with only an EXTVAL URL is no avatar to convert). */
+bool avatar_vcard_photo(struct arena *a, const struct xml_elem *vcard,
+			struct avatar_photo *p);
+/* mod_bookmarks.c: a XEP-0048 <conference/> as the XEP-0402 one, in
+ * canonical form (two of the same bookmark serialize the same), and a
+ * XEP-0402 <conference/> (jid: its item id) as XEP-0048. NULL when a is
+ * full. bookmark_to_pep2(bookmark_to_legacy(x)) is x for any x that
+ * bookmark_to_pep2 made. */
+struct xml_elem *bookmark_to_pep2(struct arena *a, const struct xml_elem *c);
+struct xml_elem *bookmark_to_legacy(struct arena *a, struct str jid,
+				    const struct xml_elem *c);
+void avatar_hash_update(struct str bare, const char *hash);
 
 #endif

@@ -23,6 +23,7 @@
 #include "../../core/server.h"
 #include "../../router/route.h"
 #include "../roster/roster-private.h"
+#include "pep_sync.h"
 #include "pubsub-private.h"
 
 static const char *const op_names[] = {
@@ -915,7 +916,7 @@ static int op_owner_affs(struct store *st, struct arena *a, struct ps_req *r)
 	return 0;
 }
 
-int ps_run(struct store *st, struct arena *a, struct ps_req *r)
+static int run_op(struct store *st, struct arena *a, struct ps_req *r)
 {
 	switch (r->op) {
 	case PS_PUBLISH:
@@ -945,6 +946,15 @@ int ps_run(struct store *st, struct arena *a, struct ps_req *r)
 		return op_owner_affs(st, a, r);
 	}
 	return -1;
+}
+
+int ps_run(struct store *st, struct arena *a, struct ps_req *r)
+{
+	int rc = run_op(st, a, r);
+	/* The conversions of the change (pep_sync.h), in the same job. */
+	if (rc == 0 && r->sync != NULL && r->e.err == STANZA_ERR_NONE)
+		rc = pep_sync_after(st, a, r);
+	return rc;
 }
 
 /* ---- answering (shard) ---- */
@@ -1014,5 +1024,6 @@ void ps_answer(struct iq_ctx *ctx, struct ps_req *r, int status)
 	 * the reply takes. */
 	if (r->event != NULL)
 		ps_send_event(&r->owner.jid, r->event, r->notify, r->nnotify);
+	pep_sync_send(r->sync);
 	iq_reply_result(ctx, r->reply);
 }
