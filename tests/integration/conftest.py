@@ -343,6 +343,18 @@ def pytest_pyfunc_call(pyfuncitem):
     return True
 
 
+def stop_and_check(servers):
+    """Stops the servers a test started and fails the test if any of them
+    did not exit cleanly or logged a sanitizer report (Server.problems);
+    the logs are attached by pytest_runtest_makereport."""
+    problems = []
+    for i, srv in enumerate(servers):
+        srv.stop()
+        problems += [f'server #{i}: {p}' for p in srv.problems]
+    if problems:
+        pytest.fail('\n'.join(problems), pytrace=False)
+
+
 @pytest.fixture
 def server_factory(request, tmp_path):
     """start(**overrides) -> Server, with USERS created. Overrides are
@@ -360,13 +372,7 @@ def server_factory(request, tmp_path):
         return srv
 
     yield start
-    problems = []
-    for i, srv in enumerate(servers):
-        srv.stop()
-        problems += [f'server #{i}: {p}' for p in srv.problems]
-    if problems:
-        # the logs are attached by pytest_runtest_makereport
-        pytest.fail('\n'.join(problems), pytrace=False)
+    stop_and_check(servers)
 
 
 @pytest.fixture

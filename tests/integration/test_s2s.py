@@ -41,7 +41,7 @@ from slixmpp.exceptions import IqError
 
 import clients
 import rawstream
-from conftest import Server, _servers_key, free_ports
+from conftest import Server, _servers_key, stop_and_check, free_ports
 from dnsserver import BlackHole, DnsServer
 from federation import TestCA, pick_address
 from rawstream import NS_SASL, q
@@ -179,12 +179,7 @@ def stanzads(request, tmp_path, world):
         return srv
 
     yield start
-    problems = []
-    for i, srv in enumerate(servers):
-        srv.stop()
-        problems += [f'server #{i}: {p}' for p in srv.problems]
-    if problems:
-        pytest.fail('\n'.join(problems), pytrace=False)
+    stop_and_check(servers)
 
 
 def server_a(world, stanzads, domains=('a.example',), **kw):

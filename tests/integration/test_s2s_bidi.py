@@ -35,7 +35,7 @@ import pytest
 import yaml
 
 from clients import connect, disconnect, send_and_receive
-from conftest import Server, _servers_key
+from conftest import Server, _servers_key, stop_and_check
 from federation import XMPP_S2S_PORT
 
 USERS = {'alice': 'alice-secret', 'bob': 'bob-secret'}
@@ -94,12 +94,7 @@ def stanzads(request, tmp_path):
         return srv
 
     yield start
-    problems = []
-    for i, srv in enumerate(servers):
-        srv.stop()
-        problems += [f'server #{i}: {p}' for p in srv.problems]
-    if problems:
-        pytest.fail('\n'.join(problems), pytrace=False)
+    stop_and_check(servers)
 
 
 # ---- counting connections ---------------------------------------------------
