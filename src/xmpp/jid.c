@@ -138,7 +138,8 @@ static bool utf8_valid(const unsigned char *p, size_t len)
 /* NUL would silently truncate the string libidn sees. */
 static const char *check_bytes(struct str in)
 {
-	if (memchr(in.p, '\0', in.len) != NULL)
+	/* an absent attribute is STR_NULL: memchr must not see NULL */
+	if (in.len > 0 && memchr(in.p, '\0', in.len) != NULL)
 		return "NUL byte in JID";
 	if (!utf8_valid((const unsigned char *)in.p, in.len))
 		return "invalid UTF-8 in JID";

@@ -84,6 +84,11 @@ async def test_service(server_factory, shards):
         assert error_of(await iq(bob, 'set', sub_xml(
             'subscribe', 'news', 'alice@localhost'), to=SERVICE)) == (
             'modify', 'bad-request', 'invalid-jid')
+        # no jid at all (an attribute of another case is not one)
+        assert error_of(await iq(bob, 'set', f"<pubsub xmlns='{NS_PUBSUB}'>"
+                                 "<subscribe node='news' jId='bob@localhost'/>"
+                                 "</pubsub>", to=SERVICE)) == (
+            'modify', 'bad-request', 'jid-required')
         ok(await publish(alice, 'news', note('first'), 'n1', to=SERVICE))
         frm, _, ev = await next_event(bob)
         assert frm == SERVICE

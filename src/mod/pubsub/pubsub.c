@@ -149,7 +149,10 @@ static struct ps_error parse_sub(struct arena *a, struct ps_req *r)
 {
 	struct jid j;
 	const char *why;
-	if (jid_parse(a, xml_attr_get(r->el, "jid"), &j, &why) < 0 ||
+	struct str jid = xml_attr_get(r->el, "jid");
+	if (str_is_null(jid)) /* XEP-0060 subscriber-configure-error-jid */
+		return err(STANZA_ERR_BAD_REQUEST, "jid-required");
+	if (jid_parse(a, jid, &j, &why) < 0 ||
 	    !jid_bare_eq(&j, &r->from))
 		return err(STANZA_ERR_BAD_REQUEST, "invalid-jid");
 	return PS_OK;
