@@ -92,6 +92,16 @@ struct pubsub_conf {
 	unsigned max_nodes;   /* nodes per account or service host; 256 */
 };
 
+/* Group chat (XEP-0045) on a subdomain of every host. */
+struct muc_conf {
+	bool enabled;          /* default true */
+	char *subdomain;       /* "conference": conference.HOST */
+	unsigned max_occupants; /* most occupants a room may be configured
+				   to hold (muc#roomconfig_maxusers) */
+	unsigned max_history;  /* messages a room keeps for joiners */
+	unsigned max_rooms;    /* rooms per service */
+};
+
 struct config {
 	char *path;     /* the file this was loaded from */
 	char **hosts;   /* nhosts domains, nameprep'd, first is the default */
@@ -107,6 +117,7 @@ struct config {
 	struct dns_conf dns;
 	struct s2s_conf s2s;
 	struct pubsub_conf pubsub;
+	struct muc_conf muc;
 	enum log_level log_level;
 	unsigned shards;         /* 0: one per core */
 	unsigned scram_iterations; /* for new passwords; default 10000 */

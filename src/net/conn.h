@@ -33,6 +33,7 @@
 
 struct conn;
 struct shard;
+struct shared_bytes;
 struct stanza;
 
 struct conn_ops {
@@ -48,6 +49,11 @@ struct conn_ops {
 	/* A routed stanza for this session (consumed). Sessions that cannot
 	 * take stanzas (not bound yet) bounce or drop it. */
 	void (*deliver)(struct conn *c, struct stanza *st);
+	/* Bytes serialized once for many sessions (router/fanout.h): queue
+	 * them with to_attr spliced in at b->at (optional; NULL: only
+	 * stanzas through deliver reach this kind of stream). */
+	void (*deliver_shared)(struct conn *c, const struct shared_bytes *b,
+			       const char *to_attr);
 	/* End the stream with err (another shard asked, e.g. a resource
 	 * conflict). */
 	void (*kick)(struct conn *c, enum stream_err err, const char *text);
