@@ -716,7 +716,8 @@ async def test_remote_user_cannot_create(server):
 async def test_many_occupants_two_shards(server_factory):
     """Forty occupants over two shards: each gets every message once."""
     users = {f'u{i}': f'pw{i}' for i in range(40)}
-    server = server_factory(users=users, shards=2)
+    server = server_factory(users=users, shards=2,
+                            limits={'max_conns_per_ip': 100})
     cs = []
     try:
         for i in range(40):
@@ -760,12 +761,22 @@ async def test_slixmpp_plugin(server):
         got = asyncio.get_running_loop().create_future()
         bob.add_event_handler('groupchat_message',
                               lambda m: got.done() or got.set_result(m))
-        alice['xep_0045'].send_message(room, 'via the plugin')
+        alice.send_message(mto=room, mbody='via the plugin',
+                           mtype='groupchat')
         m = await asyncio.wait_for(got, WAIT)
         assert m['body'] == 'via the plugin'
         assert m['from'].resource == 'Alice'
+        await alice['xep_0045'].set_affiliation(
+            room, 'member', jid='bob@localhost', timeout=WAIT)
+        assert await alice['xep_0045'].get_affiliation_list(
+            room, 'member', timeout=WAIT) == ['bob@localhost']
+        await alice['xep_0045'].set_role(room, 'Bob', 'visitor',
+                                         timeout=WAIT)
+        await clients.until(lambda: alice['xep_0045'].get_jid_property(
+            room, 'Bob', 'role') == 'visitor')
         bob['xep_0045'].leave_muc(room, 'Bob')
         await clients.until(
             lambda: 'Bob' not in alice['xep_0045'].get_roster(room))
+        await alice['xep_0045'].destroy(room, reason='done', timeout=WAIT)
     finally:
         await clients.disconnect(alice, bob)
