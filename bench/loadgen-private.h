@@ -295,6 +295,7 @@ void lg_scenario_idle(struct lg_run *run, int *status_r);
 void lg_scenario_roster(struct lg_run *run, int *status_r);
 void lg_scenario_msg(struct lg_run *run, int *status_r);
 void lg_scenario_fanout(struct lg_run *run, int *status_r);
+void lg_scenario_muc(struct lg_run *run, int *status_r);
 
 /* ---- pool.c: a set of sessions opened with a concurrency limit ---- */
 
