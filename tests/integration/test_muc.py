@@ -780,3 +780,22 @@ async def test_slixmpp_plugin(server):
         await alice['xep_0045'].destroy(room, reason='done', timeout=WAIT)
     finally:
         await clients.disconnect(alice, bob)
+
+
+async def test_owner_bans_self_in_empty_room(server):
+    """An admin action that removes the last occupant of a temporary room
+    ends the room, and the reply still comes."""
+    alice = await muc_client(server, 'alice/a')
+    try:
+        await create(alice, 'solo', 'Alice')
+        ok(await admin_set(alice, 'solo', [{'jid': 'bob@localhost',
+                                            'affiliation': 'owner'}]))
+        ok(await admin_set(alice, 'solo', [{'jid': 'alice@localhost',
+                                            'affiliation': 'outcast'}]))
+        p = await next_muc(alice, is_pres(None, 'unavailable'))
+        assert {301, 110} <= codes(p)
+        e = await iq(alice, 'get', f"<query xmlns='{NS_INFO}'/>",
+                     to=f'solo@{SERVICE}')
+        assert error_of(e)[1] == 'item-not-found'
+    finally:
+        await clients.disconnect(alice)

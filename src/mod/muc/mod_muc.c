@@ -830,7 +830,8 @@ static void leave(struct room *r, struct occupant *o, const int *codes,
 	(void)st;
 	announce(r, o, &e, NULL, 0);
 	occ_remove(r, o);
-	room_maybe_gone(r);
+	/* The caller ends the room if that was the last occupant
+	 * (room_maybe_gone), once it is done with it. */
 }
 
 static void change_nick(struct room *r, struct occupant *o,
@@ -870,8 +871,10 @@ static void handle_presence(struct room *r, struct stanza *st,
 	if (r != NULL)
 		o = hmap_get(&r->by_jid, jid_to_str(st->a, &st->from, false));
 	if (str_eq_c(st->type, "unavailable") || str_eq_c(st->type, "error")) {
-		if (o != NULL)
+		if (o != NULL) {
 			leave(r, o, NULL, 0, NULL, NULL, st);
+			room_maybe_gone(r);
+		}
 		stanza_free(&st);
 		return;
 	}
@@ -1111,6 +1114,7 @@ static void handle_message(struct room *r, struct stanza *st)
 		if (o != NULL) {
 			int c = 333;
 			leave(r, o, &c, 1, NULL, NULL, NULL);
+			room_maybe_gone(r);
 		}
 		stanza_free(&st);
 		return;
