@@ -568,8 +568,10 @@ static int64_t parse_stamp(struct str s)
 {
 	struct tm tm = { 0 };
 	int y, mo, d, h, mi, sec;
-	if (s.p == NULL || sscanf(s.p, "%d-%d-%dT%d:%d:%d", &y, &mo, &d, &h,
-				  &mi, &sec) != 6)
+	if (s.p == NULL || sscanf(s.p, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d,
+				  &h, &mi, &sec) != 6 ||
+	    y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 ||
+	    h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 60)
 		return -1;
 	tm.tm_year = y - 1900;
 	tm.tm_mon = mo - 1;
@@ -590,16 +592,17 @@ static long attr_long(const struct xml_elem *e, const char *name)
 	return *end == '\0' && n >= 0 ? n : -1;
 }
 
-/* §7.2.15: the history the joiner asked for (maxchars, maxstanzas,
- * seconds, since), oldest first. */
-static void send_history(const struct room *r, const struct occupant *o,
-			 const struct xml_elem *h, struct buf *out)
+/* §7.2.15: which of r's kept messages a joiner's <history/> (h, may be
+ * NULL: all) asks for, as the index of the oldest one to send (hist_n:
+ * none). Limits combine: maxchars (counted over bodies), maxstanzas,
+ * seconds, since. */
+size_t muc_history_first(const struct room *r, const struct xml_elem *h,
+			 int64_t now)
 {
 	long maxchars = attr_long(h, "maxchars");
 	long maxst = attr_long(h, "maxstanzas");
 	long secs = attr_long(h, "seconds");
 	int64_t since = h ? parse_stamp(xml_attr_get(h, "since")) : -1;
-	int64_t now = (int64_t)time(NULL);
 	size_t first = r->hist_n, chars = 0;
 	while (first > 0) {
 		const struct hist *e =
@@ -616,6 +619,15 @@ static void send_history(const struct room *r, const struct occupant *o,
 		chars += e->chars;
 		first--;
 	}
+	return first;
+}
+
+/* Sends them, oldest first: into out (a joiner of ours, one write), or
+ * routed one by one. */
+static void send_history(const struct room *r, const struct occupant *o,
+			 const struct xml_elem *h, struct buf *out)
+{
+	size_t first = muc_history_first(r, h, (int64_t)time(NULL));
 	for (size_t i = first; i < r->hist_n; i++) {
 		struct shared_bytes *b =
 			r->hist[(r->hist_head + i) % r->hist_cap].b;
@@ -1248,7 +1260,7 @@ static struct xml_elem *config_form(struct arena *a, const struct room *r)
 
 /* Applies a submitted muc#roomconfig form to cfg; -1 for a value we
  * refuse (the whole form is refused: <not-acceptable/>). */
-static int config_apply(const struct dataform *f, struct room_cfg *cfg)
+int muc_config_apply(const struct dataform *f, struct room_cfg *cfg)
 {
 	for (size_t i = 0; i < f->nfields; i++) {
 		const struct dataform_field *d = &f->fields[i];
@@ -1304,7 +1316,7 @@ static int config_apply(const struct dataform *f, struct room_cfg *cfg)
 	return 0;
 }
 
-static void cfg_swap_free(struct room_cfg *c)
+void muc_cfg_free(struct room_cfg *c)
 {
 	free(c->name);
 	free(c->desc);
@@ -1382,15 +1394,15 @@ static void owner_iq(struct room *r, struct stanza *st,
 	c.name = r->cfg.name ? xstrdup(r->cfg.name) : NULL;
 	c.desc = r->cfg.desc ? xstrdup(r->cfg.desc) : NULL;
 	c.password = r->cfg.password ? xstrdup(r->cfg.password) : NULL;
-	if (config_apply(&f, &c) < 0) {
-		cfg_swap_free(&c);
+	if (muc_config_apply(&f, &c) < 0) {
+		muc_cfg_free(&c);
 		reply_error(st, STANZA_ERR_NOT_ACCEPTABLE, NULL);
 		return;
 	}
 	bool was_persistent = r->cfg.persistent && !r->locked;
 	bool whois_changed = c.whois_anyone != r->cfg.whois_anyone;
 	bool moderated_changed = c.moderated != r->cfg.moderated;
-	cfg_swap_free(&r->cfg);
+	muc_cfg_free(&r->cfg);
 	r->cfg = c;
 	r->locked = false;
 	if (was_persistent && !r->cfg.persistent)

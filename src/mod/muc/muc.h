@@ -84,6 +84,17 @@ int muc_room_from_record(struct room *r, const void *p, size_t len);
 void muc_store_save(struct room *r, bool del);
 
 /* mod_muc.c */
+struct dataform;
+struct xml_elem;
+/* Applies a submitted muc#roomconfig form to cfg; -1 for a value the
+ * room refuses (the caller answers <not-acceptable/>; cfg may be half
+ * changed then). server.conf->muc bounds maxusers. */
+int muc_config_apply(const struct dataform *f, struct room_cfg *cfg);
+void muc_cfg_free(struct room_cfg *c);
+/* The index (0..hist_n) of the oldest kept message a join's <history/>
+ * h asks for; hist_n: none. */
+size_t muc_history_first(const struct room *r, const struct xml_elem *h,
+			 int64_t now);
 const char *muc_aff_name(enum muc_aff a);
 int muc_aff_parse(const char *s, enum muc_aff *a_r);
 enum muc_aff muc_aff_of(const struct room *r, const char *bare);
