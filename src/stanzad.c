@@ -23,6 +23,7 @@
 #include "net/resolve.h"
 #include "net/tls.h"
 #include "router/route.h"
+#include "router/services.h"
 #include "router/sessions.h"
 #include "store/store.h"
 #include "stream/c2s.h"
@@ -131,6 +132,7 @@ static int start(const char *path)
 	server.started = time(NULL);
 	const char *why;
 	int rc = 1;
+	bool modules_done = false;
 	if (sasl_init(&why) < 0) {
 		log_errx("%s", why);
 		goto out_conf;
@@ -139,19 +141,25 @@ static int start(const char *path)
 	if (store_open(conf->data_dir, &server.store, &err) < 0)
 		goto out_sasl;
 	store_set_busy_timeout(server.store, conf->store.busy_timeout_ms);
+	/* The subdomain services first: their domains are local domains for
+	 * server-to-server, each with a TLS context (indexed by domain). */
+	if (module_services_start(&why) < 0) {
+		log_errx("%s", why);
+		goto out_modules;
+	}
+	for (size_t i = 0; i < services_count(); i++)
+		conf_add_service(conf, service_domain(i, NULL));
 	if (resolve_check_config(conf, &err) < 0)
-		goto out_store;
+		goto out_modules;
 	if (tls_init(conf, &err) < 0)
-		goto out_store;
+		goto out_modules;
 	if (listeners_bind(conf, server.nshards, &err) < 0)
 		goto out_tls;
 	conn_ip_init();
 	sessions_init();
 	c2s_init();
 	component_init();
-	if (module_services_start(&why) < 0) {
-		log_errx("%s", why);
-	} else if (s2s_init(&why) < 0) {
+	if (s2s_init(&why) < 0) {
 		log_errx("%s", why);
 	} else {
 		route_set_remote(s2s_route);
@@ -161,6 +169,7 @@ static int start(const char *path)
 	}
 	component_fini();
 	modules_fini();
+	modules_done = true;
 	store_keyed_fini();
 	sessions_fini();
 	conn_ip_fini();
@@ -168,7 +177,9 @@ static int start(const char *path)
 	listeners_free();
 out_tls:
 	tls_fini();
-out_store:
+out_modules:
+	if (!modules_done)
+		modules_fini();
 	store_close(server.store);
 out_sasl:
 	sasl_fini();

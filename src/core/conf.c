@@ -1123,6 +1123,9 @@ void conf_free(struct config *c)
 	free(c->s2s.ca_file);
 	free(c->pubsub.subdomain);
 	free(c->muc.subdomain);
+	for (size_t i = 0; i < c->nservices; i++)
+		free(c->services[i]);
+	free(c->services);
 	free(c->path);
 	free(c);
 }
@@ -1152,14 +1155,29 @@ int conf_find_domain(const struct config *c, const char *domain, size_t len)
 	if (i >= 0)
 		return i;
 	i = conf_find_component(c, domain, len);
-	return i < 0 ? -1 : (int)c->nhosts + i;
+	if (i >= 0)
+		return (int)c->nhosts + i;
+	for (size_t k = 0; k < c->nservices; k++)
+		if (strlen(c->services[k]) == len &&
+		    memcmp(c->services[k], domain, len) == 0)
+			return (int)(c->nhosts + c->ncomponents + k);
+	return -1;
 }
 
 const char *conf_domain_name(const struct config *c, size_t idx)
 {
 	if (idx < c->nhosts)
 		return c->hosts[idx];
-	return c->components[idx - c->nhosts].domain;
+	if (idx < c->nhosts + c->ncomponents)
+		return c->components[idx - c->nhosts].domain;
+	return c->services[idx - c->nhosts - c->ncomponents];
+}
+
+void conf_add_service(struct config *c, const char *domain)
+{
+	c->services = xreallocarray(c->services, c->nservices + 1,
+				    sizeof(*c->services));
+	c->services[c->nservices++] = xstrdup(domain);
 }
 
 /* --- the reference --- */

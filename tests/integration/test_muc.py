@@ -33,15 +33,20 @@ NS_DELAY = 'urn:xmpp:delay'
 WAIT = 10
 
 
-def muc_setup(c):
-    """c.muc: a queue of every presence and message from the service,
-    as raw elements."""
-    c.muc = asyncio.Queue()
-    for kind in ('presence', 'message'):
-        c.register_handler(Callback(
-            f'muc {kind}', MatchXPath(f'{{jabber:client}}{kind}'),
-            lambda s: c.muc.put_nowait(s.xml)
-            if s['from'].domain == SERVICE else None))
+def rooms_setup(service):
+    """A connect() setup: c.muc, a queue of every presence and message
+    from `service`, as raw elements."""
+    def setup(c):
+        c.muc = asyncio.Queue()
+        for kind in ('presence', 'message'):
+            c.register_handler(Callback(
+                f'muc {kind}', MatchXPath(f'{{jabber:client}}{kind}'),
+                lambda s: c.muc.put_nowait(s.xml)
+                if s['from'].domain == service else None))
+    return setup
+
+
+muc_setup = rooms_setup(SERVICE)
 
 
 async def muc_client(server, spec):
