@@ -551,7 +551,7 @@ async def test_vhosts_sni(world, stanzads):
     b = server_b(world, stanzads)
     for d in ('a.example', 'a2.example', 'a3.example'):
         assert c2s_cert_names(world, a.tls_port, d) == \
-            sorted([d] + ([COMPONENT] if d == 'a.example' else []))
+            sorted([d] + ([COMPONENT, ROOMS] if d == 'a.example' else []))
 
     async with clients.connected(b, 'bob') as (bob,):
         for d in ('a2.example', 'a3.example'):
