@@ -127,6 +127,13 @@ static inline int conn_write_str(struct conn *c, const char *s)
 	return conn_write(c, s, strlen(s));
 }
 
+/* As conn_write, for output that may be larger than max_output at once
+ * (a group chat join sends the whole room): written in pieces, and
+ * before a piece would pass max_output what is queued goes to the socket
+ * right away, so the bound holds only what the peer has not taken yet.
+ * Returns 0, or -1 as conn_write. */
+int conn_write_bulk(struct conn *c, const void *p, size_t len);
+
 /* Stops and restarts reading from the socket (while a request for this
  * connection runs on the thread pool). */
 void conn_pause(struct conn *c);

@@ -1051,7 +1051,7 @@ static void c2s_deliver_shared(struct conn *conn, const struct shared_bytes *b,
 		return;
 	int rc;
 	if (b->at == SHARED_NO_SPLICE || to_attr == NULL) {
-		rc = conn_write(conn, b->data, b->len);
+		rc = conn_write_bulk(conn, b->data, b->len);
 	} else {
 		rc = conn_write(conn, b->data, b->at);
 		if (rc == 0)

@@ -251,6 +251,23 @@ def test_muc_fanout(server_factory, shards):
     assert run.status != 0, run
 
 
+def test_muc_join_larger_than_output_limit(server_factory):
+    """Joining a room sends the joiner every occupant's presence in one
+    go: 300 occupants are more than limits.max_output (64 KiB) at once,
+    and the joiner's socket takes them in pieces instead of the stream
+    ending with <policy-violation/>."""
+    srv = server_factory(registration=True,
+                         limits={'max_output': '64KiB'})
+    run = loadgen(srv.c2s_port, 'register', '--users', 'big', '--count',
+                  300, '--password', 'pw-%d')
+    assert_clean(run)
+    run = loadgen(srv.c2s_port, 'muc', '--users', 'big', '--count', 300,
+                  '--password', 'pw-%d', '--rate', 2, '--duration', 1)
+    assert_clean(run)
+    assert run.int('joined') == 300 and run.int('lost') == 0, run
+    assert run.int('deliveries') == 300 * run.int('sent') > 0, run
+
+
 def test_global_timeout_aborts(server):
     bench_users(server, 'slow', 2)
     run = loadgen(server.c2s_port, 'msg', '--users', 'slow', '--count', 2,
