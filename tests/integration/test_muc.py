@@ -706,13 +706,19 @@ async def test_persistent_room_survives_restart(server_factory):
         await clients.disconnect(alice)
 
 
-async def test_remote_user_cannot_create(server):
-    """Only accounts of our hosts create rooms (§10.1.1 lets a service
-    restrict it); checked with a from the c2s layer cannot forge, so
-    through the raw rule: a local account creates."""
+async def test_room_limit(server_factory):
+    """muc.max_rooms bounds the rooms of a service; a destroyed room
+    frees its place."""
+    server = server_factory(muc={'max_rooms': 1})
     alice = await muc_client(server, 'alice/a')
     try:
-        p, _ = await join(alice, 'mine', 'Alice')
+        await create(alice, 'one', 'Alice')
+        p, _ = await join(alice, 'two', 'Alice')
+        assert err_cond(p) == ('wait', 'resource-constraint')
+        ok(await iq(alice, 'set', f"<query xmlns='{NS_OWNER}'><destroy/>"
+                    '</query>', to=f'one@{SERVICE}'))
+        await next_muc(alice, is_pres(None, 'unavailable'))
+        p, _ = await join(alice, 'two', 'Alice')
         assert 201 in codes(p)
     finally:
         await clients.disconnect(alice)

@@ -20,6 +20,9 @@ through the real resolver (libunbound) asking an unbound daemon
 - An external component (XEP-0114) of one server reachable from the other
   server's users, and its answers going out over s2s, with SASL EXTERNAL
   (the host's certificate names the component) and with dialback.
+- A group chat room on A's conference service with an occupant from B
+  (the service's domain federates like a host's); B's users cannot
+  create rooms on A.
 - An authenticated incoming stream refuses stanzas from another domain
   (<invalid-from/>), to a domain not ours (<host-unknown/>) and without
   addresses (<improper-addressing/>).
@@ -672,6 +675,10 @@ async def test_muc_remote_occupant(world, stanzads):
                                   setup=m.rooms_setup(ROOMS))
     bob = await clients.connect(b, 'bob', 'r', setup=m.rooms_setup(ROOMS))
     try:
+        # Only A's own accounts create rooms there.
+        bob.send_raw(f"<presence to='mine@{ROOMS}/Bob'/>")
+        e = await m.next_muc(bob, m.is_error(), WAIT)
+        assert m.err_cond(e) == ('cancel', 'not-allowed')
         alice.send_raw(f"<presence to='{room}/Alice'/>")
         p = await m.next_muc(alice, lambda x: 110 in m.codes(x), WAIT)
         assert 201 in m.codes(p)

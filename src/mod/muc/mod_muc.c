@@ -55,6 +55,7 @@ struct dir_room {
 };
 static uv_mutex_t dir_lock;
 static struct hmap dir;
+static size_t *dir_per_host; /* rooms of each host's service */
 static bool dir_init;
 
 static unsigned room_shard(struct str jid)
@@ -68,6 +69,7 @@ static void dir_update(const struct room *r, bool gone)
 	struct dir_room *d = hmap_get(&dir, str_c(r->jid));
 	if (gone) {
 		if (d != NULL) {
+			dir_per_host[r->host_idx]--;
 			hmap_del(&dir, str_c(r->jid));
 			free(d->jid);
 			free(d->domain);
@@ -80,6 +82,7 @@ static void dir_update(const struct room *r, bool gone)
 			d->jid = xstrdup(r->jid);
 			d->domain = xstrdup(r->domain);
 			hmap_put(&dir, str_c(d->jid), d);
+			dir_per_host[r->host_idx]++;
 		}
 		free(d->name);
 		d->name = r->cfg.name ? xstrdup(r->cfg.name) : NULL;
@@ -88,27 +91,12 @@ static void dir_update(const struct room *r, bool gone)
 	uv_mutex_unlock(&dir_lock);
 }
 
-struct dir_count {
-	const char *domain;
-	size_t n;
-};
-
-static void count_one(struct str key, void *value, void *ud)
+static size_t dir_count(size_t host_idx)
 {
-	(void)key;
-	struct dir_count *c = ud;
-	struct dir_room *d = value;
-	if (strcmp(d->domain, c->domain) == 0)
-		c->n++;
-}
-
-static size_t dir_count(const char *domain)
-{
-	struct dir_count c = { domain, 0 };
 	uv_mutex_lock(&dir_lock);
-	hmap_foreach(&dir, count_one, &c);
+	size_t n = dir_per_host[host_idx];
 	uv_mutex_unlock(&dir_lock);
-	return c.n;
+	return n;
 }
 
 /* ---- affiliations and roles ---- */
@@ -809,7 +797,7 @@ static void create_and_join(struct stanza *st, size_t host_idx)
 		return;
 	}
 	const char *domain = arena_strdup(st->a, st->to.domain).p;
-	if (dir_count(domain) >= server.conf->muc.max_rooms) {
+	if (dir_count(host_idx) >= server.conf->muc.max_rooms) {
 		reply_error(st, STANZA_ERR_RESOURCE_CONSTRAINT, "wait");
 		return;
 	}
@@ -1878,6 +1866,7 @@ static int muc_start(const char **why_r)
 		dir_init = true;
 	}
 	nrooms_tables = server.nshards ? server.nshards : 1;
+	dir_per_host = xcalloc(server.conf->nhosts, sizeof(*dir_per_host));
 	rooms = xcalloc(nrooms_tables, sizeof(*rooms));
 	const struct config *conf = server.conf;
 	for (size_t h = 0; h < conf->nhosts; h++) {
@@ -1929,6 +1918,8 @@ static void muc_fini(void)
 		hmap_foreach(&dir, free_dir, NULL);
 		hmap_clear(&dir);
 	}
+	free(dir_per_host);
+	dir_per_host = NULL;
 }
 
 const struct module mod_muc = {
