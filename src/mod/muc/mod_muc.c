@@ -1686,7 +1686,9 @@ static void handle_iq(struct room *r, struct stanza *st)
 	}
 	bool get = str_eq_c(st->type, "get");
 	if (get && str_eq_c(q->ns, NS_DISCO_INFO) &&
-	    xml_attr_get(q, "node").p == NULL)
+	    xml_attr_get(q, "node").p != NULL)
+		reply_error(st, STANZA_ERR_ITEM_NOT_FOUND, NULL);
+	else if (get && str_eq_c(q->ns, NS_DISCO_INFO))
 		room_info(r, st);
 	else if (get && str_eq_c(q->ns, NS_DISCO_ITEMS))
 		room_items(r, st);
