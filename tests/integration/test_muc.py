@@ -236,8 +236,12 @@ async def test_join_chat_leave(server_factory, shards):
         assert err_cond(p) == ('cancel', 'conflict')
         await enter(carol, 'lounge', 'Carol')
         # No nick at all.
-        send(carol, f"<presence to='lounge@{SERVICE}'><x xmlns='{NS_MUC}'/>"
+        walter = await muc_client(server, 'walter/w')
+        send(walter, f"<presence to='lounge@{SERVICE}'><x xmlns='{NS_MUC}'/>"
              '</presence>')
+        e = await next_muc(walter, is_error())
+        assert err_cond(e) == ('modify', 'jid-malformed')
+        await clients.disconnect(walter)
 
         # A message reaches everyone, the sender too, from its nick, with
         # one stanza id and the occupant id.
