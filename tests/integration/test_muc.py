@@ -4,8 +4,8 @@ nicks and passwords, presence of occupants, groupchat fan-out with
 stanza ids (XEP-0359) and occupant ids (XEP-0421), subject, private
 messages, nick changes, roles and affiliations (kick, ban, voice,
 members-only, moderated), history on join, destruction, persistence
-across a restart, self-ping (XEP-0410), and all of it with occupants on
-two shards. Raw stanzas, so that every attribute and status code the
+across a restart, self-ping (XEP-0410), moderation (XEP-0425), and all
+of it with occupants on two shards. Raw stanzas, so that every attribute and status code the
 server sends is checked as it is; test_slixmpp_plugin shows slixmpp's own
 XEP-0045 plugin working against the service."""
 
@@ -814,3 +814,63 @@ async def test_owner_bans_self_in_empty_room(server):
         assert error_of(e)[1] == 'item-not-found'
     finally:
         await clients.disconnect(alice)
+
+
+NS_MODERATE = 'urn:xmpp:message-moderate:1'
+NS_RETRACT = 'urn:xmpp:message-retract:1'
+
+
+async def test_moderation(server):
+    """XEP-0425: a moderator retracts a message by its stanza id; every
+    occupant is told, and the message leaves the history."""
+    alice = await muc_client(server, 'alice/a')
+    bob = await muc_client(server, 'bob/b')
+    carol = await muc_client(server, 'carol/c')
+    try:
+        room = f'mod@{SERVICE}'
+        await create(alice, 'mod', 'Alice')
+        await enter(bob, 'mod', 'Bob')
+        info = ok(await iq(bob, 'get', f"<query xmlns='{NS_INFO}'/>",
+                           to=room))
+        assert NS_MODERATE in {f.get('var') for f in info.iter(
+            q(NS_INFO, 'feature'))}
+        groupchat(bob, 'mod', 'spam spam')
+        m = await next_muc(alice, is_msg('spam spam'))
+        sid = m.find(q(NS_SID, 'stanza-id')).get('id')
+        groupchat(bob, 'mod', 'fine')
+        await next_muc(alice, is_msg('fine'))
+
+        def moderate_xml(msg_id, reason=None):
+            r = f'<reason>{reason}</reason>' if reason else ''
+            return (f"<moderate xmlns='{NS_MODERATE}' id='{msg_id}'>"
+                    f"<retract xmlns='{NS_RETRACT}'/>{r}</moderate>")
+
+        # Only moderators.
+        e = await iq(bob, 'set', moderate_xml(sid), to=room)
+        assert error_of(e)[1] == 'forbidden'
+        e = await iq(alice, 'set', f"<moderate xmlns='{NS_MODERATE}'/>",
+                     to=room)
+        assert error_of(e)[1] == 'bad-request'
+        ok(await iq(alice, 'set', moderate_xml(sid, 'no spam'), to=room))
+        for c in (alice, bob):
+            x = await next_muc(c, lambda x: x.find(q(NS_RETRACT, 'retract'))
+                               is not None)
+            assert x.get('from') == room and x.get('type') == 'groupchat'
+            rt = x.find(q(NS_RETRACT, 'retract'))
+            assert rt.get('id') == sid
+            md = rt.find(q(NS_MODERATE, 'moderated'))
+            assert md.get('by') == f'{room}/Alice'
+            assert md.find(q(NS_OID, 'occupant-id')) is not None
+            assert rt.find(q(NS_RETRACT, 'reason')).text == 'no spam'
+        # A joiner's history no longer has it.
+        send(carol, join_xml('mod', 'Carol'))
+        got = []
+        while True:
+            x = await next_muc(carol)
+            if x.find('{jabber:client}subject') is not None:
+                break
+            if x.tag.endswith('message'):
+                got.append(x.find('{jabber:client}body').text)
+        assert got == ['fine']
+    finally:
+        await clients.disconnect(alice, bob, carol)

@@ -920,7 +920,8 @@ static void stanza_id(char out[33])
 		snprintf(out + 2 * i, 3, "%02x", raw[i]);
 }
 
-static void hist_add(struct room *r, struct shared_bytes *b, size_t chars)
+static void hist_add(struct room *r, struct shared_bytes *b, size_t chars,
+		     const char *sid)
 {
 	size_t max = server.conf->muc.max_history;
 	if (max == 0) {
@@ -940,6 +941,26 @@ static void hist_add(struct room *r, struct shared_bytes *b, size_t chars)
 	h->b = b;
 	h->ts = (int64_t)time(NULL);
 	h->chars = chars;
+	snprintf(h->sid, sizeof(h->sid), "%s", sid);
+}
+
+/* Drops the kept message with stanza id sid (moderated away); false if
+ * none is kept. */
+static bool hist_remove(struct room *r, struct str sid)
+{
+	for (size_t i = 0; i < r->hist_n; i++) {
+		struct hist *h = &r->hist[(r->hist_head + i) % r->hist_cap];
+		if (!str_eq_c(sid, h->sid))
+			continue;
+		shared_unref(&h->b);
+		/* Close the gap: the newer ones move down by one. */
+		for (size_t k = i; k + 1 < r->hist_n; k++)
+			r->hist[(r->hist_head + k) % r->hist_cap] =
+				r->hist[(r->hist_head + k + 1) % r->hist_cap];
+		r->hist_n--;
+		return true;
+	}
+	return false;
 }
 
 static void groupchat(struct room *r, struct stanza *st)
@@ -1008,7 +1029,7 @@ static void groupchat(struct room *r, struct stanza *st)
 		xml_attr_set(a, d, "stamp", str_c(stamp));
 		struct shared_bytes *h = shared_from_elem(m);
 		if (h != NULL)
-			hist_add(r, h, xml_text(a, body).len);
+			hist_add(r, h, xml_text(a, body).len, sid);
 	}
 	arena_destroy(&a);
 	stanza_free(&st);
@@ -1160,6 +1181,7 @@ static void room_info(struct room *r, struct stanza *st)
 	add_feature(a, q, NS_DISCO_ITEMS);
 	add_feature(a, q, NS_OCCUPANT_ID);
 	add_feature(a, q, NS_SID);
+	add_feature(a, q, NS_MODERATE);
 	add_feature(a, q, "urn:xmpp:ping");
 	add_feature(a, q, r->cfg.persistent ? "muc_persistent"
 					    : "muc_temporary");
@@ -1655,6 +1677,48 @@ static void admin_iq(struct room *r, struct stanza *st, struct xml_elem *q)
 	room_maybe_gone(r);
 }
 
+/* XEP-0425: a moderator retracts a message by the room's stanza id:
+ * every occupant is told (XEP-0424 <retract/> with <moderated/>), and
+ * the message leaves the history new joiners get. A message older than
+ * the history is announced all the same: clients keep it. */
+static void moderate(struct room *r, struct stanza *st, struct xml_elem *q)
+{
+	struct occupant *me =
+		hmap_get(&r->by_jid, jid_to_str(st->a, &st->from, false));
+	if (me == NULL || me->role != ROLE_MODERATOR) {
+		reply_error(st, STANZA_ERR_FORBIDDEN, NULL);
+		return;
+	}
+	struct str id = xml_attr_get(q, "id");
+	if (id.p == NULL || id.len == 0 ||
+	    xml_child(q, NS_RETRACT, "retract") == NULL) {
+		reply_error(st, STANZA_ERR_BAD_REQUEST, NULL);
+		return;
+	}
+	hist_remove(r, id);
+	struct arena *a = arena_new(0);
+	struct xml_elem *m = new_elem(a, "message", r, NULL, "groupchat");
+	char mid[33];
+	stanza_id(mid);
+	xml_attr_set(a, m, "id", str_c(mid));
+	struct xml_elem *rt = xml_add_child(a, m, STR_LIT(NS_RETRACT),
+					    STR_LIT("retract"));
+	xml_attr_set(a, rt, "id", id);
+	struct xml_elem *md = xml_add_child(a, rt, STR_LIT(NS_MODERATE),
+					    STR_LIT("moderated"));
+	struct jid by = room_jid(r, me->nick);
+	xml_attr_set(a, md, "by", jid_to_str(a, &by, false));
+	add_occupant_id(a, md, me);
+	struct xml_elem *reason = xml_child(q, NS_MODERATE, "reason");
+	if (reason != NULL)
+		xml_add_text(a, xml_add_child(a, rt, STR_LIT(NS_RETRACT),
+					      STR_LIT("reason")),
+			     xml_text(st->a, reason));
+	broadcast_elem(r, m);
+	arena_destroy(&a);
+	iq_result(st, NULL);
+}
+
 static void handle_iq(struct room *r, struct stanza *st)
 {
 	bool request = str_eq_c(st->type, "get") || str_eq_c(st->type, "set");
@@ -1696,6 +1760,9 @@ static void handle_iq(struct room *r, struct stanza *st)
 		owner_iq(r, st, q);
 	else if (str_eq_c(q->ns, NS_MUC_ADMIN) && str_eq_c(q->name, "query"))
 		admin_iq(r, st, q);
+	else if (!get && str_eq_c(q->ns, NS_MODERATE) &&
+		 str_eq_c(q->name, "moderate"))
+		moderate(r, st, q);
 	else if (get && str_eq_c(q->ns, "urn:xmpp:ping"))
 		iq_result(st, NULL);
 	else

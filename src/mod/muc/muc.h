@@ -22,6 +22,8 @@
 #define NS_SID "urn:xmpp:sid:0"
 #define NS_DELAY "urn:xmpp:delay"
 #define NS_MUC_STORE "urn:stanzad:muc"
+#define NS_MODERATE "urn:xmpp:message-moderate:1"
+#define NS_RETRACT "urn:xmpp:message-retract:1"
 
 enum muc_aff { AFF_NONE, AFF_OUTCAST, AFF_MEMBER, AFF_ADMIN, AFF_OWNER };
 enum muc_role { ROLE_NONE, ROLE_VISITOR, ROLE_PARTICIPANT, ROLE_MODERATOR };
@@ -55,6 +57,7 @@ struct hist {
 	struct shared_bytes *b; /* with <delay/>, 'to' spliced */
 	int64_t ts;             /* seconds */
 	size_t chars;
+	char sid[33];           /* its XEP-0359 stanza id */
 };
 
 struct room {
