@@ -874,3 +874,23 @@ async def test_moderation(server):
         assert got == ['fine']
     finally:
         await clients.disconnect(alice, bob, carol)
+
+
+async def test_presence_payload_bounded(server):
+    """What a room keeps of an occupant's presence is bounded (8 KiB):
+    a bigger one is shown without its children."""
+    alice = await muc_client(server, 'alice/a')
+    bob = await muc_client(server, 'bob/b')
+    try:
+        await create(alice, 'big', 'Alice')
+        send(bob, f"<presence to='big@{SERVICE}/Bob'><status>"
+             f"{'x' * 10000}</status><x xmlns='{NS_MUC}'/></presence>")
+        p = await next_muc(alice, is_pres(f'big@{SERVICE}/Bob'))
+        assert p.find('{jabber:client}status') is None
+        await wait_subject(bob)
+        send(bob, f"<presence to='big@{SERVICE}/Bob'><status>back"
+             '</status></presence>')
+        p = await next_muc(alice, is_pres(f'big@{SERVICE}/Bob'))
+        assert p.find('{jabber:client}status').text == 'back'
+    finally:
+        await clients.disconnect(alice, bob)

@@ -530,7 +530,12 @@ static bool occ_may_create(const struct stanza *st)
 			      st->from.domain.len) >= 0;
 }
 
-/* The client's presence without what the room adds or reads. */
+/* The client's presence without what the room adds or reads. Each
+ * occupant keeps it three times (this and the two shared forms), and a
+ * join sends every occupant's: past MUC_PRESENCE_MAX it is kept without
+ * its children (show, status, caps...) rather than multiplied. */
+#define MUC_PRESENCE_MAX (8 * 1024)
+
 static char *presence_payload(struct stanza *st)
 {
 	struct arena *a = st->a;
@@ -543,12 +548,12 @@ static char *presence_payload(struct stanza *st)
 			continue;
 		xml_append_elem(x, xml_copy(a, c));
 	}
-	struct buf b = { .max = 64 * 1024 };
-	if (xml_serialize(&b, x, STR_LIT(NS_CLIENT)) < 0) {
+	struct buf b = { .max = MUC_PRESENCE_MAX };
+	if (xml_serialize(&b, x, STR_LIT(NS_CLIENT)) < 0 ||
+	    buf_append(&b, "", 1) < 0) {
 		buf_reset(&b);
 		return xstrdup("<presence/>");
 	}
-	buf_append(&b, "", 1);
 	return b.data;
 }
 
