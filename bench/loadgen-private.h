@@ -348,6 +348,7 @@ void lg_scenario_fanout(struct lg_run *run, int *status_r);
  * (`runs`, n of them) with the CPU window of `base`. */
 void lg_login_report(struct lg_run *base, struct lg_run *runs, int n,
 		     int *status_r);
+void lg_scenario_muc(struct lg_run *run, int *status_r);
 
 /* ---- pool.c: a set of sessions opened with a concurrency limit ---- */
 

@@ -24,7 +24,7 @@
 
 static const char usage_text[] =
 	"usage: loadgen SCENARIO [options]\n"
-	"scenarios: register login idle roster msg fanout\n"
+	"scenarios: register login idle roster msg fanout muc\n"
 	"  --host ADDR        server address (127.0.0.1)\n"
 	"  --port N           c2s STARTTLS port (5222)\n"
 	"  --domain D         XMPP domain (localhost)\n"
@@ -33,7 +33,8 @@ static const char usage_text[] =
 	"  --password PW      password, or a pattern with one %d (secret)\n"
 	"  --duration S       length of the measured phase (10)\n"
 	"  --rate R           login: logins/s; msg: messages/s in total;\n"
-	"                     roster: subscribes/s; fanout: toggles/s\n"
+	"                     roster: subscribes/s; fanout: toggles/s;\n"
+	"                     muc: room messages/s (10)\n"
 	"  --concurrency C    handshakes (or logins) in flight (50)\n"
 	"  --sessions N       idle: sessions to open (count)\n"
 	"  --pairs N          msg: sender/receiver pairs (count/2)\n"
@@ -418,6 +419,7 @@ static const struct {
 	{ "roster", lg_scenario_roster },
 	{ "msg", lg_scenario_msg },
 	{ "fanout", lg_scenario_fanout },
+	{ "muc", lg_scenario_muc },
 };
 
 /* Runs `start` on run->loop until the loop has nothing left, with the

@@ -24,6 +24,7 @@
 #include "net/resolve.h"
 #include "net/tls.h"
 #include "router/route.h"
+#include "router/services.h"
 #include "router/sessions.h"
 #include "store/store.h"
 #include "stream/c2s.h"
@@ -133,6 +134,7 @@ static int start(const char *path)
 	server.started = time(NULL);
 	const char *why;
 	int rc = 1;
+	bool modules_done = false;
 	if (sasl_init(&why) < 0) {
 		log_errx("%s", why);
 		goto out_conf;
@@ -145,19 +147,25 @@ static int start(const char *path)
 	 * here (its socket answers), a crashed one's socket is replaced. */
 	if (control_open(uv_default_loop(), conf, &err) < 0)
 		goto out_store;
+	/* The subdomain services first: their domains are local domains for
+	 * server-to-server, each with a TLS context (indexed by domain). */
+	if (module_services_start(&why) < 0) {
+		log_errx("%s", why);
+		goto out_modules;
+	}
+	for (size_t i = 0; i < services_count(); i++)
+		conf_add_service(conf, service_domain(i, NULL));
 	if (resolve_check_config(conf, &err) < 0)
-		goto out_control;
+		goto out_modules;
 	if (tls_init(conf, &err) < 0)
-		goto out_control;
+		goto out_modules;
 	if (listeners_bind(conf, server.nshards, &err) < 0)
 		goto out_tls;
 	conn_ip_init();
 	sessions_init();
 	c2s_init();
 	component_init();
-	if (module_services_start(&why) < 0) {
-		log_errx("%s", why);
-	} else if (s2s_init(&why) < 0) {
+	if (s2s_init(&why) < 0) {
 		log_errx("%s", why);
 	} else {
 		route_set_remote(s2s_route);
@@ -167,6 +175,7 @@ static int start(const char *path)
 	}
 	component_fini();
 	modules_fini();
+	modules_done = true;
 	store_keyed_fini();
 	sessions_fini();
 	conn_ip_fini();
@@ -174,7 +183,9 @@ static int start(const char *path)
 	listeners_free();
 out_tls:
 	tls_fini();
-out_control:
+out_modules:
+	if (!modules_done)
+		modules_fini();
 	control_close(); /* at once if run() did not */
 out_store:
 	store_close(server.store);

@@ -105,6 +105,8 @@ static int check_component_domain(struct conf_ctx *c, void *base,
 static int check_host_name(struct conf_ctx *c, void *base, unsigned line);
 static int check_pubsub_subdomain(struct conf_ctx *c, void *base,
 				  unsigned line);
+static int check_muc_subdomain(struct conf_ctx *c, void *base,
+			       unsigned line);
 static int check_tls(struct conf_ctx *c, void *base, unsigned line);
 static int check_address(struct conf_ctx *c, void *base, unsigned line);
 
@@ -234,6 +236,28 @@ static const struct opt opts[] = {
 	  .def = "256", .min = 1, .max = 100000,
 	  .doc = "Most nodes one account (PEP), or the service of one "
 		 "host, may have." },
+	{ "", "muc", OPT_SECTION,
+	  .doc = "Group chat (XEP-0045) on a subdomain of every host; "
+		 "see below." },
+	{ "muc", "enabled", OPT_BOOL, CONF(muc.enabled), .def = "true",
+	  .doc = "Serve group chat rooms. On by default: most clients "
+		 "expect a conference service next to the host." },
+	{ "muc", "subdomain", OPT_STRING, CONF(muc.subdomain),
+	  .def = "conference", .check = check_muc_subdomain,
+	  .doc = "The label of the service under every host: `conference` "
+		 "serves `conference.example.org`." },
+	{ "muc", "max_occupants", OPT_UINT, CONF(muc.max_occupants),
+	  .def = "5000", .min = 2, .max = 100000,
+	  .doc = "Most occupants one room may hold (the largest "
+		 "`muc#roomconfig_maxusers`; rooms start at 1000 or this, "
+		 "whichever is smaller)." },
+	{ "muc", "max_history", OPT_UINT, CONF(muc.max_history),
+	  .def = "50", .min = 0, .max = 1000,
+	  .doc = "Messages a room keeps in memory for the history sent on "
+		 "join." },
+	{ "muc", "max_rooms", OPT_UINT, CONF(muc.max_rooms),
+	  .def = "10000", .min = 1, .max = 10000000,
+	  .doc = "Most rooms one service (one host) may have at a time." },
 	{ "hosts[]", "name", OPT_STRING, HOST(name), .required = true,
 	  .check = check_host_name,
 	  .doc = "The domain; case-folded (nameprep), must be unique." },
@@ -281,6 +305,9 @@ static const struct {
 	{ "pubsub", "`pubsub`",
 	  "Personal eventing (XEP-0163) is always on; these bound it and "
 	  "switch the shared service on." },
+	{ "muc", "`muc`",
+	  "Rooms are created by accounts of the host below the service; "
+	  "docs/internals/muc.md." },
 	{ "hosts[]", "`hosts` entries",
 	  "Each entry is a domain (`- example.org`) or a mapping with these "
 	  "keys." },
@@ -865,20 +892,33 @@ static int check_host_name(struct conf_ctx *c, void *base, unsigned line)
 
 /* One or more DNS labels, made of what nameprep keeps as it is, so that
  * "label.host" is a valid domain for every host. */
-static int check_pubsub_subdomain(struct conf_ctx *c, void *base,
-				  unsigned line)
+static int check_label(struct conf_ctx *c, const char *s, unsigned line,
+		       const char *what)
 {
-	const char *s = ((struct config *)base)->pubsub.subdomain;
 	bool ok = *s != '\0' && *s != '.' && s[strlen(s) - 1] != '.' &&
 		  strstr(s, "..") == NULL;
 	for (const char *p = s; ok && *p; p++)
 		ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
 		     *p == '-' || *p == '.';
 	if (!ok)
-		return conf_error(c, line, "pubsub: subdomain '%.64s': "
+		return conf_error(c, line, "%s: subdomain '%.64s': "
 				  "lower-case letters, digits, '-' and "
-				  "inner dots only", s);
+				  "inner dots only", what, s);
 	return 0;
+}
+
+static int check_pubsub_subdomain(struct conf_ctx *c, void *base,
+				  unsigned line)
+{
+	return check_label(c, ((struct config *)base)->pubsub.subdomain, line,
+			   "pubsub");
+}
+
+static int check_muc_subdomain(struct conf_ctx *c, void *base,
+			       unsigned line)
+{
+	return check_label(c, ((struct config *)base)->muc.subdomain, line,
+			   "muc");
 }
 
 static int check_component_domain(struct conf_ctx *c, void *base,
@@ -1086,6 +1126,10 @@ void conf_free(struct config *c)
 	free(c->control_socket);
 	free(c->s2s.ca_file);
 	free(c->pubsub.subdomain);
+	free(c->muc.subdomain);
+	for (size_t i = 0; i < c->nservices; i++)
+		free(c->services[i]);
+	free(c->services);
 	free(c->path);
 	free(c);
 }
@@ -1115,14 +1159,29 @@ int conf_find_domain(const struct config *c, const char *domain, size_t len)
 	if (i >= 0)
 		return i;
 	i = conf_find_component(c, domain, len);
-	return i < 0 ? -1 : (int)c->nhosts + i;
+	if (i >= 0)
+		return (int)c->nhosts + i;
+	for (size_t k = 0; k < c->nservices; k++)
+		if (strlen(c->services[k]) == len &&
+		    memcmp(c->services[k], domain, len) == 0)
+			return (int)(c->nhosts + c->ncomponents + k);
+	return -1;
 }
 
 const char *conf_domain_name(const struct config *c, size_t idx)
 {
 	if (idx < c->nhosts)
 		return c->hosts[idx];
-	return c->components[idx - c->nhosts].domain;
+	if (idx < c->nhosts + c->ncomponents)
+		return c->components[idx - c->nhosts].domain;
+	return c->services[idx - c->nhosts - c->ncomponents];
+}
+
+void conf_add_service(struct config *c, const char *domain)
+{
+	c->services = xreallocarray(c->services, c->nservices + 1,
+				    sizeof(*c->services));
+	c->services[c->nservices++] = xstrdup(domain);
 }
 
 /* --- the reference --- */

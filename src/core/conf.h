@@ -92,6 +92,16 @@ struct pubsub_conf {
 	unsigned max_nodes;   /* nodes per account or service host; 256 */
 };
 
+/* Group chat (XEP-0045) on a subdomain of every host. */
+struct muc_conf {
+	bool enabled;          /* default true */
+	char *subdomain;       /* "conference": conference.HOST */
+	unsigned max_occupants; /* most occupants a room may be configured
+				   to hold (muc#roomconfig_maxusers) */
+	unsigned max_history;  /* messages a room keeps for joiners */
+	unsigned max_rooms;    /* rooms per service */
+};
+
 struct config {
 	char *path;     /* the file this was loaded from */
 	char **hosts;   /* nhosts domains, nameprep'd, first is the default */
@@ -103,11 +113,16 @@ struct config {
 	size_t nlisteners;
 	struct component_conf *components;
 	size_t ncomponents;
+	/* The domains of the server's own subdomain services (pubsub.HOST,
+	 * conference.HOST), registered at start-up (conf_add_service). */
+	char **services;
+	size_t nservices;
 	struct limits_conf limits;
 	struct store_conf store;
 	struct dns_conf dns;
 	struct s2s_conf s2s;
 	struct pubsub_conf pubsub;
+	struct muc_conf muc;
 	enum log_level log_level;
 	unsigned shards;         /* 0: one per core */
 	unsigned scram_iterations; /* for new passwords; default 10000 */
@@ -127,15 +142,19 @@ int conf_find_host(const struct config *c, const char *host, size_t len);
 int conf_find_component(const struct config *c, const char *domain,
 			size_t len);
 /* The domains we serve, for server-to-server: the hosts, then the
- * components (XEP-0114), whose stanzas federate like a host's. Index of
- * domain (nameprep'd) in that list: a host's index, nhosts + a
- * component's index, or -1. */
+ * components (XEP-0114), then the subdomain services, whose stanzas all
+ * federate like a host's. Index of domain (nameprep'd) in that list: a
+ * host's index, nhosts + a component's index, nhosts + ncomponents + a
+ * service's index, or -1. */
 int conf_find_domain(const struct config *c, const char *domain, size_t len);
 /* Number of such domains, and the name of one (idx below that number). */
 static inline size_t conf_ndomains(const struct config *c)
 {
-	return c->nhosts + c->ncomponents;
+	return c->nhosts + c->ncomponents + c->nservices;
 }
+/* Adds a subdomain service's domain (copied) to the list above. At
+ * start-up, before the TLS contexts are made (they are indexed by it). */
+void conf_add_service(struct config *c, const char *domain);
 const char *conf_domain_name(const struct config *c, size_t idx);
 /* Writes the Markdown reference of every key (docs/config.md). */
 void conf_write_reference(FILE *out);

@@ -86,6 +86,11 @@ struct module_service {
 	const char *(*label)(void);
 	const struct iq_route *iq;                  /* { 0 }-terminated */
 	void (*stanza)(struct stanza *st, size_t host_idx);
+	/* NULL, or called once on the main thread after the service's
+	 * domains are registered and the store is open, before the shards
+	 * start (group chat loads its persistent rooms). Returns 0, or -1
+	 * with a static message in *why_r. */
+	int (*start)(const char **why_r);
 };
 
 struct module {

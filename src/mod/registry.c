@@ -105,6 +105,9 @@ int module_services_start(const char **why_r)
 				return -1;
 			}
 		}
+		if (label != NULL && svc->start != NULL &&
+		    svc->start(why_r) < 0)
+			return -1;
 	}
 	return 0;
 }

@@ -355,6 +355,28 @@ int conn_write(struct conn *c, const void *p, size_t len)
 	return 0;
 }
 
+int conn_write_bulk(struct conn *c, const void *p, size_t len)
+{
+	const char *q = p;
+	while (len > 0) {
+		size_t n = len < 64 * 1024 ? len : 64 * 1024;
+		if (c->state == CONN_OPEN && c->max_output &&
+		    c->plain.len + c->out.len + c->inflight.len + n >
+			    c->max_output) {
+			/* Hand the socket what it takes now, so that only
+			 * what the peer has not taken counts. */
+			if (c->ssl != NULL && c->plain.len > 0 && seal(c) < 0)
+				return -1;
+			flush(c);
+		}
+		if (conn_write(c, q, n) < 0)
+			return -1;
+		q += n;
+		len -= n;
+	}
+	return 0;
+}
+
 /* ---- reading ---- */
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)

@@ -34,6 +34,7 @@
 struct conn;
 struct conn_info;
 struct shard;
+struct shared_bytes;
 struct stanza;
 
 struct conn_ops {
@@ -49,6 +50,11 @@ struct conn_ops {
 	/* A routed stanza for this session (consumed). Sessions that cannot
 	 * take stanzas (not bound yet) bounce or drop it. */
 	void (*deliver)(struct conn *c, struct stanza *st);
+	/* Bytes serialized once for many sessions (router/fanout.h): queue
+	 * them with to_attr spliced in at b->at (optional; NULL: only
+	 * stanzas through deliver reach this kind of stream). */
+	void (*deliver_shared)(struct conn *c, const struct shared_bytes *b,
+			       const char *to_attr);
 	/* End the stream with err (another shard asked, e.g. a resource
 	 * conflict). */
 	void (*kick)(struct conn *c, enum stream_err err, const char *text);
@@ -144,6 +150,13 @@ static inline int conn_write_str(struct conn *c, const char *s)
 {
 	return conn_write(c, s, strlen(s));
 }
+
+/* As conn_write, for output that may be larger than max_output at once
+ * (a group chat join sends the whole room): written in pieces, and
+ * before a piece would pass max_output what is queued goes to the socket
+ * right away, so the bound holds only what the peer has not taken yet.
+ * Returns 0, or -1 as conn_write. */
+int conn_write_bulk(struct conn *c, const void *p, size_t len);
 
 /* Stops and restarts reading from the socket (while a request for this
  * connection runs on the thread pool). */

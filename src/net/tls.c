@@ -26,7 +26,8 @@
 #include "tls.h"
 
 /* Indexed by local domain (conf_find_domain): the hosts, then the
- * components, whose entries share a host's contexts (component_ctx). */
+ * components and the subdomain services, whose entries share a host's
+ * contexts (component_ctx). */
 static SSL_CTX **host_ctx;
 static SSL_CTX **client_ctx;   /* s2s: outgoing, our certificate per host */
 static size_t nctx;
@@ -349,9 +350,9 @@ static size_t component_host(const struct config *conf, const char *domain)
 
 static void component_ctx(const struct config *conf)
 {
-	for (size_t i = 0; i < conf->ncomponents; i++) {
-		size_t h = component_host(conf, conf->components[i].domain);
-		size_t d = conf->nhosts + i;
+	/* The subdomain services (pubsub.HOST, conference.HOST) likewise. */
+	for (size_t d = conf->nhosts; d < conf_ndomains(conf); d++) {
+		size_t h = component_host(conf, conf_domain_name(conf, d));
 		BUG_ON(SSL_CTX_up_ref(host_ctx[h]) != 1 ||
 		       SSL_CTX_up_ref(client_ctx[h]) != 1);
 		host_ctx[d] = host_ctx[h];

@@ -32,6 +32,7 @@
 #include "../mod/module.h"
 #include "../net/tls.h"
 #include "../router/hooks.h"
+#include "../router/fanout.h"
 #include "../router/route.h"
 #include "../router/sessions.h"
 #include "../store/store.h"
@@ -1055,6 +1056,29 @@ static void c2s_deliver(struct conn *conn, struct stanza *st)
 	stanza_free(&st);
 }
 
+/* Group chat fan-out: the bytes are shared by every occupant; only 'to'
+ * is ours. */
+static void c2s_deliver_shared(struct conn *conn, const struct shared_bytes *b,
+			       const char *to_attr)
+{
+	struct c2s *c = (struct c2s *)conn;
+	if (c->phase != PHASE_SESSION || conn_closing(conn))
+		return;
+	int rc;
+	if (b->at == SHARED_NO_SPLICE || to_attr == NULL) {
+		rc = conn_write_bulk(conn, b->data, b->len);
+	} else {
+		rc = conn_write(conn, b->data, b->at);
+		if (rc == 0)
+			rc = conn_write_str(conn, to_attr);
+		if (rc == 0)
+			rc = conn_write(conn, b->data + b->at, b->len - b->at);
+	}
+	if (rc < 0)
+		stream_fail(c, STREAM_ERR_POLICY_VIOLATION,
+			    "output limit reached");
+}
+
 static void c2s_kick(struct conn *conn, enum stream_err err, const char *text)
 {
 	stream_fail((struct c2s *)conn, err, text);
@@ -1136,6 +1160,7 @@ static const struct conn_ops c2s_ops = {
 	.timeout = c2s_timeout,
 	.destroy = c2s_destroy,
 	.deliver = c2s_deliver,
+	.deliver_shared = c2s_deliver_shared,
 	.kick = c2s_kick,
 	.describe = c2s_describe,
 };

@@ -315,6 +315,45 @@ def test_msg_fixed_rate(server):
     assert_latencies(run)
 
 
+@pytest.mark.parametrize('shards', [1, 2])
+def test_muc_fanout(server_factory, shards):
+    srv = server_factory(shards=shards)
+    bench_users(srv, 'room', 6)
+    run = loadgen(srv.c2s_port, 'muc', '--users', 'room', '--count', 6,
+                  '--password', 'pw-%d', '--rate', 50, '--duration', 2)
+    assert_clean(run)
+    assert run.int('joined') == 6, run
+    sent = run.int('sent')
+    assert 90 <= sent <= 101 and run.int('deliveries') == 6 * sent, run
+    for key in ('lost', 'duplicated', 'errors', 'unexpected'):
+        assert run.int(key) == 0, (key, run)
+    assert_latencies(run)
+    assert_latencies(run, 'join')
+    # The control: with the service off every join fails.
+    srv = server_factory(muc={'enabled': False})
+    bench_users(srv, 'room', 2)
+    run = loadgen(srv.c2s_port, 'muc', '--users', 'room', '--count', 2,
+                  '--password', 'pw-%d', '--duration', 1, timeout=8)
+    assert run.status != 0, run
+
+
+def test_muc_join_larger_than_output_limit(server_factory):
+    """Joining a room sends the joiner every occupant's presence in one
+    go: 300 occupants are more than limits.max_output (64 KiB) at once,
+    and the joiner's socket takes them in pieces instead of the stream
+    ending with <policy-violation/>."""
+    srv = server_factory(registration=True,
+                         limits={'max_output': '64KiB'})
+    run = loadgen(srv.c2s_port, 'register', '--users', 'big', '--count',
+                  300, '--password', 'pw-%d')
+    assert_clean(run)
+    run = loadgen(srv.c2s_port, 'muc', '--users', 'big', '--count', 300,
+                  '--password', 'pw-%d', '--rate', 2, '--duration', 1)
+    assert_clean(run)
+    assert run.int('joined') == 300 and run.int('lost') == 0, run
+    assert run.int('deliveries') == 300 * run.int('sent') > 0, run
+
+
 def test_global_timeout_aborts(server):
     bench_users(server, 'slow', 2)
     run = loadgen(server.c2s_port, 'msg', '--users', 'slow', '--count', 2,

@@ -516,7 +516,8 @@ async def test_disco_items(comp_server):
         items = await alice['xep_0030'].get_items(jid='localhost',
                                                   timeout=WAIT)
         jids = [i[0] for i in items['disco_items']['items']]
-        assert jids == [COMPONENT]
+        # and the group chat service, on by default
+        assert sorted(jids) == ['conference.localhost', COMPONENT]
         items = await alice['xep_0030'].get_items(jid='alice@localhost',
                                                   timeout=WAIT)
         assert not items['disco_items']['items']

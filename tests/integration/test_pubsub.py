@@ -34,7 +34,9 @@ async def test_off_by_default(server):
     async with clients.connected(server, 'alice/a') as (alice,):
         reply = ok(await iq(alice, 'get', f"<query xmlns='{NS_ITEMS}'/>",
                             to='localhost'))
-        assert [i.get('jid') for i in reply.iter(q(NS_ITEMS, 'item'))] == []
+        # only the group chat service, on by default
+        assert [i.get('jid') for i in reply.iter(q(NS_ITEMS, 'item'))] == [
+            'conference.localhost']
         reply = await iq(alice, 'get', f"<query xmlns='{NS_INFO}'/>",
                          to=SERVICE)
         assert error_of(reply)[1] == 'remote-server-not-found'

@@ -20,6 +20,9 @@ through the real resolver (libunbound) asking an unbound daemon
 - An external component (XEP-0114) of one server reachable from the other
   server's users, and its answers going out over s2s, with SASL EXTERNAL
   (the host's certificate names the component) and with dialback.
+- A group chat room on A's conference service with an occupant from B
+  (the service's domain federates like a host's); B's users cannot
+  create rooms on A.
 - An authenticated incoming stream refuses stanzas from another domain
   (<invalid-from/>), to a domain not ours (<host-unknown/>) and without
   addresses (<improper-addressing/>).
@@ -45,6 +48,7 @@ from conftest import Server, _servers_key, stop_and_check, free_ports
 from dnsserver import BlackHole, DnsServer
 from federation import TestCA, pick_address
 from rawstream import NS_SASL, q
+import test_muc as m
 from test_presence import manual, presence_of
 
 NS_SERVER = 'jabber:server'
@@ -53,6 +57,7 @@ WAIT = 15
 PASSWORD = 'pw-secret'
 COMPONENT = 'comp.a.example'
 COMPONENT_SECRET = 'comp-secret'
+ROOMS = 'conference.a.example'  # A's group chat service
 
 
 # ---- the world: CA, certificates, ports, DNS ------------------------------
@@ -68,7 +73,8 @@ class World:
         # a.example's certificate names its component as well (how a
         # host's services are usually covered)
         self.certs = {
-            'a.example': self.ca.issue('a.example', also=[COMPONENT]),
+            'a.example': self.ca.issue('a.example',
+                                       also=[COMPONENT, ROOMS]),
             'a.example/plain': self.ca.issue('a.example',
                                              name='a.example-plain'),
         }
@@ -84,6 +90,8 @@ class World:
             # a: STARTTLS on a non-default port; its component likewise
             f'_xmpp-server._tcp.a SRV 0 0 {self.a_s2s} xmpp-a.example.',
             f'_xmpp-server._tcp.comp.a SRV 0 0 {self.a_s2s} '
+            'xmpp-a.example.',
+            f'_xmpp-server._tcp.conference.a SRV 0 0 {self.a_s2s} '
             'xmpp-a.example.',
             # a2, a3: direct TLS only (SNI picks the certificate)
             f'_xmpps-server._tcp.a2 SRV 0 0 {self.a_s2s_tls} '
@@ -541,7 +549,7 @@ async def test_vhosts_sni(world, stanzads):
     b = server_b(world, stanzads)
     for d in ('a.example', 'a2.example', 'a3.example'):
         assert c2s_cert_names(world, a.tls_port, d) == \
-            sorted([d] + ([COMPONENT] if d == 'a.example' else []))
+            sorted([d] + ([COMPONENT, ROOMS] if d == 'a.example' else []))
 
     async with clients.connected(b, 'bob') as (bob,):
         for d in ('a2.example', 'a3.example'):
@@ -646,6 +654,66 @@ async def test_component_over_s2s(world, stanzads, auth):
                        r'its dialback key')
         b.wait_for_log(rf's2s out \S+ -> {re.escape(COMPONENT)}: TLS up, '
                        r'certificate not verified')
+
+
+async def test_muc_remote_occupant(world, stanzads):
+    """A room on A's group chat service (a subdomain service, served in
+    the process) with an occupant from B: B's stream to
+    conference.a.example is accepted, the room's traffic goes out over a
+    stream from conference.a.example, and the remote occupant joins,
+    chats, gets private messages and leaves like a local one (its
+    disconnect too: B sends the room its unavailable presence)."""
+    a = server_a(world, stanzads, shards=2)
+    b = server_b(world, stanzads)
+    room = f'fed@{ROOMS}'
+    alice = await clients.connect(a, 'alice', 'r',
+                                  setup=m.rooms_setup(ROOMS))
+    bob = await clients.connect(b, 'bob', 'r', setup=m.rooms_setup(ROOMS))
+    try:
+        # Only A's own accounts create rooms there.
+        bob.send_raw(f"<presence to='mine@{ROOMS}/Bob'/>")
+        e = await m.next_muc(bob, m.is_error(), WAIT)
+        assert m.err_cond(e) == ('cancel', 'not-allowed')
+        alice.send_raw(f"<presence to='{room}/Alice'/>")
+        p = await m.next_muc(alice, lambda x: 110 in m.codes(x), WAIT)
+        assert 201 in m.codes(p)
+        await m.next_muc(alice, lambda x: x.find('{jabber:client}subject')
+                         is not None, WAIT)
+        bob.send_raw(f"<presence to='{room}/Bob'><x "
+                     f"xmlns='{m.NS_MUC}'/></presence>")
+        seen = await m.next_muc(bob, m.is_pres(f'{room}/Alice'), WAIT)
+        assert m.item(seen).get('affiliation') == 'owner'
+        p = await m.next_muc(bob, lambda x: 110 in m.codes(x), WAIT)
+        assert p.get('from') == f'{room}/Bob'
+        assert p.find(m.q(m.NS_OID, 'occupant-id')) is not None
+        await m.next_muc(bob, lambda x: x.find('{jabber:client}subject')
+                         is not None, WAIT)
+        joined = await m.next_muc(alice, m.is_pres(f'{room}/Bob'), WAIT)
+        assert m.item(joined).get('jid') == str(bob.boundjid)
+
+        bob.send_raw(f"<message to='{room}' type='groupchat'>"
+                     '<body>hi from b</body></message>')
+        for c in (alice, bob):
+            got = await m.next_muc(c, m.is_msg('hi from b'), WAIT)
+            assert got.get('from') == f'{room}/Bob'
+        alice.send_raw(f"<message to='{room}' type='groupchat'>"
+                       '<body>hi from a</body></message>')
+        got = await m.next_muc(bob, m.is_msg('hi from a'), WAIT)
+        assert got.get('from') == f'{room}/Alice'
+        alice.send_raw(f"<message to='{room}/Bob' type='chat'>"
+                       '<body>just you</body></message>')
+        got = await m.next_muc(bob, m.is_msg('just you'), WAIT)
+        assert got.get('from') == f'{room}/Alice'
+
+        await clients.disconnect(bob)
+        await m.next_muc(alice, m.is_pres(f'{room}/Bob', 'unavailable'),
+                         WAIT)
+    finally:
+        await clients.disconnect(alice, bob)
+    b.wait_for_log(rf's2s out \S+ -> {re.escape(ROOMS)} authenticated by '
+                   r'SASL EXTERNAL')
+    a.wait_for_log(rf's2s out \S+ -> b\.example authenticated by SASL '
+                   r'EXTERNAL')
 
 
 # ---- 7. what an authenticated stream may carry ------------------------------

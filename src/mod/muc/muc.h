@@ -1,0 +1,106 @@
+/*
+ * muc.h - group chat (XEP-0045) internals shared by the files of
+ * src/mod/muc/. docs/internals/muc.md explains the design.
+ */
+#ifndef STANZAD_MOD_MUC_H
+#define STANZAD_MOD_MUC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../../core/hmap.h"
+#include "../../router/fanout.h"
+
+#define NS_MUC "http://jabber.org/protocol/muc"
+#define NS_MUC_USER NS_MUC "#user"
+#define NS_MUC_ADMIN NS_MUC "#admin"
+#define NS_MUC_OWNER NS_MUC "#owner"
+#define NS_MUC_ROOMCONFIG NS_MUC "#roomconfig"
+#define NS_MUC_ROOMINFO NS_MUC "#roominfo"
+#define NS_OCCUPANT_ID "urn:xmpp:occupant-id:0"
+#define NS_SID "urn:xmpp:sid:0"
+#define NS_DELAY "urn:xmpp:delay"
+#define NS_MUC_STORE "urn:stanzad:muc"
+#define NS_MODERATE "urn:xmpp:message-moderate:1"
+#define NS_RETRACT "urn:xmpp:message-retract:1"
+
+enum muc_aff { AFF_NONE, AFF_OUTCAST, AFF_MEMBER, AFF_ADMIN, AFF_OWNER };
+enum muc_role { ROLE_NONE, ROLE_VISITOR, ROLE_PARTICIPANT, ROLE_MODERATOR };
+
+struct room_cfg {
+	char *name, *desc, *password;
+	bool persistent, public_, members_only, moderated, password_protected,
+		whois_anyone, change_subject;
+	unsigned max_users;
+};
+
+struct occupant {
+	char *nick;       /* resourceprep'd */
+	char *jid;        /* the real full JID */
+	char *bare;       /* its bare JID */
+	char *to_attr;    /* " to='JID'", escaped, for fan-out */
+	char *payload;    /* the client's presence, serialized, without our
+			     additions: what the room rebuilds from */
+	char occupant_id[48]; /* XEP-0421 */
+	enum muc_role role;
+	size_t idx;       /* in room->occ */
+	bool local;       /* a session of ours: fan-out by connection */
+	unsigned shard;
+	uint64_t conn_id;
+	/* The presence every other occupant sees: [0] without the real
+	 * JID, [1] with it. Shared by every delivery of it. */
+	struct shared_bytes *pres[2];
+};
+
+struct hist {
+	struct shared_bytes *b; /* with <delay/>, 'to' spliced */
+	int64_t ts;             /* seconds */
+	size_t chars;
+	char sid[33];           /* its XEP-0359 stanza id */
+};
+
+struct room {
+	char *node;   /* the localpart */
+	char *jid;    /* room@service */
+	char *domain; /* the service */
+	size_t host_idx;
+	struct room_cfg cfg;
+	bool locked; /* created, not yet configured (XEP-0045 §10.1) */
+	struct hmap by_nick, by_jid; /* -> struct occupant */
+	struct hmap affs;            /* bare JID -> (uintptr_t)aff */
+	struct occupant **occ;
+	size_t nocc, cap;
+	struct hist *hist;
+	size_t hist_n, hist_head, hist_cap;
+	char *subject, *subject_nick;
+	unsigned char secret[32]; /* keys the occupant ids */
+};
+
+/* muc_store.c: the persistent rooms, one row each in muc_rooms. */
+extern const struct store_schema muc_schema;
+/* Serializes the room's configuration and affiliations (malloc'ed). */
+char *muc_room_record(const struct room *r, size_t *len_r);
+/* Fills r (node, jid, domain, host_idx set) from a record; 0 or -1. */
+int muc_room_from_record(struct room *r, const void *p, size_t len);
+/* Writes (or with del, deletes) r's row, as a keyed job of the room. */
+void muc_store_save(struct room *r, bool del);
+
+/* mod_muc.c */
+struct dataform;
+struct xml_elem;
+/* Applies a submitted muc#roomconfig form to cfg; -1 for a value the
+ * room refuses (the caller answers <not-acceptable/>; cfg may be half
+ * changed then). server.conf->muc bounds maxusers. */
+int muc_config_apply(const struct dataform *f, struct room_cfg *cfg);
+void muc_cfg_free(struct room_cfg *c);
+/* The index (0..hist_n) of the oldest kept message a join's <history/>
+ * h asks for; hist_n: none. */
+size_t muc_history_first(const struct room *r, const struct xml_elem *h,
+			 int64_t now);
+const char *muc_aff_name(enum muc_aff a);
+int muc_aff_parse(const char *s, enum muc_aff *a_r);
+enum muc_aff muc_aff_of(const struct room *r, const char *bare);
+void muc_aff_set(struct room *r, const char *bare, enum muc_aff a);
+
+#endif
