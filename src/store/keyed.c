@@ -48,6 +48,14 @@ static void init_lock(void)
 	BUG_ON(uv_mutex_init(&klock) != 0);
 }
 
+/* True once the shard's loop has ended (shutdown): work queued on it
+ * would never run, and its done never come. Read by the shard's own
+ * thread, the only one that sets it. */
+static bool loop_ended(const struct shard *s)
+{
+	return s->dead;
+}
+
 static void run(struct kjob *j);
 
 /* The job for j's key after j, or NULL (the key is free again). */
@@ -89,7 +97,9 @@ static void finish(struct kjob *j, int status)
 			shard_post(n->origin, &n->m);
 			return;
 		}
-		if (n->work != NULL &&
+		/* (in the shard's last drain, after its loop ended, the
+		 * next job is cancelled like this one) */
+		if (n->work != NULL && !loop_ended(n->origin) &&
 		    store_queue_work(&n->origin->loop, n->st, kwork, kdone,
 				     n) == 0)
 			return;
@@ -117,7 +127,8 @@ static void run(struct kjob *j)
 		finish(j, 0);
 		return;
 	}
-	if (store_queue_work(&j->origin->loop, j->st, kwork, kdone, j) < 0)
+	if (loop_ended(j->origin) ||
+	    store_queue_work(&j->origin->loop, j->st, kwork, kdone, j) < 0)
 		finish(j, UV_ECANCELED);
 }
 
