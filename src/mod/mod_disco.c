@@ -17,27 +17,32 @@
 #include "../router/services.h"
 #include "../xmpp/ns.h"
 #include "caps.h"
+#include "disco.h"
 #include "module.h"
+
+void disco_add_identity(struct arena *a, struct xml_elem *q,
+			const char *category, const char *type,
+			const char *name)
+{
+	struct xml_elem *e = xml_add_child(a, q, STR_LIT(NS_DISCO_INFO),
+					   STR_LIT("identity"));
+	xml_attr_set(a, e, "category", str_c(category));
+	xml_attr_set(a, e, "type", str_c(type));
+	if (name != NULL)
+		xml_attr_set(a, e, "name", str_c(name));
+}
+
+void disco_add_feature(struct arena *a, struct xml_elem *q, const char *var)
+{
+	struct xml_elem *e = xml_add_child(a, q, STR_LIT(NS_DISCO_INFO),
+					   STR_LIT("feature"));
+	xml_attr_set(a, e, "var", str_c(var));
+}
 
 static void add_identity(struct iq_ctx *ctx, struct xml_elem *q,
 			 const struct disco_identity *id)
 {
-	struct xml_elem *e = xml_add_child(ctx->st->a, q,
-					   STR_LIT(NS_DISCO_INFO),
-					   STR_LIT("identity"));
-	xml_attr_set(ctx->st->a, e, "category", str_c(id->category));
-	xml_attr_set(ctx->st->a, e, "type", str_c(id->type));
-	if (id->name != NULL)
-		xml_attr_set(ctx->st->a, e, "name", str_c(id->name));
-}
-
-static void add_feature(struct iq_ctx *ctx, struct xml_elem *q,
-			const char *var)
-{
-	struct xml_elem *e = xml_add_child(ctx->st->a, q,
-					   STR_LIT(NS_DISCO_INFO),
-					   STR_LIT("feature"));
-	xml_attr_set(ctx->st->a, e, "var", str_c(var));
+	disco_add_identity(ctx->st->a, q, id->category, id->type, id->name);
 }
 
 static enum hook_ret info_handle(struct iq_ctx *ctx)
@@ -61,11 +66,11 @@ static enum hook_ret info_handle(struct iq_ctx *ctx)
 				     (*m)->account_identities;
 			     id && id->category; id++)
 				add_identity(ctx, q, id);
-		add_feature(ctx, q, NS_DISCO_INFO);
+		disco_add_feature(ctx->st->a, q, NS_DISCO_INFO);
 		for (const struct module *const *m = modules; *m; m++)
 			for (const char *const *f = (*m)->account_features;
 			     f && *f; f++)
-				add_feature(ctx, q, *f);
+				disco_add_feature(ctx->st->a, q, *f);
 		return iq_reply_result(ctx, q);
 	}
 	for (const struct module *const *m = modules; *m; m++)
@@ -74,7 +79,7 @@ static enum hook_ret info_handle(struct iq_ctx *ctx)
 			add_identity(ctx, q, id);
 	for (const struct module *const *m = modules; *m; m++)
 		for (const char *const *f = module_features(*m); f && *f; f++)
-			add_feature(ctx, q, *f);
+			disco_add_feature(ctx->st->a, q, *f);
 	return iq_reply_result(ctx, q);
 }
 

@@ -34,6 +34,7 @@
 #include "../../xml/parser.h"
 #include "../../xmpp/datetime.h"
 #include "../../xmpp/ns.h"
+#include "../disco.h"
 #include "../module.h"
 #include "muc.h"
 
@@ -1163,41 +1164,30 @@ static void handle_message(struct room *r, struct stanza *st)
 
 /* ---- disco ---- */
 
-static void add_feature(struct arena *a, struct xml_elem *q, const char *f)
-{
-	struct xml_elem *e = xml_add_child(a, q, STR_LIT(NS_DISCO_INFO),
-					   STR_LIT("feature"));
-	xml_attr_set(a, e, "var", str_c(f));
-}
-
 static void room_info(struct room *r, struct stanza *st)
 {
 	struct arena *a = st->a;
 	struct xml_elem *q = xml_elem_new(a, STR_LIT(NS_DISCO_INFO),
 					  STR_LIT("query"));
-	struct xml_elem *id = xml_add_child(a, q, STR_LIT(NS_DISCO_INFO),
-					    STR_LIT("identity"));
-	xml_attr_set(a, id, "category", STR_LIT("conference"));
-	xml_attr_set(a, id, "type", STR_LIT("text"));
-	xml_attr_set(a, id, "name",
-		     str_c(r->cfg.name ? r->cfg.name : r->node));
-	add_feature(a, q, NS_MUC);
-	add_feature(a, q, NS_DISCO_INFO);
-	add_feature(a, q, NS_DISCO_ITEMS);
-	add_feature(a, q, NS_OCCUPANT_ID);
-	add_feature(a, q, NS_SID);
-	add_feature(a, q, NS_MODERATE);
-	add_feature(a, q, "urn:xmpp:ping");
-	add_feature(a, q, r->cfg.persistent ? "muc_persistent"
+	disco_add_identity(a, q, "conference", "text",
+			   r->cfg.name ? r->cfg.name : r->node);
+	disco_add_feature(a, q, NS_MUC);
+	disco_add_feature(a, q, NS_DISCO_INFO);
+	disco_add_feature(a, q, NS_DISCO_ITEMS);
+	disco_add_feature(a, q, NS_OCCUPANT_ID);
+	disco_add_feature(a, q, NS_SID);
+	disco_add_feature(a, q, NS_MODERATE);
+	disco_add_feature(a, q, "urn:xmpp:ping");
+	disco_add_feature(a, q, r->cfg.persistent ? "muc_persistent"
 					    : "muc_temporary");
-	add_feature(a, q, r->cfg.public_ ? "muc_public" : "muc_hidden");
-	add_feature(a, q, r->cfg.members_only ? "muc_membersonly"
+	disco_add_feature(a, q, r->cfg.public_ ? "muc_public" : "muc_hidden");
+	disco_add_feature(a, q, r->cfg.members_only ? "muc_membersonly"
 					      : "muc_open");
-	add_feature(a, q, r->cfg.moderated ? "muc_moderated"
+	disco_add_feature(a, q, r->cfg.moderated ? "muc_moderated"
 					   : "muc_unmoderated");
-	add_feature(a, q, r->cfg.password_protected ? "muc_passwordprotected"
+	disco_add_feature(a, q, r->cfg.password_protected ? "muc_passwordprotected"
 						    : "muc_unsecured");
-	add_feature(a, q, r->cfg.whois_anyone ? "muc_nonanonymous"
+	disco_add_feature(a, q, r->cfg.whois_anyone ? "muc_nonanonymous"
 					      : "muc_semianonymous");
 	struct xml_elem *f = dataform_new(a, "result", NS_MUC_ROOMINFO);
 	struct str v = str_c(arena_printf(a, "%zu", r->nocc));
@@ -1852,16 +1842,12 @@ static enum hook_ret svc_info(struct iq_ctx *ctx)
 		return iq_reply_error(ctx, STANZA_ERR_ITEM_NOT_FOUND);
 	struct arena *a = ctx->st->a;
 	struct xml_elem *q = iq_payload_new(ctx, NS_DISCO_INFO, "query");
-	struct xml_elem *id = xml_add_child(a, q, STR_LIT(NS_DISCO_INFO),
-					    STR_LIT("identity"));
-	xml_attr_set(a, id, "category", STR_LIT("conference"));
-	xml_attr_set(a, id, "type", STR_LIT("text"));
-	xml_attr_set(a, id, "name", STR_LIT("Chatrooms"));
-	add_feature(a, q, NS_DISCO_INFO);
-	add_feature(a, q, NS_DISCO_ITEMS);
-	add_feature(a, q, NS_MUC);
-	add_feature(a, q, NS_OCCUPANT_ID);
-	add_feature(a, q, NS_SID);
+	disco_add_identity(a, q, "conference", "text", "Chatrooms");
+	disco_add_feature(a, q, NS_DISCO_INFO);
+	disco_add_feature(a, q, NS_DISCO_ITEMS);
+	disco_add_feature(a, q, NS_MUC);
+	disco_add_feature(a, q, NS_OCCUPANT_ID);
+	disco_add_feature(a, q, NS_SID);
 	return iq_reply_result(ctx, q);
 }
 

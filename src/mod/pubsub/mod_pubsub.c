@@ -16,6 +16,7 @@
 #include "../../core/server.h"
 #include "../../router/route.h"
 #include "../../xmpp/ns.h"
+#include "../disco.h"
 #include "../module.h"
 #include "pubsub-private.h"
 
@@ -103,17 +104,9 @@ static enum hook_ret svc_info(struct iq_ctx *ctx)
 		return iq_reply_error(ctx, STANZA_ERR_ITEM_NOT_FOUND);
 	struct arena *a = ctx->st->a;
 	struct xml_elem *q = iq_payload_new(ctx, NS_DISCO_INFO, "query");
-	struct xml_elem *id = xml_add_child(a, q, STR_LIT(NS_DISCO_INFO),
-					    STR_LIT("identity"));
-	xml_attr_set(a, id, "category", STR_LIT("pubsub"));
-	xml_attr_set(a, id, "type", STR_LIT("service"));
-	xml_attr_set(a, id, "name", STR_LIT("Publish-Subscribe"));
-	for (const char *const *f = service_features; *f; f++) {
-		struct xml_elem *e = xml_add_child(a, q,
-						   STR_LIT(NS_DISCO_INFO),
-						   STR_LIT("feature"));
-		xml_attr_set(a, e, "var", str_c(*f));
-	}
+	disco_add_identity(a, q, "pubsub", "service", "Publish-Subscribe");
+	for (const char *const *f = service_features; *f; f++)
+		disco_add_feature(a, q, *f);
 	return iq_reply_result(ctx, q);
 }
 
