@@ -161,6 +161,17 @@ def test_tls11_refused(server, port_kind):
         stream.close()
 
 
+@pytest.mark.parametrize('port_kind', PORTS)
+def test_tls13_suite_server_preference(server, port_kind):
+    """The client offers OpenSSL's default order (TLS_AES_256_GCM_SHA384
+    first); the server's preference gives TLS_AES_128_GCM_SHA256, whose
+    key schedule hashes with SHA-256 (cheaper per handshake)."""
+    stream, _ = open_secured(server, port_kind)
+    with stream:
+        assert stream.tls_version() == 'TLSv1.3'
+        assert stream.tls.get_cipher_name() == 'TLS_AES_128_GCM_SHA256'
+
+
 def test_features_tls12_no_exporter(server):
     stream, features = open_secured(server, 'direct_tls',
                                     tls_max_version=SSL.TLS1_2_VERSION)
