@@ -268,6 +268,27 @@ SSL_CTX *tls_ctx_new(const char *cert, const char *key, char **error_r)
 	return NULL;
 }
 
+/*
+ * A certificate file with the leaf alone (a self-signed certificate, or an
+ * administrator's file without intermediates) gets its chain built once,
+ * here, from the trust store. Otherwise libssl builds it again in every
+ * handshake against the context's store, and the system store's lookups
+ * (OpenSSL 3's directory store reads every file of the CA directory) cost
+ * more per login than the ECDSA signature (docs/internals/performance.md).
+ * The root is left out (RFC 8446 4.4.2: the peer has it). A file with a
+ * chain is sent as it is: libssl never adds to one.
+ */
+static void chain_once(SSL_CTX *ctx)
+{
+	STACK_OF(X509) *chain = NULL;
+	if (SSL_CTX_get0_chain_certs(ctx, &chain) == 1 && chain != NULL &&
+	    sk_X509_num(chain) > 0)
+		return;
+	SSL_CTX_build_cert_chain(ctx, SSL_BUILD_CHAIN_FLAG_IGNORE_ERROR |
+				      SSL_BUILD_CHAIN_FLAG_NO_ROOT);
+	ERR_clear_error();
+}
+
 /* Peers' certificates are checked after the handshake (tls_peer_verified),
  * so that a server whose certificate does not verify can still use
  * dialback: the handshake itself never fails on them. */
@@ -305,6 +326,7 @@ static SSL_CTX *client_ctx_new(const char *cert, const char *key,
 	} else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
 		*error_r = ssl_error("cannot load key", key);
 	} else {
+		chain_once(ctx);
 		return ctx;
 	}
 	SSL_CTX_free(ctx);
@@ -391,6 +413,7 @@ int tls_init(const struct config *conf, char **error_r)
 		if (host_ctx[i] != NULL) {
 			/* for the certificates of incoming servers */
 			SSL_CTX_set1_cert_store(host_ctx[i], trust);
+			chain_once(host_ctx[i]);
 			client_ctx[i] = client_ctx_new(cert, key, error_r);
 		}
 		free(cert);

@@ -96,6 +96,64 @@ def test_served_certificate_is_the_generated_one(server, port_kind):
         x509.load_pem_x509_certificate(on_disk)
 
 
+def _openssl(*args):
+    subprocess.run(['openssl', *map(str, args)], check=True,
+                   capture_output=True, timeout=30)
+
+
+def _make_ca_chain(d):
+    """root CA -> intermediate CA -> leaf for localhost, EC P-256: the
+    paths of (root, intermediate, leaf, leaf key)."""
+    ec_key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256',
+              '-nodes', '-days', '2']
+    ca_ext = ['-addext', 'basicConstraints=critical,CA:TRUE',
+              '-addext', 'keyUsage=critical,keyCertSign,cRLSign']
+    root, inter, leaf = d / 'root.crt', d / 'inter.crt', d / 'leaf.crt'
+    _openssl('req', '-x509', *ec_key, '-keyout', d / 'root.key',
+             '-out', root, '-subj', '/CN=chain test root', *ca_ext)
+    _openssl('req', '-x509', *ec_key, '-keyout', d / 'inter.key',
+             '-out', inter, '-subj', '/CN=chain test intermediate',
+             '-CA', root, '-CAkey', d / 'root.key', *ca_ext)
+    _openssl('req', '-x509', *ec_key, '-keyout', d / 'leaf.key',
+             '-out', leaf, '-subj', '/CN=localhost',
+             '-CA', inter, '-CAkey', d / 'inter.key',
+             '-addext', 'subjectAltName=DNS:localhost',
+             '-addext', 'basicConstraints=critical,CA:FALSE')
+    return root, inter, leaf, d / 'leaf.key'
+
+
+@pytest.mark.parametrize('layout', ['leaf_only', 'full_chain'])
+def test_served_chain(server_factory, tmp_path, layout):
+    """The server sends its certificate and the intermediate, built once
+    at start-up: from the trust store (s2s.ca_file) when the certificate
+    file has the leaf alone, from the file when it has the chain; never
+    the root (RFC 8446 4.4.2)."""
+    d = tmp_path / 'pki'
+    d.mkdir()
+    root, inter, leaf, key = _make_ca_chain(d)
+    if layout == 'leaf_only':
+        cert = leaf
+        store = d / 'store.pem'
+        store.write_bytes(root.read_bytes() + inter.read_bytes())
+    else:
+        cert = d / 'fullchain.pem'
+        cert.write_bytes(leaf.read_bytes() + inter.read_bytes())
+        store = root
+    srv = server_factory(hosts=[{'name': 'localhost',
+                                 'tls': {'cert': str(cert),
+                                         'key': str(key)}}],
+                         s2s={'ca_file': str(store)})
+    for port_kind in PORTS:
+        stream, _ = open_secured(srv, port_kind)
+        with stream:
+            chain = [c.get_subject().CN
+                     for c in stream.tls.get_peer_cert_chain()]
+        assert chain == ['localhost', 'chain test intermediate'], \
+            (port_kind, chain)
+    with rawstream.logged_in(srv, 'alice') as stream:
+        assert stream.jid.startswith('alice@localhost/')
+
+
 def test_certificate_and_accounts_survive_restart(server):
     path = server.data_dir / 'certs' / 'localhost.pem'
     before = path.read_bytes()
