@@ -150,6 +150,40 @@ void muc_aff_set(struct room *r, const char *bare, enum muc_aff a)
 		hmap_del(&r->affs, str_c(bare));
 	else
 		hmap_put(&r->affs, str_c(bare), (void *)(uintptr_t)a);
+	/* §7.10: a registration is a membership with a nick; outcasts
+	 * have no reserved nick (§18.1.3, affiliation lists). */
+	if (a < AFF_MEMBER)
+		muc_nick_set(r, bare, NULL);
+}
+
+const char *muc_nick_of(const struct room *r, struct str bare)
+{
+	return hmap_get(&r->nick_of, bare);
+}
+
+const char *muc_nick_owner(const struct room *r, struct str nick)
+{
+	return hmap_get(&r->nick_owner, nick);
+}
+
+void muc_nick_set(struct room *r, const char *bare, const char *nick)
+{
+	char *old = hmap_del(&r->nick_of, str_c(bare));
+	if (old != NULL) {
+		free(hmap_del(&r->nick_owner, str_c(old)));
+		free(old);
+	}
+	if (nick == NULL)
+		return;
+	hmap_put(&r->nick_of, str_c(bare), xstrdup(nick));
+	hmap_put(&r->nick_owner, str_c(nick), xstrdup(bare));
+}
+
+static void free_value(struct str key, void *value, void *ud)
+{
+	(void)key;
+	(void)ud;
+	free(value);
 }
 
 /* XEP-0045 §5.1.2: the role an affiliation starts with. */
@@ -189,13 +223,29 @@ static void hist_clear(struct room *r)
 	r->hist_head = 0;
 }
 
+static void sess_free(struct occ_sess *s)
+{
+	free(s->jid);
+	free(s->to_attr);
+	free(s->payload);
+}
+
+static void fwd_free(struct iq_fwd *f)
+{
+	free(f->target);
+	free(f->target_nick);
+	free(f->from);
+	free(f->orig_id);
+	memset(f, 0, sizeof(*f));
+}
+
 static void occupant_free(struct occupant *o)
 {
 	free(o->nick);
-	free(o->jid);
 	free(o->bare);
-	free(o->to_attr);
-	free(o->payload);
+	for (size_t i = 0; i < o->ns; i++)
+		sess_free(&o->s[i]);
+	free(o->s);
 	shared_unref(&o->pres[0]);
 	shared_unref(&o->pres[1]);
 	free(o);
@@ -211,6 +261,13 @@ static void room_free(struct room *r)
 	hmap_clear(&r->by_nick);
 	hmap_clear(&r->by_jid);
 	hmap_clear(&r->affs);
+	hmap_foreach(&r->nick_of, free_value, NULL);
+	hmap_clear(&r->nick_of);
+	hmap_foreach(&r->nick_owner, free_value, NULL);
+	hmap_clear(&r->nick_owner);
+	for (size_t i = 0; r->fwd != NULL && i < MUC_IQ_FWD_MAX; i++)
+		fwd_free(&r->fwd[i]);
+	free(r->fwd);
 	free(r->cfg.name);
 	free(r->cfg.desc);
 	free(r->cfg.password);
@@ -259,9 +316,9 @@ static struct xml_elem *new_elem(struct arena *a, const char *kind,
 	return x;
 }
 
-/* Routes bytes serialized from one stanza to an occupant that is not a
- * session of ours (server-to-server): parsed back, addressed, routed. */
-static void route_bytes(const struct occupant *o,
+/* Routes bytes serialized from one stanza to a session that is not
+ * ours (server-to-server): parsed back, addressed, routed. */
+static void route_bytes(const struct occ_sess *o,
 			const struct shared_bytes *b)
 {
 	struct arena *a = arena_new(0);
@@ -284,16 +341,31 @@ static void route_bytes(const struct occupant *o,
 	route(st);
 }
 
-/* One stanza to one occupant. */
-static void send_bytes(const struct occupant *o, struct shared_bytes *b)
+/* One stanza to one session. */
+static void sess_send(const struct occ_sess *s, struct shared_bytes *b)
 {
-	if (!o->local) {
-		route_bytes(o, b);
+	if (!s->local) {
+		route_bytes(s, b);
 		return;
 	}
 	struct fanout f;
 	fanout_init(&f, b);
-	fanout_add(&f, o->shard, o->conn_id, o->to_attr);
+	fanout_add(&f, s->shard, s->conn_id, s->to_attr);
+	fanout_send(&f);
+}
+
+/* One stanza to every session of one occupant. */
+static void send_bytes(const struct occupant *o, struct shared_bytes *b)
+{
+	struct fanout f;
+	fanout_init(&f, b);
+	for (size_t i = 0; i < o->ns; i++) {
+		const struct occ_sess *s = &o->s[i];
+		if (s->local)
+			fanout_add(&f, s->shard, s->conn_id, s->to_attr);
+		else
+			route_bytes(s, b);
+	}
 	fanout_send(&f);
 }
 
@@ -321,10 +393,14 @@ static void broadcast(const struct room *r, struct shared_bytes *b0,
 			continue;
 		int v = b1 != NULL && (r->cfg.whois_anyone ||
 				       o->role == ROLE_MODERATOR);
-		if (o->local)
-			fanout_add(&f[v], o->shard, o->conn_id, o->to_attr);
-		else
-			route_bytes(o, v ? b1 : b0);
+		for (size_t k = 0; k < o->ns; k++) {
+			const struct occ_sess *s = &o->s[k];
+			if (s->local)
+				fanout_add(&f[v], s->shard, s->conn_id,
+					   s->to_attr);
+			else
+				route_bytes(s, v ? b1 : b0);
+		}
 	}
 	fanout_send(&f[0]);
 	if (b1 != NULL)
@@ -388,8 +464,9 @@ static struct xml_elem *occ_presence(struct arena *a, const struct room *r,
 {
 	struct xml_elem *x = NULL;
 	bool unavailable = e != NULL && e->type != NULL;
-	if (!unavailable && o->payload != NULL)
-		x = xml_parse_elem(a, str_c(o->payload), STR_LIT(NS_CLIENT));
+	if (!unavailable && o->s[0].payload != NULL)
+		x = xml_parse_elem(a, str_c(o->s[0].payload),
+				   STR_LIT(NS_CLIENT));
 	if (x == NULL)
 		x = xml_elem_new(a, STR_LIT(NS_CLIENT), STR_LIT("presence"));
 	struct jid from = room_jid(r, o->nick);
@@ -416,7 +493,7 @@ static struct xml_elem *occ_presence(struct arena *a, const struct room *r,
 	xml_attr_set(a, it, "role",
 		     str_c(role_names[unavailable ? ROLE_NONE : o->role]));
 	if (with_jid || self)
-		xml_attr_set(a, it, "jid", str_c(o->jid));
+		xml_attr_set(a, it, "jid", str_c(o->s[0].jid));
 	if (e != NULL && e->new_nick != NULL)
 		xml_attr_set(a, it, "nick", str_c(e->new_nick));
 	if (e != NULL && e->actor != NULL) {
@@ -458,10 +535,11 @@ static void occ_rebuild(const struct room *r, struct occupant *o)
 	arena_destroy(&a);
 }
 
-/* o's presence change to every other occupant, then to o itself. */
+/* o's presence change to every other occupant, then to o itself (each
+ * of its sessions but except, which may be NULL). */
 static void announce(const struct room *r, const struct occupant *o,
 		     const struct pres_extra *e, const int *self_codes,
-		     size_t nself)
+		     size_t nself, const struct occ_sess *except)
 {
 	struct arena *a = arena_new(0);
 	struct shared_bytes *b0, *b1;
@@ -478,36 +556,28 @@ static void announce(const struct room *r, const struct occupant *o,
 		broadcast(r, b0, b1, o);
 	shared_unref(&b0);
 	shared_unref(&b1);
-	send_elem(o, occ_presence(a, r, o, true, e, true, self_codes, nself));
+	struct shared_bytes *b = shared_from_elem(
+		occ_presence(a, r, o, true, e, true, self_codes, nself));
+	for (size_t i = 0; b != NULL && i < o->ns; i++)
+		if (&o->s[i] != except)
+			sess_send(&o->s[i], b);
+	shared_unref(&b);
 	arena_destroy(&a);
 }
 
 /* ---- errors ---- */
 
-/* Answers st (consumed) with an error from the room: unlike
- * route_bounce, presence errors are sent too (XEP-0045 §7.2). The error
- * stanza carries the original's children (§7.2.6 shows the <x/>). */
+/* Answers st (consumed) with an error from the room, presence too (a
+ * refused join is a presence error, XEP-0045 §7.2); type: the error
+ * type the XEP's examples give where it is not the condition's default
+ * (NULL: the default). The error carries the original's children
+ * (§7.2.6 shows the <x/>). */
 static void reply_error(struct stanza *st, enum stanza_err err,
 			const char *type)
 {
-	if (str_eq_c(st->type, "error") ||
-	    (st->kind == STANZA_IQ && str_eq_c(st->type, "result"))) {
-		stanza_free(&st);
-		return;
-	}
-	struct jid from = st->from;
-	st->from = st->to;
-	st->to = from;
-	xml_attr_set(st->a, st->x, "from",
-		     jid_to_str(st->a, &st->from, false));
-	xml_attr_set(st->a, st->x, "to", jid_to_str(st->a, &st->to, false));
-	st->type = STR_LIT("error");
-	stanza_set_error(st->a, st->x, err, NULL);
-	if (type != NULL) {
-		struct xml_elem *e = xml_child(st->x, NS_CLIENT, "error");
-		xml_attr_set(st->a, e, "type", str_c(type));
-	}
-	route(st);
+	route_bounce_ex(st, err,
+			&(const struct bounce_opts){ .type = type,
+						     .presence = true });
 }
 
 static void iq_result(struct stanza *st, struct xml_elem *payload)
@@ -618,7 +688,7 @@ size_t muc_history_first(const struct room *r, const struct xml_elem *h,
 
 /* Sends them, oldest first: into out (a joiner of ours, one write), or
  * routed one by one. */
-static void send_history(const struct room *r, const struct occupant *o,
+static void send_history(const struct room *r, const struct occ_sess *o,
 			 const struct xml_elem *h, struct buf *out)
 {
 	size_t first = muc_history_first(r, h, (int64_t)time(NULL));
@@ -656,13 +726,15 @@ static void occ_add(struct room *r, struct occupant *o)
 	o->idx = r->nocc;
 	r->occ[r->nocc++] = o;
 	hmap_put(&r->by_nick, str_c(o->nick), o);
-	hmap_put(&r->by_jid, str_c(o->jid), o);
+	for (size_t i = 0; i < o->ns; i++)
+		hmap_put(&r->by_jid, str_c(o->s[i].jid), o);
 }
 
 static void occ_remove(struct room *r, struct occupant *o)
 {
 	hmap_del(&r->by_nick, str_c(o->nick));
-	hmap_del(&r->by_jid, str_c(o->jid));
+	for (size_t i = 0; i < o->ns; i++)
+		hmap_del(&r->by_jid, str_c(o->s[i].jid));
 	struct occupant *last = r->occ[--r->nocc];
 	r->occ[o->idx] = last;
 	last->idx = o->idx;
@@ -677,7 +749,7 @@ static void room_maybe_gone(struct room *r)
 		room_destroy(r);
 }
 
-static void occ_locate(struct occupant *o, const struct jid *real)
+static void occ_locate(struct occ_sess *o, const struct jid *real)
 {
 	struct sess_ref ref;
 	o->local = false;
@@ -689,6 +761,123 @@ static void occ_locate(struct occupant *o, const struct jid *real)
 		o->local = true;
 		o->shard = ref.shard;
 		o->conn_id = ref.conn_id;
+	}
+	arena_destroy(&a);
+}
+
+/* The session of o with real full JID jid. */
+static struct occ_sess *sess_of(struct occupant *o, struct str jid)
+{
+	for (size_t i = 0; i < o->ns; i++)
+		if (str_eq_c(jid, o->s[i].jid))
+			return &o->s[i];
+	return NULL;
+}
+
+/* Makes s (a session of o) the one whose presence the room shows. */
+static struct occ_sess *sess_to_front(struct occupant *o, struct occ_sess *s)
+{
+	if (s != &o->s[0]) {
+		struct occ_sess t = o->s[0];
+		o->s[0] = *s;
+		*s = t;
+	}
+	return &o->s[0];
+}
+
+/* Adds a session to o (in front) from a presence; o is in the room. */
+static struct occ_sess *sess_add(struct room *r, struct occupant *o,
+				 struct stanza *st)
+{
+	o->s = xrealloc(o->s, (o->ns + 1) * sizeof(*o->s));
+	struct occ_sess *s = &o->s[o->ns++];
+	memset(s, 0, sizeof(*s));
+	s->jid = xstrdup(jid_to_str(st->a, &st->from, false).p);
+	s->to_attr = shared_to_attr(str_c(s->jid));
+	s->payload = presence_payload(st);
+	occ_locate(s, &st->from);
+	if (r != NULL)
+		hmap_put(&r->by_jid, str_c(s->jid), o);
+	return sess_to_front(o, s);
+}
+
+/* Drops session s of o (which keeps at least one other). */
+static void sess_remove(struct room *r, struct occupant *o,
+			struct occ_sess *s)
+{
+	hmap_del(&r->by_jid, str_c(s->jid));
+	sess_free(s);
+	*s = o->s[--o->ns];
+}
+
+/* Whether st (a join or nick change to st->to.resource by bare) may
+ * take that nick: free, or held by another session of the same
+ * account, and not registered by someone else (§7.12). */
+static bool nick_free_for(const struct room *r, struct stanza *st,
+			  const char *bare, struct occupant **holder_r)
+{
+	struct occupant *h = hmap_get(&r->by_nick, st->to.resource);
+	*holder_r = h;
+	if (h != NULL && strcmp(h->bare, bare) != 0)
+		return false;
+	const char *owner = muc_nick_owner(r, st->to.resource);
+	return owner == NULL || strcmp(owner, bare) == 0;
+}
+
+/* Sends the joining session s of o what a join gets (§7.2.3): the
+ * others' presence first, then its own, then history, then the subject.
+ * A session of ours gets all of it as one write. */
+static void join_send(const struct room *r, const struct occupant *o,
+		      const struct occ_sess *s, const struct xml_elem *mx,
+		      bool created)
+{
+	struct buf out = { 0 };
+	struct buf *bp = s->local ? &out : NULL;
+	bool see_jids = r->cfg.whois_anyone || o->role == ROLE_MODERATOR;
+	for (size_t i = 0; i < r->nocc; i++) {
+		const struct occupant *p = r->occ[i];
+		if (p == o)
+			continue;
+		struct shared_bytes *b = p->pres[see_jids];
+		if (bp != NULL) {
+			buf_append(bp, b->data, b->at);
+			buf_append_c(bp, s->to_attr);
+			buf_append(bp, b->data + b->at, b->len - b->at);
+		} else {
+			route_bytes(s, b);
+		}
+	}
+	struct arena *a = arena_new(0);
+	int codes[2];
+	size_t n = 0;
+	if (created)
+		codes[n++] = 201;
+	struct xml_elem *self = occ_presence(a, r, o, true, NULL, true, codes,
+					     n);
+	struct xml_elem *subj = subject_message(a, r);
+	const struct xml_elem *h = mx ? xml_child(mx, NS_MUC, "history")
+				      : NULL;
+	if (bp != NULL) {
+		xml_attr_set(a, self, "to", str_c(s->jid));
+		xml_serialize(bp, self, STR_LIT(NS_CLIENT));
+		send_history(r, s, h, bp);
+		xml_attr_set(a, subj, "to", str_c(s->jid));
+		xml_serialize(bp, subj, STR_LIT(NS_CLIENT));
+		struct shared_bytes *all = shared_new(out.data, out.len,
+						      SHARED_NO_SPLICE);
+		sess_send(s, all);
+		shared_unref(&all);
+		buf_reset(&out);
+	} else {
+		struct shared_bytes *b = shared_from_elem(self);
+		if (b != NULL)
+			sess_send(s, b);
+		shared_unref(&b);
+		send_history(r, s, h, NULL);
+		b = shared_from_elem(subj);
+		if (b != NULL)
+			sess_send(s, b);
+		shared_unref(&b);
 	}
 	arena_destroy(&a);
 }
@@ -707,11 +896,15 @@ static void join(struct room *r, struct stanza *st, bool created)
 		return;
 	}
 	if (r->cfg.members_only && aff < AFF_MEMBER) {
-		reply_error(st, STANZA_ERR_REGISTRATION_REQUIRED, "auth");
+		reply_error(st, STANZA_ERR_REGISTRATION_REQUIRED, NULL);
 		return;
 	}
-	struct occupant *other = hmap_get(&r->by_nick, st->to.resource);
-	if (other != NULL) {
+	/* A nick in use by another account, or registered by one, is
+	 * refused (§7.2.9, §7.12); another session of the same account
+	 * joins the occupant it already is (several sessions, one nick:
+	 * docs/internals/muc.md). */
+	struct occupant *same;
+	if (!nick_free_for(r, st, bare, &same)) {
 		reply_error(st, STANZA_ERR_CONFLICT, NULL);
 		return;
 	}
@@ -721,78 +914,38 @@ static void join(struct room *r, struct stanza *st, bool created)
 					 : NULL;
 		if (pw == NULL ||
 		    !str_eq_c(xml_text(st->a, pw), r->cfg.password)) {
-			reply_error(st, STANZA_ERR_NOT_AUTHORIZED, "auth");
+			reply_error(st, STANZA_ERR_NOT_AUTHORIZED, NULL);
 			return;
 		}
 	}
-	if (r->nocc >= r->cfg.max_users && aff < AFF_ADMIN) {
+	if (same == NULL && r->nocc >= r->cfg.max_users && aff < AFF_ADMIN) {
 		reply_error(st, STANZA_ERR_SERVICE_UNAVAILABLE, "wait");
+		return;
+	}
+	if (same != NULL) {
+		/* One more session of an occupant: it shows this session's
+		 * presence now; every session sees itself (110). */
+		struct occ_sess *s = sess_add(r, same, st);
+		occ_rebuild(r, same);
+		announce(r, same, NULL, NULL, 0, s);
+		join_send(r, same, s, mx, false);
+		stanza_free(&st);
 		return;
 	}
 	struct occupant *o = xcalloc(1, sizeof(*o));
 	o->nick = xstrdup(arena_strdup(st->a, st->to.resource).p);
-	o->jid = xstrdup(jid_to_str(st->a, &st->from, false).p);
 	o->bare = xstrdup(bare);
-	o->to_attr = shared_to_attr(str_c(o->jid));
-	o->payload = presence_payload(st);
 	o->role = default_role(r, aff);
 	make_occupant_id(r, bare, o->occupant_id);
-	occ_locate(o, &st->from);
+	struct occ_sess *s = sess_add(NULL, o, st);
 	occ_rebuild(r, o);
 	occ_add(r, o);
-
-	/* §7.2.3: the others' presence first, then the joiner's to the
-	 * others and itself, then history, then the subject. A session of
-	 * ours gets all of it as one write. */
-	struct buf out = { 0 };
-	struct buf *bp = o->local ? &out : NULL;
-	bool see_jids = r->cfg.whois_anyone || o->role == ROLE_MODERATOR;
-	for (size_t i = 0; i < r->nocc; i++) {
-		const struct occupant *p = r->occ[i];
-		if (p == o)
-			continue;
-		struct shared_bytes *b = p->pres[see_jids];
-		if (bp != NULL) {
-			buf_append(bp, b->data, b->at);
-			buf_append_c(bp, o->to_attr);
-			buf_append(bp, b->data + b->at, b->len - b->at);
-		} else {
-			route_bytes(o, b);
-		}
-	}
+	join_send(r, o, s, mx, created);
 	struct shared_bytes *b0 = shared_ref(o->pres[0]);
 	struct shared_bytes *b1 = shared_ref(o->pres[1]);
 	broadcast(r, b0, b1, o);
 	shared_unref(&b0);
 	shared_unref(&b1);
-	struct arena *a = arena_new(0);
-	int codes[2];
-	size_t n = 0;
-	if (created)
-		codes[n++] = 201;
-	struct xml_elem *self = occ_presence(a, r, o, true, NULL, true, codes,
-					     n);
-	struct xml_elem *subj = subject_message(a, r);
-	if (bp != NULL) {
-		xml_attr_set(a, self, "to", str_c(o->jid));
-		xml_serialize(bp, self, STR_LIT(NS_CLIENT));
-		send_history(r, o, mx ? xml_child(mx, NS_MUC, "history") : NULL,
-			     bp);
-		xml_attr_set(a, subj, "to", str_c(o->jid));
-		xml_serialize(bp, subj, STR_LIT(NS_CLIENT));
-		struct shared_bytes *all = shared_new(out.data, out.len,
-						      SHARED_NO_SPLICE);
-		send_bytes(o, all);
-		shared_unref(&all);
-		buf_reset(&out);
-	} else {
-		send_elem(o, self);
-		send_history(r, o,
-			     mx ? xml_child(mx, NS_MUC, "history") : NULL,
-			     NULL);
-		send_elem(o, subj);
-	}
-	arena_destroy(&a);
 	stanza_free(&st);
 }
 
@@ -823,8 +976,7 @@ static void create_and_join(struct stanza *st, size_t host_idx)
 /* ---- leaving, nick change, presence update ---- */
 
 static void leave(struct room *r, struct occupant *o, const int *codes,
-		  size_t ncodes, const char *actor, const char *reason,
-		  struct stanza *st)
+		  size_t ncodes, const char *actor, const char *reason)
 {
 	struct pres_extra e = {
 		.type = "unavailable",
@@ -833,19 +985,52 @@ static void leave(struct room *r, struct occupant *o, const int *codes,
 		.actor = actor,
 		.reason = reason,
 	};
-	(void)st;
-	announce(r, o, &e, NULL, 0);
+	announce(r, o, &e, NULL, 0, NULL);
 	occ_remove(r, o);
 	/* The caller ends the room if that was the last occupant
 	 * (room_maybe_gone), once it is done with it. */
 }
 
+/* Session jid of o leaves: the occupant leaves with its last session;
+ * before that the session alone gets its unavailable self-presence and
+ * the others see the presence of the session that stays. */
+static void sess_leave(struct room *r, struct occupant *o, struct str jid,
+		       const int *codes, size_t ncodes)
+{
+	struct occ_sess *s = sess_of(o, jid);
+	if (s == NULL || o->ns == 1) {
+		leave(r, o, codes, ncodes, NULL, NULL);
+		return;
+	}
+	struct pres_extra e = {
+		.type = "unavailable",
+		.codes = codes,
+		.ncodes = ncodes,
+	};
+	struct arena *a = arena_new(0);
+	struct shared_bytes *b = shared_from_elem(
+		occ_presence(a, r, o, true, &e, true, NULL, 0));
+	if (b != NULL)
+		sess_send(s, b);
+	shared_unref(&b);
+	arena_destroy(&a);
+	sess_remove(r, o, s);
+	occ_rebuild(r, o);
+	announce(r, o, NULL, NULL, 0, NULL);
+}
+
 static void change_nick(struct room *r, struct occupant *o,
 			struct stanza *st)
 {
-	struct occupant *other = hmap_get(&r->by_nick, st->to.resource);
-	if (other != NULL) {
+	struct occupant *holder;
+	if (!nick_free_for(r, st, o->bare, &holder) || holder != NULL) {
 		reply_error(st, STANZA_ERR_CONFLICT, NULL);
+		return;
+	}
+	if (o->ns > 1) {
+		/* The nick is the occupant's, shared by its sessions: one
+		 * of them cannot take it elsewhere alone. */
+		reply_error(st, STANZA_ERR_NOT_ACCEPTABLE, "cancel");
 		return;
 	}
 	char *new_nick = xstrdup(arena_strdup(st->a, st->to.resource).p);
@@ -858,15 +1043,15 @@ static void change_nick(struct room *r, struct occupant *o,
 		.ncodes = 1,
 		.new_nick = new_nick,
 	};
-	announce(r, o, &e, NULL, 0);
+	announce(r, o, &e, NULL, 0, NULL);
 	hmap_del(&r->by_nick, str_c(o->nick));
 	free(o->nick);
 	o->nick = new_nick;
 	hmap_put(&r->by_nick, str_c(o->nick), o);
-	free(o->payload);
-	o->payload = presence_payload(st);
+	free(o->s[0].payload);
+	o->s[0].payload = presence_payload(st);
 	occ_rebuild(r, o);
-	announce(r, o, NULL, NULL, 0);
+	announce(r, o, NULL, NULL, 0, NULL);
 	stanza_free(&st);
 }
 
@@ -874,11 +1059,12 @@ static void handle_presence(struct room *r, struct stanza *st,
 			    size_t host_idx)
 {
 	struct occupant *o = NULL;
+	struct str from = jid_to_str(st->a, &st->from, false);
 	if (r != NULL)
-		o = hmap_get(&r->by_jid, jid_to_str(st->a, &st->from, false));
+		o = hmap_get(&r->by_jid, from);
 	if (str_eq_c(st->type, "unavailable") || str_eq_c(st->type, "error")) {
 		if (o != NULL) {
-			leave(r, o, NULL, 0, NULL, NULL, st);
+			sess_leave(r, o, from, NULL, 0);
 			room_maybe_gone(r);
 		}
 		stanza_free(&st);
@@ -891,7 +1077,7 @@ static void handle_presence(struct room *r, struct stanza *st,
 	if (st->to.resource.len == 0) {
 		/* §7.2.1: a join needs a nick. */
 		if (o == NULL)
-			reply_error(st, STANZA_ERR_JID_MALFORMED, "modify");
+			reply_error(st, STANZA_ERR_JID_MALFORMED, NULL);
 		else
 			stanza_free(&st);
 		return;
@@ -907,12 +1093,16 @@ static void handle_presence(struct room *r, struct stanza *st,
 		change_nick(r, o, st);
 		return;
 	}
-	/* §7.7: a presence update, broadcast to all. */
-	free(o->payload);
-	o->payload = presence_payload(st);
-	occ_locate(o, &st->from);
+	/* §7.7: a presence update, broadcast to all; the room shows the
+	 * presence of the session that sent the latest. */
+	struct occ_sess *s = sess_of(o, from);
+	BUG_ON(s == NULL); /* by_jid holds exactly the sessions */
+	s = sess_to_front(o, s);
+	free(s->payload);
+	s->payload = presence_payload(st);
+	occ_locate(s, &st->from);
 	occ_rebuild(r, o);
-	announce(r, o, NULL, NULL, 0);
+	announce(r, o, NULL, NULL, 0, NULL);
 	stanza_free(&st);
 }
 
@@ -1116,7 +1306,8 @@ static void invite(struct room *r, struct stanza *st, struct xml_elem *ux)
 		struct xml_elem *i = xml_add_child(m->a, x,
 						   STR_LIT(NS_MUC_USER),
 						   STR_LIT("invite"));
-		xml_attr_set(m->a, i, "from", str_c(o->jid));
+		xml_attr_set(m->a, i, "from",
+			     jid_to_str(m->a, &st->from, false));
 		struct xml_elem *reason = xml_child(inv, NS_MUC_USER, "reason");
 		if (reason != NULL)
 			xml_append_elem(i, xml_copy(m->a, reason));
@@ -1136,11 +1327,11 @@ static void handle_message(struct room *r, struct stanza *st)
 	if (str_eq_c(st->type, "error")) {
 		/* §18.1 (error handling): an occupant whose client bounces
 		 * room traffic is gone. */
-		struct occupant *o = hmap_get(
-			&r->by_jid, jid_to_str(st->a, &st->from, false));
+		struct str from = jid_to_str(st->a, &st->from, false);
+		struct occupant *o = hmap_get(&r->by_jid, from);
 		if (o != NULL) {
 			int c = 333;
-			leave(r, o, &c, 1, NULL, NULL, NULL);
+			sess_leave(r, o, from, &c, 1);
 			room_maybe_gone(r);
 		}
 		stanza_free(&st);
@@ -1433,7 +1624,7 @@ static void owner_iq(struct room *r, struct stanza *st,
 		if (o->role != ROLE_MODERATOR && nr != o->role) {
 			o->role = nr;
 			occ_rebuild(r, o);
-			announce(r, o, NULL, NULL, 0);
+			announce(r, o, NULL, NULL, 0, NULL);
 		}
 	}
 	room_maybe_gone(r);
@@ -1493,7 +1684,7 @@ static void admin_get(struct room *r, struct stanza *st,
 				a, q, STR_LIT(NS_MUC_ADMIN), STR_LIT("item"));
 			xml_attr_set(a, it, "nick", str_c(o->nick));
 			xml_attr_set(a, it, "role", str_c(role_names[ro]));
-			xml_attr_set(a, it, "jid", str_c(o->jid));
+			xml_attr_set(a, it, "jid", str_c(o->s[0].jid));
 			xml_attr_set(a, it, "affiliation",
 				     str_c(aff_names[muc_aff_of(r, o->bare)]));
 		}
@@ -1574,12 +1765,12 @@ static void apply_role(struct room *r, struct occupant *o, enum muc_role ro,
 {
 	if (ro == ROLE_NONE) {
 		int c = 307; /* §8.2: kicked */
-		leave(r, o, &c, 1, me ? me->nick : NULL, reason, NULL);
+		leave(r, o, &c, 1, me ? me->nick : NULL, reason);
 		return;
 	}
 	o->role = ro;
 	occ_rebuild(r, o);
-	announce(r, o, NULL, NULL, 0);
+	announce(r, o, NULL, NULL, 0, NULL);
 }
 
 static void apply_aff(struct room *r, const char *bare, enum muc_aff af,
@@ -1595,19 +1786,17 @@ static void apply_aff(struct room *r, const char *bare, enum muc_aff af,
 			continue;
 		if (af == AFF_OUTCAST) {
 			int c = 301; /* §9.1: banned */
-			leave(r, o, &c, 1, me ? me->nick : NULL, reason,
-			      NULL);
+			leave(r, o, &c, 1, me ? me->nick : NULL, reason);
 			continue;
 		}
 		if (af < AFF_MEMBER && r->cfg.members_only) {
 			int c = 321; /* §9.4: no longer a member */
-			leave(r, o, &c, 1, me ? me->nick : NULL, reason,
-			      NULL);
+			leave(r, o, &c, 1, me ? me->nick : NULL, reason);
 			continue;
 		}
 		o->role = default_role(r, af);
 		occ_rebuild(r, o);
-		announce(r, o, NULL, NULL, 0);
+		announce(r, o, NULL, NULL, 0, NULL);
 	}
 }
 

@@ -35,23 +35,42 @@ struct room_cfg {
 	unsigned max_users;
 };
 
-struct occupant {
-	char *nick;       /* resourceprep'd */
+/* One session (full JID) in an occupant: several sessions of one
+ * account may share a nick (docs/internals/muc.md). */
+struct occ_sess {
 	char *jid;        /* the real full JID */
-	char *bare;       /* its bare JID */
 	char *to_attr;    /* " to='JID'", escaped, for fan-out */
-	char *payload;    /* the client's presence, serialized, without our
+	char *payload;    /* its presence, serialized, without our
 			     additions: what the room rebuilds from */
-	char occupant_id[48]; /* XEP-0421 */
-	enum muc_role role;
-	size_t idx;       /* in room->occ */
 	bool local;       /* a session of ours: fan-out by connection */
 	unsigned shard;
 	uint64_t conn_id;
+};
+
+struct occupant {
+	char *nick;       /* resourceprep'd */
+	char *bare;       /* the real bare JID of every session */
+	struct occ_sess *s; /* s[0]: the session whose presence the room
+			       shows (the latest to send one) */
+	size_t ns;
+	char occupant_id[48]; /* XEP-0421 */
+	enum muc_role role;
+	size_t idx;       /* in room->occ */
 	/* The presence every other occupant sees: [0] without the real
 	 * JID, [1] with it. Shared by every delivery of it. */
 	struct shared_bytes *pres[2];
 };
+
+/* An iq forwarded to an occupant (§18.1.3 of XEP-0045's business
+ * rules), waiting for its answer: the room's id -> the sender's. */
+struct iq_fwd {
+	char id[33];      /* the id the room gave it; "" for a free slot */
+	char *target;     /* the JID the room sent it to */
+	char *target_nick;
+	char *from;       /* the sender's real full JID */
+	char *orig_id;
+};
+#define MUC_IQ_FWD_MAX 64
 
 struct hist {
 	struct shared_bytes *b; /* with <delay/>, 'to' spliced */
@@ -69,6 +88,11 @@ struct room {
 	bool locked; /* created, not yet configured (XEP-0045 §10.1) */
 	struct hmap by_nick, by_jid; /* -> struct occupant */
 	struct hmap affs;            /* bare JID -> (uintptr_t)aff */
+	/* Registered nicks (§7.10), of members and above only: bare JID
+	 * -> nick and nick -> bare JID, both malloc'ed. */
+	struct hmap nick_of, nick_owner;
+	struct iq_fwd *fwd; /* MUC_IQ_FWD_MAX, a ring, made on first use */
+	size_t fwd_next;
 	struct occupant **occ;
 	size_t nocc, cap;
 	struct hist *hist;
@@ -101,6 +125,12 @@ size_t muc_history_first(const struct room *r, const struct xml_elem *h,
 const char *muc_aff_name(enum muc_aff a);
 int muc_aff_parse(const char *s, enum muc_aff *a_r);
 enum muc_aff muc_aff_of(const struct room *r, const char *bare);
+/* Also drops the registered nick of an affiliation below member. */
 void muc_aff_set(struct room *r, const char *bare, enum muc_aff a);
+/* The nick bare registered, or NULL; who registered nick, or NULL. */
+const char *muc_nick_of(const struct room *r, struct str bare);
+const char *muc_nick_owner(const struct room *r, struct str nick);
+/* Registers nick for bare (NULL: removes its registration). */
+void muc_nick_set(struct room *r, const char *bare, const char *nick);
 
 #endif
