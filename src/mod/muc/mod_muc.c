@@ -1108,6 +1108,11 @@ static void handle_presence(struct room *r, struct stanza *st,
 
 /* ---- messages ---- */
 
+static void apply_role(struct room *r, struct occupant *o, enum muc_role ro,
+		       const struct occupant *me, const char *reason);
+static void voice_request(struct room *r, struct stanza *st,
+			  struct xml_elem *fx);
+
 static void stanza_id(char out[33])
 {
 	unsigned char raw[16];
@@ -1346,8 +1351,13 @@ static void handle_message(struct room *r, struct stanza *st)
 		invite(r, st, ux);
 		return;
 	}
+	struct xml_elem *fx = dataform_find(st->x);
+	if (!str_eq_c(st->type, "groupchat") && fx != NULL) {
+		voice_request(r, st, fx);
+		return;
+	}
 	if (!str_eq_c(st->type, "groupchat")) {
-		reply_error(st, STANZA_ERR_BAD_REQUEST, "modify");
+		reply_error(st, STANZA_ERR_BAD_REQUEST, NULL);
 		return;
 	}
 	groupchat(r, st);
@@ -1369,6 +1379,7 @@ static void room_info(struct room *r, struct stanza *st)
 	disco_add_feature(a, q, NS_SID);
 	disco_add_feature(a, q, NS_MODERATE);
 	disco_add_feature(a, q, "urn:xmpp:ping");
+	disco_add_feature(a, q, NS_REGISTER);
 	disco_add_feature(a, q, r->cfg.persistent ? "muc_persistent"
 					    : "muc_temporary");
 	disco_add_feature(a, q, r->cfg.public_ ? "muc_public" : "muc_hidden");
@@ -1633,6 +1644,7 @@ static void owner_iq(struct room *r, struct stanza *st,
 /* ---- admin: roles and affiliations (§8, §9) ---- */
 
 struct list_walk {
+	const struct room *r;
 	struct arena *a;
 	struct xml_elem *q;
 	enum muc_aff want;
@@ -1647,6 +1659,11 @@ static void list_aff(struct str key, void *value, void *ud)
 					    STR_LIT("item"));
 	xml_attr_set(w->a, it, "affiliation", str_c(aff_names[w->want]));
 	xml_attr_set(w->a, it, "jid", key);
+	/* §18.1.3: the nick, when one is registered. */
+	const char *nick = muc_nick_of(w->r, key);
+	if (nick != NULL)
+		xml_attr_set(w->a, it, "nick",
+			     arena_strdup(w->a, str_c(nick)));
 }
 
 static void admin_get(struct room *r, struct stanza *st,
@@ -1668,7 +1685,7 @@ static void admin_get(struct room *r, struct stanza *st,
 			reply_error(st, STANZA_ERR_FORBIDDEN, NULL);
 			return;
 		}
-		struct list_walk w = { a, q, af };
+		struct list_walk w = { r, a, q, af };
 		hmap_foreach(&r->affs, list_aff, &w);
 	} else if (rs.p != NULL && role_parse(rs.p, &ro) == 0 &&
 		   ro != ROLE_NONE) {
@@ -1903,11 +1920,281 @@ static void moderate(struct room *r, struct stanza *st, struct xml_elem *q)
 	iq_result(st, NULL);
 }
 
+/* ---- voice requests (§7.13, §8.6) ---- */
+
+/* The approval form a moderator gets for visitor v's request. */
+static struct xml_elem *voice_form(struct arena *a, const struct room *r,
+				   const struct occupant *v)
+{
+	struct xml_elem *m = new_elem(a, "message", r, NULL, NULL);
+	char mid[33];
+	stanza_id(mid);
+	xml_attr_set(a, m, "id", arena_strdup(a, str_c(mid)));
+	struct xml_elem *f = dataform_new(a, "form", NS_MUC_REQUEST);
+	xml_add_text(a, xml_add_child(a, f, STR_LIT(NS_DATA),
+				      STR_LIT("title")),
+		     STR_LIT("Voice request"));
+	struct str val = STR_LIT("participant");
+	dataform_add_field(a, f, "muc#role", "list-single", "Requested role",
+			   &val, 1);
+	val = str_c(v->s[0].jid);
+	dataform_add_field(a, f, "muc#jid", "jid-single", "User ID", &val, 1);
+	val = str_c(v->nick);
+	dataform_add_field(a, f, "muc#roomnick", "text-single",
+			   "Room Nickname", &val, 1);
+	val = STR_LIT("false");
+	dataform_add_field(a, f, "muc#request_allow", "boolean",
+			   "Grant voice to this person?", &val, 1);
+	xml_append_elem(m, f);
+	return m;
+}
+
+/* A muc#request form from an occupant: a visitor asking for voice
+ * (passed on to every moderator), or a moderator's answer to such a
+ * request (muc#request_allow; true grants voice, §8.6). */
+static void voice_request(struct room *r, struct stanza *st,
+			  struct xml_elem *fx)
+{
+	struct occupant *o =
+		hmap_get(&r->by_jid, jid_to_str(st->a, &st->from, false));
+	struct dataform f;
+	if (dataform_parse(st->a, fx, &f) < 0 || f.type != DATAFORM_SUBMIT ||
+	    !str_eq_c(f.form_type, NS_MUC_REQUEST)) {
+		reply_error(st, STANZA_ERR_BAD_REQUEST, NULL);
+		return;
+	}
+	if (o == NULL) { /* §7.4: from occupants only */
+		reply_error(st, STANZA_ERR_NOT_ACCEPTABLE, NULL);
+		return;
+	}
+	struct str allow = dataform_value(&f, "muc#request_allow");
+	if (allow.p != NULL) {
+		bool yes;
+		if (o->role != ROLE_MODERATOR) {
+			reply_error(st, STANZA_ERR_FORBIDDEN, NULL);
+			return;
+		}
+		struct str nick = dataform_value(&f, "muc#roomnick");
+		if (dataform_bool(allow, &yes) < 0 || nick.p == NULL) {
+			reply_error(st, STANZA_ERR_BAD_REQUEST, NULL);
+			return;
+		}
+		struct occupant *v = hmap_get(&r->by_nick, nick);
+		if (v == NULL) {
+			reply_error(st, STANZA_ERR_ITEM_NOT_FOUND, NULL);
+			return;
+		}
+		/* §8.3: granting voice is a moderator's; someone who
+		 * already has it keeps what it has. */
+		if (yes && v->role == ROLE_VISITOR)
+			apply_role(r, v, ROLE_PARTICIPANT, o, NULL);
+		stanza_free(&st);
+		return;
+	}
+	if (!str_eq_c(dataform_value(&f, "muc#role"), "participant")) {
+		reply_error(st, STANZA_ERR_BAD_REQUEST, NULL);
+		return;
+	}
+	if (o->role != ROLE_VISITOR) { /* it has voice already */
+		stanza_free(&st);
+		return;
+	}
+	struct arena *a = arena_new(0);
+	struct xml_elem *m = voice_form(a, r, o);
+	for (size_t i = 0; i < r->nocc; i++)
+		if (r->occ[i]->role == ROLE_MODERATOR)
+			send_elem(r->occ[i], m);
+	arena_destroy(&a);
+	stanza_free(&st);
+}
+
+/* ---- nick registration (§7.10, §7.12) ---- */
+
+static struct xml_elem *register_form(struct arena *a)
+{
+	struct xml_elem *f = dataform_new(a, "form", NS_MUC_REGISTER);
+	struct xml_elem *fd = dataform_add_field(
+		a, f, "muc#register_roomnick", "text-single",
+		"Desired Nickname", NULL, 0);
+	xml_add_child(a, fd, STR_LIT(NS_DATA), STR_LIT("required"));
+	return f;
+}
+
+/* jabber:iq:register to the room: a registration reserves a nick and
+ * makes a member (§7.10); <remove/> gives both up. */
+static void register_iq(struct room *r, struct stanza *st,
+			struct xml_elem *q)
+{
+	struct arena *a = st->a;
+	const char *bare = jid_to_str(a, &st->from, true).p;
+	enum muc_aff my = muc_aff_of(r, bare);
+	if (my == AFF_OUTCAST) {
+		reply_error(st, STANZA_ERR_NOT_ALLOWED, NULL);
+		return;
+	}
+	const char *mine = muc_nick_of(r, str_c(bare));
+	if (str_eq_c(st->type, "get")) {
+		struct xml_elem *res = xml_elem_new(a, STR_LIT(NS_REGISTER),
+						    STR_LIT("query"));
+		if (mine != NULL) {
+			xml_add_child(a, res, STR_LIT(NS_REGISTER),
+				      STR_LIT("registered"));
+			xml_add_text(a, xml_add_child(a, res,
+						      STR_LIT(NS_REGISTER),
+						      STR_LIT("username")),
+				     arena_strdup(a, str_c(mine)));
+		} else {
+			xml_append_elem(res, register_form(a));
+		}
+		iq_result(st, res);
+		return;
+	}
+	if (xml_child(q, NS_REGISTER, "remove") != NULL) {
+		if (mine == NULL) {
+			reply_error(st, STANZA_ERR_ITEM_NOT_FOUND, NULL);
+			return;
+		}
+		muc_nick_set(r, bare, NULL);
+		if (my == AFF_MEMBER)
+			apply_aff(r, bare, AFF_NONE, NULL, NULL);
+		room_changed(r);
+		iq_result(st, NULL);
+		room_maybe_gone(r);
+		return;
+	}
+	struct xml_elem *fx = dataform_find(q);
+	struct dataform f;
+	struct str nick;
+	const char *why;
+	if (fx == NULL || dataform_parse(a, fx, &f) < 0 ||
+	    f.type != DATAFORM_SUBMIT ||
+	    !str_eq_c(f.form_type, NS_MUC_REGISTER) ||
+	    dataform_value(&f, "muc#register_roomnick").len == 0 ||
+	    jid_resourceprep(a, dataform_value(&f, "muc#register_roomnick"),
+			     &nick, &why) < 0) {
+		reply_error(st, STANZA_ERR_BAD_REQUEST, NULL);
+		return;
+	}
+	nick = arena_strdup(a, nick);
+	const char *owner = muc_nick_owner(r, nick);
+	struct occupant *holder = hmap_get(&r->by_nick, nick);
+	if ((owner != NULL && strcmp(owner, bare) != 0) ||
+	    (holder != NULL && strcmp(holder->bare, bare) != 0)) {
+		reply_error(st, STANZA_ERR_CONFLICT, NULL);
+		return;
+	}
+	/* The membership first: an affiliation below member has no nick.
+	 * Present sessions of the account see the change (§7.10). */
+	if (my < AFF_MEMBER)
+		apply_aff(r, bare, AFF_MEMBER, NULL, NULL);
+	muc_nick_set(r, bare, nick.p);
+	room_changed(r);
+	iq_result(st, NULL);
+}
+
+/* §7.12: the nick bare registered, as the name of an identity (none:
+ * an empty result). */
+static void roomuser_item(struct room *r, struct stanza *st)
+{
+	struct arena *a = st->a;
+	struct xml_elem *q = xml_elem_new(a, STR_LIT(NS_DISCO_INFO),
+					  STR_LIT("query"));
+	xml_attr_set(a, q, "node", STR_LIT("x-roomuser-item"));
+	const char *nick = muc_nick_of(r, jid_to_str(a, &st->from, true));
+	if (nick != NULL)
+		disco_add_identity(a, q, "conference", "text",
+				   arena_strdup(a, str_c(nick)).p);
+	iq_result(st, q);
+}
+
+/* ---- iqs to occupants (§18.1.3 business rules) ---- */
+
+/* Gives st new addresses, both in the tree and parsed. */
+static int readdress(struct stanza *st, struct str from, struct str to)
+{
+	struct jid f, t;
+	const char *why;
+	from = arena_strdup(st->a, from);
+	to = arena_strdup(st->a, to);
+	if (jid_parse(st->a, from, &f, &why) < 0 ||
+	    jid_parse(st->a, to, &t, &why) < 0)
+		return -1;
+	st->from = f;
+	st->to = t;
+	xml_attr_set(st->a, st->x, "from", from);
+	xml_attr_set(st->a, st->x, "to", to);
+	return 0;
+}
+
+/* An iq request from occupant o to occupant t goes to t's real JID
+ * from o's occupant JID, under an id of the room's: neither learns the
+ * other's real JID. vCards are the account's, kept by its server: those
+ * requests go to the bare JID. The oldest of MUC_IQ_FWD_MAX unanswered
+ * requests is forgotten (its answer is then dropped). */
+static void forward_iq(struct room *r, const struct occupant *o,
+		       const struct occupant *t, struct stanza *st,
+		       const struct xml_elem *q)
+{
+	if (r->fwd == NULL)
+		r->fwd = xcalloc(MUC_IQ_FWD_MAX, sizeof(*r->fwd));
+	struct iq_fwd *f = &r->fwd[r->fwd_next];
+	r->fwd_next = (r->fwd_next + 1) % MUC_IQ_FWD_MAX;
+	fwd_free(f);
+	bool vcard = str_eq_c(q->ns, NS_VCARD_TEMP);
+	struct str id = xml_attr_get(st->x, "id");
+	stanza_id(f->id);
+	f->target = xstrdup(vcard ? t->bare : t->s[0].jid);
+	f->target_nick = xstrdup(t->nick);
+	f->from = xstrdup(jid_to_str(st->a, &st->from, false).p);
+	f->orig_id = id.p != NULL ? xstrdup(arena_strdup(st->a, id).p) : NULL;
+	struct jid fj = room_jid(r, o->nick);
+	if (readdress(st, jid_to_str(st->a, &fj, false), str_c(f->target)) <
+	    0) {
+		fwd_free(f);
+		stanza_free(&st);
+		return;
+	}
+	xml_attr_set(st->a, st->x, "id", arena_strdup(st->a, str_c(f->id)));
+	route(st);
+}
+
+/* An answer to a forwarded iq goes back to the one who asked, from the
+ * occupant JID it asked; anything else is dropped. */
+static void forward_reply(struct room *r, struct stanza *st)
+{
+	struct str id = xml_attr_get(st->x, "id");
+	struct str from = jid_to_str(st->a, &st->from, false);
+	for (size_t i = 0; r->fwd != NULL && id.p != NULL &&
+			   i < MUC_IQ_FWD_MAX;
+	     i++) {
+		struct iq_fwd *f = &r->fwd[i];
+		if (f->id[0] == '\0' || !str_eq_c(id, f->id) ||
+		    !str_eq_c(from, f->target))
+			continue;
+		struct jid fj = room_jid(r, f->target_nick);
+		if (readdress(st, jid_to_str(st->a, &fj, false),
+			      str_c(f->from)) < 0) {
+			fwd_free(f);
+			break;
+		}
+		xml_attr_set(st->a, st->x, "id",
+			     f->orig_id ? arena_strdup(st->a, str_c(f->orig_id))
+					: STR_NULL);
+		fwd_free(f);
+		route(st);
+		return;
+	}
+	stanza_free(&st);
+}
+
 static void handle_iq(struct room *r, struct stanza *st)
 {
 	bool request = str_eq_c(st->type, "get") || str_eq_c(st->type, "set");
 	if (!request) {
-		stanza_free(&st); /* no iq is forwarded through rooms yet */
+		if (st->to.resource.len > 0)
+			forward_reply(r, st);
+		else
+			stanza_free(&st);
 		return;
 	}
 	struct xml_elem *q = xml_first_child_elem(st->x);
@@ -1925,17 +2212,22 @@ static void handle_iq(struct room *r, struct stanza *st)
 			reply_error(st, STANZA_ERR_ITEM_NOT_FOUND, NULL);
 			return;
 		}
+		/* XEP-0410: the room answers a self-ping itself. */
 		if (t == o && str_eq_c(q->ns, "urn:xmpp:ping"))
 			iq_result(st, NULL);
 		else
-			reply_error(st, STANZA_ERR_FEATURE_NOT_IMPLEMENTED,
-				    NULL);
+			forward_iq(r, o, t, st, q);
 		return;
 	}
 	bool get = str_eq_c(st->type, "get");
 	if (get && str_eq_c(q->ns, NS_DISCO_INFO) &&
-	    xml_attr_get(q, "node").p != NULL)
+	    str_eq_c(xml_attr_get(q, "node"), "x-roomuser-item"))
+		roomuser_item(r, st);
+	else if (get && str_eq_c(q->ns, NS_DISCO_INFO) &&
+		 xml_attr_get(q, "node").p != NULL)
 		reply_error(st, STANZA_ERR_ITEM_NOT_FOUND, NULL);
+	else if (str_eq_c(q->ns, NS_REGISTER) && str_eq_c(q->name, "query"))
+		register_iq(r, st, q);
 	else if (get && str_eq_c(q->ns, NS_DISCO_INFO))
 		room_info(r, st);
 	else if (get && str_eq_c(q->ns, NS_DISCO_ITEMS))
