@@ -14,7 +14,7 @@ from slixmpp.xmlstream.matcher import MatchXPath
 
 import clients
 from pubsub_util import NS_DATA, NS_INFO, NS_ITEMS, form_xml, iq, ok, q
-from test_muc import (NS_ADMIN, NS_MUC, NS_USER, SERVICE, codes, create,
+from test_muc import (NS_ADMIN, admin_set, NS_MUC, NS_USER, SERVICE, codes, create,
                       enter, err_cond, groupchat, is_error, is_msg, is_pres,
                       item, join, muc_setup, next_muc, nothing_more, send,
                       wait_subject)
@@ -494,3 +494,59 @@ async def test_nick_registration(server_factory):
         assert err_cond(p) == ('auth', 'registration-required')
     finally:
         await clients.disconnect(bob, carol)
+
+
+# ---- the error tables of §8-§10 and §18.1.3 ----
+
+@pytest.mark.parametrize('shards', [1, 2])
+async def test_admin_errors(server_factory, shards):
+    server = server_factory(shards=shards)
+    alice = await client(server, 'alice/a')
+    bob = await client(server, 'bob/b')
+    carol = await client(server, 'carol/c')
+    room = f'court@{SERVICE}'
+    try:
+        await create(alice, 'court', 'Alice',
+                     {'muc#roomconfig_moderatedroom': '1'})
+        ok(await admin_set(alice, 'court', [
+            {'jid': 'bob@localhost', 'affiliation': 'admin'},
+            {'jid': 'carol@localhost', 'affiliation': 'admin'}]))
+        await enter(bob, 'court', 'Bob')
+        await enter(carol, 'court', 'Carol')
+        # §18.1.3: a role and an affiliation in one item.
+        e = await admin_set(alice, 'court', [{
+            'nick': 'Bob', 'role': 'none', 'jid': 'bob@localhost',
+            'affiliation': 'member'}])
+        assert err_cond(e) == ('modify', 'bad-request')
+        # §9.1: an admin or owner banning itself: conflict.
+        e = await admin_set(bob, 'court', [{'jid': 'bob@localhost',
+                                            'affiliation': 'outcast'}])
+        assert err_cond(e) == ('cancel', 'conflict')
+        # §8.4: nobody takes an admin's voice, not even an owner.
+        e = await admin_set(alice, 'court', [{'nick': 'Bob',
+                                              'role': 'visitor'}])
+        assert err_cond(e) == ('cancel', 'not-allowed')
+        # §9.7: nor an admin's moderator status.
+        e = await admin_set(alice, 'court', [{'nick': 'Bob',
+                                              'role': 'participant'}])
+        assert err_cond(e) == ('cancel', 'not-allowed')
+        # §8.2: an admin cannot kick an owner...
+        e = await admin_set(bob, 'court', [{'nick': 'Alice',
+                                            'role': 'none'}])
+        assert err_cond(e) == ('cancel', 'not-allowed')
+        # ...but an admin of the same affiliation, yes, and an owner an
+        # admin (only a lower affiliation is protected).
+        ok(await admin_set(bob, 'court', [{'nick': 'Carol',
+                                           'role': 'none'}]))
+        p = await next_muc(carol, is_pres(f'{room}/Carol', 'unavailable'))
+        assert 307 in codes(p)
+        ok(await admin_set(alice, 'court', [{'nick': 'Bob',
+                                             'role': 'none'}]))
+        p = await next_muc(bob, is_pres(f'{room}/Bob', 'unavailable'))
+        assert 307 in codes(p)
+        # A message of no type with no form to the room: bad-request.
+        send(carol, f"<message to='{room}'><body>hi</body></message>")
+        e = await next_muc(carol, is_error())
+        assert err_cond(e) == ('modify', 'bad-request')
+    finally:
+        await clients.disconnect(alice, bob, carol)

@@ -1734,6 +1734,10 @@ static enum stanza_err admin_check(struct room *r, struct stanza *st,
 	struct str as = xml_attr_get(it, "affiliation");
 	enum muc_role ro;
 	enum muc_aff af;
+	/* §18.1.3 (business rules, IQ): an item changes a role or an
+	 * affiliation, never both. */
+	if (rs.p != NULL && as.p != NULL)
+		return STANZA_ERR_BAD_REQUEST;
 	if (rs.p != NULL) {
 		if (nick.p == NULL || role_parse(rs.p, &ro) < 0)
 			return STANZA_ERR_BAD_REQUEST;
@@ -1743,14 +1747,21 @@ static enum stanza_err admin_check(struct room *r, struct stanza *st,
 		if (o == NULL)
 			return STANZA_ERR_ITEM_NOT_FOUND;
 		enum muc_aff their = muc_aff_of(r, o->bare);
-		/* §8.2, §8.4: a moderator cannot kick or silence an admin
-		 * or owner, nor anyone of a higher affiliation. */
-		if (ro != ROLE_MODERATOR &&
-		    (their >= AFF_ADMIN || their > my))
+		/* §8.2: nobody is kicked by a moderator of a lower
+		 * affiliation. */
+		if (ro == ROLE_NONE && their > my)
 			return STANZA_ERR_NOT_ALLOWED;
-		/* §9.6: granting or revoking moderator is an admin's. */
+		/* §8.4: voice is never taken from an admin or owner, nor
+		 * from anyone at or above the moderator's affiliation. */
+		if (ro == ROLE_VISITOR && (their >= AFF_ADMIN || their >= my))
+			return STANZA_ERR_NOT_ALLOWED;
+		/* §9.6, §9.7: granting or revoking moderator is an admin's,
+		 * and an admin or owner stays a moderator. */
 		if ((ro == ROLE_MODERATOR || o->role == ROLE_MODERATOR) &&
 		    my < AFF_ADMIN)
+			return STANZA_ERR_NOT_ALLOWED;
+		if (ro == ROLE_PARTICIPANT && o->role == ROLE_MODERATOR &&
+		    their >= AFF_ADMIN)
 			return STANZA_ERR_NOT_ALLOWED;
 		return STANZA_ERR_NONE;
 	}
@@ -1764,6 +1775,10 @@ static enum stanza_err admin_check(struct room *r, struct stanza *st,
 	enum muc_aff their = muc_aff_of(r, bare);
 	if (my < AFF_ADMIN)
 		return STANZA_ERR_FORBIDDEN;
+	/* §9.1: an admin or owner does not ban itself. */
+	if (af == AFF_OUTCAST &&
+	    str_eq_c(jid_to_str(st->a, &st->from, true), bare))
+		return STANZA_ERR_CONFLICT;
 	/* §9: admins change none/outcast/member below admin; owners
 	 * everything (§10.3-10.7). */
 	if (my == AFF_ADMIN && (af >= AFF_ADMIN || their >= AFF_ADMIN))
