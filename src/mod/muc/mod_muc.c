@@ -186,6 +186,44 @@ static void free_value(struct str key, void *value, void *ud)
 	free(value);
 }
 
+void muc_nicks_clear(struct room *r)
+{
+	hmap_foreach(&r->nick_of, free_value, NULL);
+	hmap_clear(&r->nick_of);
+	hmap_foreach(&r->nick_owner, free_value, NULL);
+	hmap_clear(&r->nick_owner);
+}
+
+int muc_register_form(struct arena *a, const struct dataform *f,
+		      struct str *nick_r)
+{
+	const char *why;
+	struct str v = dataform_value(f, "muc#register_roomnick");
+	if (f->type != DATAFORM_SUBMIT ||
+	    !str_eq_c(f->form_type, NS_MUC_REGISTER) || v.len == 0 ||
+	    jid_resourceprep(a, v, nick_r, &why) < 0)
+		return -1;
+	*nick_r = arena_strdup(a, *nick_r);
+	return nick_r->p != NULL ? 0 : -1;
+}
+
+int muc_request_form(const struct dataform *f, bool *allow_r,
+		     struct str *nick_r)
+{
+	if (f->type != DATAFORM_SUBMIT ||
+	    !str_eq_c(f->form_type, NS_MUC_REQUEST))
+		return -1;
+	struct str allow = dataform_value(f, "muc#request_allow");
+	if (allow.p == NULL)
+		return str_eq_c(dataform_value(f, "muc#role"), "participant")
+			       ? 0
+			       : -1;
+	*nick_r = dataform_value(f, "muc#roomnick");
+	if (dataform_bool(allow, allow_r) < 0 || nick_r->len == 0)
+		return -1;
+	return 1;
+}
+
 /* XEP-0045 §5.1.2: the role an affiliation starts with. */
 static enum muc_role default_role(const struct room *r, enum muc_aff a)
 {
@@ -261,10 +299,7 @@ static void room_free(struct room *r)
 	hmap_clear(&r->by_nick);
 	hmap_clear(&r->by_jid);
 	hmap_clear(&r->affs);
-	hmap_foreach(&r->nick_of, free_value, NULL);
-	hmap_clear(&r->nick_of);
-	hmap_foreach(&r->nick_owner, free_value, NULL);
-	hmap_clear(&r->nick_owner);
+	muc_nicks_clear(r);
 	for (size_t i = 0; r->fwd != NULL && i < MUC_IQ_FWD_MAX; i++)
 		fwd_free(&r->fwd[i]);
 	free(r->fwd);
@@ -1973,8 +2008,12 @@ static void voice_request(struct room *r, struct stanza *st,
 	struct occupant *o =
 		hmap_get(&r->by_jid, jid_to_str(st->a, &st->from, false));
 	struct dataform f;
-	if (dataform_parse(st->a, fx, &f) < 0 || f.type != DATAFORM_SUBMIT ||
-	    !str_eq_c(f.form_type, NS_MUC_REQUEST)) {
+	bool yes = false;
+	struct str nick = STR_NULL;
+	int kind = dataform_parse(st->a, fx, &f) < 0
+			   ? -1
+			   : muc_request_form(&f, &yes, &nick);
+	if (kind < 0) {
 		reply_error(st, STANZA_ERR_BAD_REQUEST, NULL);
 		return;
 	}
@@ -1982,16 +2021,9 @@ static void voice_request(struct room *r, struct stanza *st,
 		reply_error(st, STANZA_ERR_NOT_ACCEPTABLE, NULL);
 		return;
 	}
-	struct str allow = dataform_value(&f, "muc#request_allow");
-	if (allow.p != NULL) {
-		bool yes;
+	if (kind == 1) {
 		if (o->role != ROLE_MODERATOR) {
 			reply_error(st, STANZA_ERR_FORBIDDEN, NULL);
-			return;
-		}
-		struct str nick = dataform_value(&f, "muc#roomnick");
-		if (dataform_bool(allow, &yes) < 0 || nick.p == NULL) {
-			reply_error(st, STANZA_ERR_BAD_REQUEST, NULL);
 			return;
 		}
 		struct occupant *v = hmap_get(&r->by_nick, nick);
@@ -2004,10 +2036,6 @@ static void voice_request(struct room *r, struct stanza *st,
 		if (yes && v->role == ROLE_VISITOR)
 			apply_role(r, v, ROLE_PARTICIPANT, o, NULL);
 		stanza_free(&st);
-		return;
-	}
-	if (!str_eq_c(dataform_value(&f, "muc#role"), "participant")) {
-		reply_error(st, STANZA_ERR_BAD_REQUEST, NULL);
 		return;
 	}
 	if (o->role != ROLE_VISITOR) { /* it has voice already */
@@ -2080,17 +2108,11 @@ static void register_iq(struct room *r, struct stanza *st,
 	struct xml_elem *fx = dataform_find(q);
 	struct dataform f;
 	struct str nick;
-	const char *why;
 	if (fx == NULL || dataform_parse(a, fx, &f) < 0 ||
-	    f.type != DATAFORM_SUBMIT ||
-	    !str_eq_c(f.form_type, NS_MUC_REGISTER) ||
-	    dataform_value(&f, "muc#register_roomnick").len == 0 ||
-	    jid_resourceprep(a, dataform_value(&f, "muc#register_roomnick"),
-			     &nick, &why) < 0) {
+	    muc_register_form(a, &f, &nick) < 0) {
 		reply_error(st, STANZA_ERR_BAD_REQUEST, NULL);
 		return;
 	}
-	nick = arena_strdup(a, nick);
 	const char *owner = muc_nick_owner(r, nick);
 	struct occupant *holder = hmap_get(&r->by_nick, nick);
 	if ((owner != NULL && strcmp(owner, bare) != 0) ||

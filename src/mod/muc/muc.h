@@ -115,6 +115,7 @@ int muc_room_from_record(struct room *r, const void *p, size_t len);
 void muc_store_save(struct room *r, bool del);
 
 /* mod_muc.c */
+struct arena;
 struct dataform;
 struct xml_elem;
 /* Applies a submitted muc#roomconfig form to cfg; -1 for a value the
@@ -136,5 +137,16 @@ const char *muc_nick_of(const struct room *r, struct str bare);
 const char *muc_nick_owner(const struct room *r, struct str nick);
 /* Registers nick for bare (NULL: removes its registration). */
 void muc_nick_set(struct room *r, const char *bare, const char *nick);
+/* Frees every registration of r. */
+void muc_nicks_clear(struct room *r);
+/* A submitted muc#register form (§7.10): 0 and the nick asked for,
+ * resourceprep'd, in a; -1 for a form the room refuses (bad-request). */
+int muc_register_form(struct arena *a, const struct dataform *f,
+		      struct str *nick_r);
+/* A submitted muc#request form (§7.13, §8.6): 0 for a visitor's
+ * request for voice, 1 for a moderator's answer (*allow_r, *nick_r the
+ * visitor's nick), -1 for anything else (bad-request). */
+int muc_request_form(const struct dataform *f, bool *allow_r,
+		     struct str *nick_r);
 
 #endif
