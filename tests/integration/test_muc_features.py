@@ -496,7 +496,7 @@ async def test_nick_registration(server_factory):
         await clients.disconnect(bob, carol)
 
 
-# ---- the error tables of §8-§10 and §18.1.3 ----
+# ---- the error tables of §8-§10 and §17.4 ----
 
 @pytest.mark.parametrize('shards', [1, 2])
 async def test_admin_errors(server_factory, shards):
@@ -513,7 +513,7 @@ async def test_admin_errors(server_factory, shards):
             {'jid': 'carol@localhost', 'affiliation': 'admin'}]))
         await enter(bob, 'court', 'Bob')
         await enter(carol, 'court', 'Carol')
-        # §18.1.3: a role and an affiliation in one item.
+        # §17.4: a role and an affiliation in one item.
         e = await admin_set(alice, 'court', [{
             'nick': 'Bob', 'role': 'none', 'jid': 'bob@localhost',
             'affiliation': 'member'}])

@@ -151,7 +151,7 @@ void muc_aff_set(struct room *r, const char *bare, enum muc_aff a)
 	else
 		hmap_put(&r->affs, str_c(bare), (void *)(uintptr_t)a);
 	/* §7.10: a registration is a membership with a nick; outcasts
-	 * have no reserved nick (§18.1.3, affiliation lists). */
+	 * have no reserved nick (§17.4, affiliation lists). */
 	if (a < AFF_MEMBER)
 		muc_nick_set(r, bare, NULL);
 }
@@ -1694,7 +1694,7 @@ static void list_aff(struct str key, void *value, void *ud)
 					    STR_LIT("item"));
 	xml_attr_set(w->a, it, "affiliation", str_c(aff_names[w->want]));
 	xml_attr_set(w->a, it, "jid", key);
-	/* §18.1.3: the nick, when one is registered. */
+	/* §17.4: the nick, when one is registered. */
 	const char *nick = muc_nick_of(w->r, key);
 	if (nick != NULL)
 		xml_attr_set(w->a, it, "nick",
@@ -1769,7 +1769,7 @@ static enum stanza_err admin_check(struct room *r, struct stanza *st,
 	struct str as = xml_attr_get(it, "affiliation");
 	enum muc_role ro;
 	enum muc_aff af;
-	/* §18.1.3 (business rules, IQ): an item changes a role or an
+	/* §17.4 (business rules, IQ): an item changes a role or an
 	 * affiliation, never both. */
 	if (rs.p != NULL && as.p != NULL)
 		return STANZA_ERR_BAD_REQUEST;
@@ -2144,7 +2144,7 @@ static void roomuser_item(struct room *r, struct stanza *st)
 	iq_result(st, q);
 }
 
-/* ---- iqs to occupants (§18.1.3 business rules) ---- */
+/* ---- iqs to occupants (§17.4 business rules) ---- */
 
 /* Gives st new addresses, both in the tree and parsed. */
 static int readdress(struct stanza *st, struct str from, struct str to)

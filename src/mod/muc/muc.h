@@ -65,7 +65,7 @@ struct occupant {
 	struct shared_bytes *pres[2];
 };
 
-/* An iq forwarded to an occupant (§18.1.3 of XEP-0045's business
+/* An iq forwarded to an occupant (§17.4 of XEP-0045's business
  * rules), waiting for its answer: the room's id -> the sender's. */
 struct iq_fwd {
 	char id[33];      /* the id the room gave it; "" for a free slot */
