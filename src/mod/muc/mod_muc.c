@@ -175,6 +175,14 @@ void muc_nick_set(struct room *r, const char *bare, const char *nick)
 	}
 	if (nick == NULL)
 		return;
+	/* One owner per nick (callers refuse a taken one; a record read
+	 * back could still name it twice). */
+	const char *prev = hmap_get(&r->nick_owner, str_c(nick));
+	if (prev != NULL) {
+		char *pb = xstrdup(prev);
+		muc_nick_set(r, pb, NULL);
+		free(pb);
+	}
 	hmap_put(&r->nick_of, str_c(bare), xstrdup(nick));
 	hmap_put(&r->nick_owner, str_c(nick), xstrdup(bare));
 }
