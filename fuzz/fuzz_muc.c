@@ -1,15 +1,19 @@
 /*
  * fuzz_muc.c - libFuzzer target for what group chat reads from clients
- * beyond the XML parser: the room configuration form (muc_config_apply)
- * and a join's <history/> request (muc_history_first), and, as a
- * round trip, the stored record of a room.
+ * beyond the XML parser: the room configuration form (muc_config_apply),
+ * a join's <history/> request (muc_history_first), the nick
+ * registration form (muc_register_form) and the voice request form
+ * (muc_request_form), and, as a round trip, the stored record of a room
+ * with its registered nicks.
  *
  * The input is one element, parsed as a stanza's payload would be. The
  * checks: nothing crashes or leaks; an accepted configuration has
  * maxusers within 1..muc.max_occupants and a password when it is
  * password protected; the history chosen is a suffix of what is kept,
- * honours maxstanzas, and grows when the limits are removed; a room's
- * record read back gives the same record.
+ * honours maxstanzas, and grows when the limits are removed; a
+ * registered nick is non-empty, stable under resourceprep and reserved
+ * for its member only, also once the record is read back; a voice
+ * answer names a nick; a room's record read back gives the same record.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +26,7 @@
 #include "mod/muc/muc.h"
 #include "xml/dataform.h"
 #include "xml/parser.h"
+#include "xmpp/jid.h"
 #include "xmpp/ns.h"
 
 static struct config conf = {
@@ -71,6 +76,56 @@ static void check_config(struct arena *a, const struct xml_elem *x)
 	muc_cfg_free(&r.cfg);
 }
 
+static void check_register(struct arena *a, const struct xml_elem *x)
+{
+	struct dataform f;
+	struct str nick, again;
+	const char *why;
+	bool allow;
+	if (x == NULL || dataform_parse(a, x, &f) < 0)
+		return;
+	int kind = muc_request_form(&f, &allow, &nick);
+	if (kind == 1 && nick.len == 0)
+		broken("a voice answer without a nick accepted");
+	if (muc_register_form(a, &f, &nick) < 0)
+		return;
+	if (nick.len == 0 || strlen(nick.p) != nick.len)
+		broken("an empty or embedded-NUL nick registered");
+	if (jid_resourceprep(a, nick, &again, &why) < 0 ||
+	    !str_eq(nick, again))
+		broken("a registered nick changes under resourceprep");
+	struct room r = { .node = "room", .jid = "room@c.h",
+			  .domain = "c.h" };
+	r.cfg.max_users = 100;
+	muc_aff_set(&r, "a@h", AFF_OWNER);
+	muc_aff_set(&r, "b@h", AFF_MEMBER);
+	muc_nick_set(&r, "b@h", nick.p);
+	size_t n1, n2;
+	char *rec1 = muc_room_record(&r, &n1);
+	struct room back = { .node = "room", .jid = "room@c.h",
+			     .domain = "c.h" };
+	if (muc_room_from_record(&back, rec1, n1) < 0)
+		broken("a record with a nick does not read back");
+	const char *owner = muc_nick_owner(&back, nick);
+	if (owner == NULL || strcmp(owner, "b@h") != 0 ||
+	    muc_nick_of(&back, STR_LIT("a@h")) != NULL)
+		broken("a registered nick lost or moved in the record");
+	char *rec2 = muc_room_record(&back, &n2);
+	if (n1 != n2 || memcmp(rec1, rec2, n1) != 0)
+		broken("a record with a nick changes when read back");
+	/* A member who stops being one loses the nick. */
+	muc_aff_set(&back, "b@h", AFF_NONE);
+	if (muc_nick_owner(&back, nick) != NULL)
+		broken("a nick outlived its membership");
+	free(rec1);
+	free(rec2);
+	muc_cfg_free(&back.cfg);
+	muc_nicks_clear(&back);
+	hmap_clear(&back.affs);
+	muc_nicks_clear(&r);
+	hmap_clear(&r.affs);
+}
+
 static void check_history(const struct xml_elem *h)
 {
 	enum { KEPT = 8 };
@@ -108,6 +163,8 @@ FUZZ_TARGET(muc)
 		return;
 	check_config(a, dataform_find(e));
 	check_config(a, e);
+	check_register(a, dataform_find(e));
+	check_register(a, e);
 	struct xml_elem *h = xml_child(e, NULL, "history");
 	check_history(h ? h : e);
 }

@@ -202,12 +202,21 @@ void stanza_set_error(struct arena *a, struct xml_elem *x,
 
 void route_bounce(struct stanza *st, enum stanza_err err, const char *text)
 {
-	if (str_eq_c(st->type, "error") || st->kind == STANZA_PRESENCE ||
+	route_bounce_ex(st, err, &(const struct bounce_opts){ .text = text });
+}
+
+void route_bounce_ex(struct stanza *st, enum stanza_err err,
+		     const struct bounce_opts *o)
+{
+	if (str_eq_c(st->type, "error") ||
+	    (st->kind == STANZA_PRESENCE && !o->presence) ||
 	    (st->kind == STANZA_IQ && str_eq_c(st->type, "result"))) {
 		/* RFC 6120 §8.3.1: never answer an error with an error;
 		 * §8.2.3: nor an iq result with anything (its sender waits
 		 * for nothing, and an error would look like a reply to a
-		 * request it never sent). */
+		 * request it never sent). Presence is answered only when
+		 * the caller's protocol says so (XEP-0045 §7.2: a refused
+		 * join is a presence error). */
 		stanza_free(&st);
 		return;
 	}
@@ -222,7 +231,10 @@ void route_bounce(struct stanza *st, enum stanza_err err, const char *text)
 	set_jid_attr(st, "from", &st->from);
 	set_jid_attr(st, "to", &st->to);
 	st->type = STR_LIT("error");
-	stanza_set_error(st->a, st->x, err, text);
+	stanza_set_error(st->a, st->x, err, o->text);
+	if (o->type != NULL)
+		xml_attr_set(st->a, xml_child(st->x, NS_CLIENT, "error"),
+			     "type", str_c(o->type));
 	route(st);
 }
 

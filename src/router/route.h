@@ -85,6 +85,19 @@ void route_set_remote(route_remote_fn *fn);
  * dropped instead. */
 void route_bounce(struct stanza *st, enum stanza_err err, const char *text);
 
+/* What a caller may ask of a bounce beyond route_bounce's. */
+struct bounce_opts {
+	const char *text;
+	const char *type; /* the <error/> type instead of the condition's
+			     default (RFC 6120 §8.3.2), or NULL */
+	bool presence;    /* answer a presence too: presence errors are
+			     dropped by default (RFC 6121 §3, §4), sent
+			     only where a protocol defines them (a refused
+			     XEP-0045 room join) */
+};
+void route_bounce_ex(struct stanza *st, enum stanza_err err,
+		     const struct bounce_opts *o);
+
 /* Delivers st (consumed) to a bound resource, on whichever shard it is. */
 struct sess_ref;
 void route_deliver(const struct sess_ref *ref, struct stanza *st);

@@ -797,18 +797,23 @@ async def test_slixmpp_plugin(server):
         await clients.disconnect(alice, bob)
 
 
-async def test_owner_bans_self_in_empty_room(server):
+async def test_owner_removes_self_from_empty_room(server):
     """An admin action that removes the last occupant of a temporary room
-    ends the room, and the reply still comes."""
+    ends the room, and the reply still comes. (Banning oneself is not
+    such an action: §9.1 refuses it with <conflict/>.)"""
     alice = await muc_client(server, 'alice/a')
     try:
-        await create(alice, 'solo', 'Alice')
+        await create(alice, 'solo', 'Alice',
+                     {'muc#roomconfig_membersonly': '1'})
         ok(await admin_set(alice, 'solo', [{'jid': 'bob@localhost',
                                             'affiliation': 'owner'}]))
+        e = await admin_set(alice, 'solo', [{'jid': 'alice@localhost',
+                                             'affiliation': 'outcast'}])
+        assert err_cond(e) == ('cancel', 'conflict')
         ok(await admin_set(alice, 'solo', [{'jid': 'alice@localhost',
-                                            'affiliation': 'outcast'}]))
+                                            'affiliation': 'none'}]))
         p = await next_muc(alice, is_pres(None, 'unavailable'))
-        assert {301, 110} <= codes(p)
+        assert {321, 110} <= codes(p)
         e = await iq(alice, 'get', f"<query xmlns='{NS_INFO}'/>",
                      to=f'solo@{SERVICE}')
         assert error_of(e)[1] == 'item-not-found'

@@ -150,6 +150,86 @@ void muc_aff_set(struct room *r, const char *bare, enum muc_aff a)
 		hmap_del(&r->affs, str_c(bare));
 	else
 		hmap_put(&r->affs, str_c(bare), (void *)(uintptr_t)a);
+	/* §7.10: a registration is a membership with a nick; outcasts
+	 * have no reserved nick (§17.4, affiliation lists). */
+	if (a < AFF_MEMBER)
+		muc_nick_set(r, bare, NULL);
+}
+
+const char *muc_nick_of(const struct room *r, struct str bare)
+{
+	return hmap_get(&r->nick_of, bare);
+}
+
+const char *muc_nick_owner(const struct room *r, struct str nick)
+{
+	return hmap_get(&r->nick_owner, nick);
+}
+
+void muc_nick_set(struct room *r, const char *bare, const char *nick)
+{
+	char *old = hmap_del(&r->nick_of, str_c(bare));
+	if (old != NULL) {
+		free(hmap_del(&r->nick_owner, str_c(old)));
+		free(old);
+	}
+	if (nick == NULL)
+		return;
+	/* One owner per nick (callers refuse a taken one; a record read
+	 * back could still name it twice). */
+	const char *prev = hmap_get(&r->nick_owner, str_c(nick));
+	if (prev != NULL) {
+		char *pb = xstrdup(prev);
+		muc_nick_set(r, pb, NULL);
+		free(pb);
+	}
+	hmap_put(&r->nick_of, str_c(bare), xstrdup(nick));
+	hmap_put(&r->nick_owner, str_c(nick), xstrdup(bare));
+}
+
+static void free_value(struct str key, void *value, void *ud)
+{
+	(void)key;
+	(void)ud;
+	free(value);
+}
+
+void muc_nicks_clear(struct room *r)
+{
+	hmap_foreach(&r->nick_of, free_value, NULL);
+	hmap_clear(&r->nick_of);
+	hmap_foreach(&r->nick_owner, free_value, NULL);
+	hmap_clear(&r->nick_owner);
+}
+
+int muc_register_form(struct arena *a, const struct dataform *f,
+		      struct str *nick_r)
+{
+	const char *why;
+	struct str v = dataform_value(f, "muc#register_roomnick");
+	if (f->type != DATAFORM_SUBMIT ||
+	    !str_eq_c(f->form_type, NS_MUC_REGISTER) || v.len == 0 ||
+	    jid_resourceprep(a, v, nick_r, &why) < 0)
+		return -1;
+	*nick_r = arena_strdup(a, *nick_r);
+	return nick_r->p != NULL ? 0 : -1;
+}
+
+int muc_request_form(const struct dataform *f, bool *allow_r,
+		     struct str *nick_r)
+{
+	if (f->type != DATAFORM_SUBMIT ||
+	    !str_eq_c(f->form_type, NS_MUC_REQUEST))
+		return -1;
+	struct str allow = dataform_value(f, "muc#request_allow");
+	if (allow.p == NULL)
+		return str_eq_c(dataform_value(f, "muc#role"), "participant")
+			       ? 0
+			       : -1;
+	*nick_r = dataform_value(f, "muc#roomnick");
+	if (dataform_bool(allow, allow_r) < 0 || nick_r->len == 0)
+		return -1;
+	return 1;
 }
 
 /* XEP-0045 §5.1.2: the role an affiliation starts with. */
@@ -189,13 +269,29 @@ static void hist_clear(struct room *r)
 	r->hist_head = 0;
 }
 
+static void sess_free(struct occ_sess *s)
+{
+	free(s->jid);
+	free(s->to_attr);
+	free(s->payload);
+}
+
+static void fwd_free(struct iq_fwd *f)
+{
+	free(f->target);
+	free(f->target_nick);
+	free(f->from);
+	free(f->orig_id);
+	memset(f, 0, sizeof(*f));
+}
+
 static void occupant_free(struct occupant *o)
 {
 	free(o->nick);
-	free(o->jid);
 	free(o->bare);
-	free(o->to_attr);
-	free(o->payload);
+	for (size_t i = 0; i < o->ns; i++)
+		sess_free(&o->s[i]);
+	free(o->s);
 	shared_unref(&o->pres[0]);
 	shared_unref(&o->pres[1]);
 	free(o);
@@ -211,6 +307,10 @@ static void room_free(struct room *r)
 	hmap_clear(&r->by_nick);
 	hmap_clear(&r->by_jid);
 	hmap_clear(&r->affs);
+	muc_nicks_clear(r);
+	for (size_t i = 0; r->fwd != NULL && i < MUC_IQ_FWD_MAX; i++)
+		fwd_free(&r->fwd[i]);
+	free(r->fwd);
 	free(r->cfg.name);
 	free(r->cfg.desc);
 	free(r->cfg.password);
@@ -259,9 +359,9 @@ static struct xml_elem *new_elem(struct arena *a, const char *kind,
 	return x;
 }
 
-/* Routes bytes serialized from one stanza to an occupant that is not a
- * session of ours (server-to-server): parsed back, addressed, routed. */
-static void route_bytes(const struct occupant *o,
+/* Routes bytes serialized from one stanza to a session that is not
+ * ours (server-to-server): parsed back, addressed, routed. */
+static void route_bytes(const struct occ_sess *o,
 			const struct shared_bytes *b)
 {
 	struct arena *a = arena_new(0);
@@ -284,16 +384,31 @@ static void route_bytes(const struct occupant *o,
 	route(st);
 }
 
-/* One stanza to one occupant. */
-static void send_bytes(const struct occupant *o, struct shared_bytes *b)
+/* One stanza to one session. */
+static void sess_send(const struct occ_sess *s, struct shared_bytes *b)
 {
-	if (!o->local) {
-		route_bytes(o, b);
+	if (!s->local) {
+		route_bytes(s, b);
 		return;
 	}
 	struct fanout f;
 	fanout_init(&f, b);
-	fanout_add(&f, o->shard, o->conn_id, o->to_attr);
+	fanout_add(&f, s->shard, s->conn_id, s->to_attr);
+	fanout_send(&f);
+}
+
+/* One stanza to every session of one occupant. */
+static void send_bytes(const struct occupant *o, struct shared_bytes *b)
+{
+	struct fanout f;
+	fanout_init(&f, b);
+	for (size_t i = 0; i < o->ns; i++) {
+		const struct occ_sess *s = &o->s[i];
+		if (s->local)
+			fanout_add(&f, s->shard, s->conn_id, s->to_attr);
+		else
+			route_bytes(s, b);
+	}
 	fanout_send(&f);
 }
 
@@ -321,10 +436,14 @@ static void broadcast(const struct room *r, struct shared_bytes *b0,
 			continue;
 		int v = b1 != NULL && (r->cfg.whois_anyone ||
 				       o->role == ROLE_MODERATOR);
-		if (o->local)
-			fanout_add(&f[v], o->shard, o->conn_id, o->to_attr);
-		else
-			route_bytes(o, v ? b1 : b0);
+		for (size_t k = 0; k < o->ns; k++) {
+			const struct occ_sess *s = &o->s[k];
+			if (s->local)
+				fanout_add(&f[v], s->shard, s->conn_id,
+					   s->to_attr);
+			else
+				route_bytes(s, v ? b1 : b0);
+		}
 	}
 	fanout_send(&f[0]);
 	if (b1 != NULL)
@@ -388,8 +507,9 @@ static struct xml_elem *occ_presence(struct arena *a, const struct room *r,
 {
 	struct xml_elem *x = NULL;
 	bool unavailable = e != NULL && e->type != NULL;
-	if (!unavailable && o->payload != NULL)
-		x = xml_parse_elem(a, str_c(o->payload), STR_LIT(NS_CLIENT));
+	if (!unavailable && o->s[0].payload != NULL)
+		x = xml_parse_elem(a, str_c(o->s[0].payload),
+				   STR_LIT(NS_CLIENT));
 	if (x == NULL)
 		x = xml_elem_new(a, STR_LIT(NS_CLIENT), STR_LIT("presence"));
 	struct jid from = room_jid(r, o->nick);
@@ -416,7 +536,7 @@ static struct xml_elem *occ_presence(struct arena *a, const struct room *r,
 	xml_attr_set(a, it, "role",
 		     str_c(role_names[unavailable ? ROLE_NONE : o->role]));
 	if (with_jid || self)
-		xml_attr_set(a, it, "jid", str_c(o->jid));
+		xml_attr_set(a, it, "jid", str_c(o->s[0].jid));
 	if (e != NULL && e->new_nick != NULL)
 		xml_attr_set(a, it, "nick", str_c(e->new_nick));
 	if (e != NULL && e->actor != NULL) {
@@ -458,10 +578,11 @@ static void occ_rebuild(const struct room *r, struct occupant *o)
 	arena_destroy(&a);
 }
 
-/* o's presence change to every other occupant, then to o itself. */
+/* o's presence change to every other occupant, then to o itself (each
+ * of its sessions but except, which may be NULL). */
 static void announce(const struct room *r, const struct occupant *o,
 		     const struct pres_extra *e, const int *self_codes,
-		     size_t nself)
+		     size_t nself, const struct occ_sess *except)
 {
 	struct arena *a = arena_new(0);
 	struct shared_bytes *b0, *b1;
@@ -478,36 +599,28 @@ static void announce(const struct room *r, const struct occupant *o,
 		broadcast(r, b0, b1, o);
 	shared_unref(&b0);
 	shared_unref(&b1);
-	send_elem(o, occ_presence(a, r, o, true, e, true, self_codes, nself));
+	struct shared_bytes *b = shared_from_elem(
+		occ_presence(a, r, o, true, e, true, self_codes, nself));
+	for (size_t i = 0; b != NULL && i < o->ns; i++)
+		if (&o->s[i] != except)
+			sess_send(&o->s[i], b);
+	shared_unref(&b);
 	arena_destroy(&a);
 }
 
 /* ---- errors ---- */
 
-/* Answers st (consumed) with an error from the room: unlike
- * route_bounce, presence errors are sent too (XEP-0045 §7.2). The error
- * stanza carries the original's children (§7.2.6 shows the <x/>). */
+/* Answers st (consumed) with an error from the room, presence too (a
+ * refused join is a presence error, XEP-0045 §7.2); type: the error
+ * type the XEP's examples give where it is not the condition's default
+ * (NULL: the default). The error carries the original's children
+ * (§7.2.6 shows the <x/>). */
 static void reply_error(struct stanza *st, enum stanza_err err,
 			const char *type)
 {
-	if (str_eq_c(st->type, "error") ||
-	    (st->kind == STANZA_IQ && str_eq_c(st->type, "result"))) {
-		stanza_free(&st);
-		return;
-	}
-	struct jid from = st->from;
-	st->from = st->to;
-	st->to = from;
-	xml_attr_set(st->a, st->x, "from",
-		     jid_to_str(st->a, &st->from, false));
-	xml_attr_set(st->a, st->x, "to", jid_to_str(st->a, &st->to, false));
-	st->type = STR_LIT("error");
-	stanza_set_error(st->a, st->x, err, NULL);
-	if (type != NULL) {
-		struct xml_elem *e = xml_child(st->x, NS_CLIENT, "error");
-		xml_attr_set(st->a, e, "type", str_c(type));
-	}
-	route(st);
+	route_bounce_ex(st, err,
+			&(const struct bounce_opts){ .type = type,
+						     .presence = true });
 }
 
 static void iq_result(struct stanza *st, struct xml_elem *payload)
@@ -618,7 +731,7 @@ size_t muc_history_first(const struct room *r, const struct xml_elem *h,
 
 /* Sends them, oldest first: into out (a joiner of ours, one write), or
  * routed one by one. */
-static void send_history(const struct room *r, const struct occupant *o,
+static void send_history(const struct room *r, const struct occ_sess *o,
 			 const struct xml_elem *h, struct buf *out)
 {
 	size_t first = muc_history_first(r, h, (int64_t)time(NULL));
@@ -656,13 +769,15 @@ static void occ_add(struct room *r, struct occupant *o)
 	o->idx = r->nocc;
 	r->occ[r->nocc++] = o;
 	hmap_put(&r->by_nick, str_c(o->nick), o);
-	hmap_put(&r->by_jid, str_c(o->jid), o);
+	for (size_t i = 0; i < o->ns; i++)
+		hmap_put(&r->by_jid, str_c(o->s[i].jid), o);
 }
 
 static void occ_remove(struct room *r, struct occupant *o)
 {
 	hmap_del(&r->by_nick, str_c(o->nick));
-	hmap_del(&r->by_jid, str_c(o->jid));
+	for (size_t i = 0; i < o->ns; i++)
+		hmap_del(&r->by_jid, str_c(o->s[i].jid));
 	struct occupant *last = r->occ[--r->nocc];
 	r->occ[o->idx] = last;
 	last->idx = o->idx;
@@ -677,7 +792,7 @@ static void room_maybe_gone(struct room *r)
 		room_destroy(r);
 }
 
-static void occ_locate(struct occupant *o, const struct jid *real)
+static void occ_locate(struct occ_sess *o, const struct jid *real)
 {
 	struct sess_ref ref;
 	o->local = false;
@@ -689,6 +804,123 @@ static void occ_locate(struct occupant *o, const struct jid *real)
 		o->local = true;
 		o->shard = ref.shard;
 		o->conn_id = ref.conn_id;
+	}
+	arena_destroy(&a);
+}
+
+/* The session of o with real full JID jid. */
+static struct occ_sess *sess_of(struct occupant *o, struct str jid)
+{
+	for (size_t i = 0; i < o->ns; i++)
+		if (str_eq_c(jid, o->s[i].jid))
+			return &o->s[i];
+	return NULL;
+}
+
+/* Makes s (a session of o) the one whose presence the room shows. */
+static struct occ_sess *sess_to_front(struct occupant *o, struct occ_sess *s)
+{
+	if (s != &o->s[0]) {
+		struct occ_sess t = o->s[0];
+		o->s[0] = *s;
+		*s = t;
+	}
+	return &o->s[0];
+}
+
+/* Adds a session to o (in front) from a presence; o is in the room. */
+static struct occ_sess *sess_add(struct room *r, struct occupant *o,
+				 struct stanza *st)
+{
+	o->s = xrealloc(o->s, (o->ns + 1) * sizeof(*o->s));
+	struct occ_sess *s = &o->s[o->ns++];
+	memset(s, 0, sizeof(*s));
+	s->jid = xstrdup(jid_to_str(st->a, &st->from, false).p);
+	s->to_attr = shared_to_attr(str_c(s->jid));
+	s->payload = presence_payload(st);
+	occ_locate(s, &st->from);
+	if (r != NULL)
+		hmap_put(&r->by_jid, str_c(s->jid), o);
+	return sess_to_front(o, s);
+}
+
+/* Drops session s of o (which keeps at least one other). */
+static void sess_remove(struct room *r, struct occupant *o,
+			struct occ_sess *s)
+{
+	hmap_del(&r->by_jid, str_c(s->jid));
+	sess_free(s);
+	*s = o->s[--o->ns];
+}
+
+/* Whether st (a join or nick change to st->to.resource by bare) may
+ * take that nick: free, or held by another session of the same
+ * account, and not registered by someone else (§7.12). */
+static bool nick_free_for(const struct room *r, struct stanza *st,
+			  const char *bare, struct occupant **holder_r)
+{
+	struct occupant *h = hmap_get(&r->by_nick, st->to.resource);
+	*holder_r = h;
+	if (h != NULL && strcmp(h->bare, bare) != 0)
+		return false;
+	const char *owner = muc_nick_owner(r, st->to.resource);
+	return owner == NULL || strcmp(owner, bare) == 0;
+}
+
+/* Sends the joining session s of o what a join gets (§7.2.3): the
+ * others' presence first, then its own, then history, then the subject.
+ * A session of ours gets all of it as one write. */
+static void join_send(const struct room *r, const struct occupant *o,
+		      const struct occ_sess *s, const struct xml_elem *mx,
+		      bool created)
+{
+	struct buf out = { 0 };
+	struct buf *bp = s->local ? &out : NULL;
+	bool see_jids = r->cfg.whois_anyone || o->role == ROLE_MODERATOR;
+	for (size_t i = 0; i < r->nocc; i++) {
+		const struct occupant *p = r->occ[i];
+		if (p == o)
+			continue;
+		struct shared_bytes *b = p->pres[see_jids];
+		if (bp != NULL) {
+			buf_append(bp, b->data, b->at);
+			buf_append_c(bp, s->to_attr);
+			buf_append(bp, b->data + b->at, b->len - b->at);
+		} else {
+			route_bytes(s, b);
+		}
+	}
+	struct arena *a = arena_new(0);
+	int codes[2];
+	size_t n = 0;
+	if (created)
+		codes[n++] = 201;
+	struct xml_elem *self = occ_presence(a, r, o, true, NULL, true, codes,
+					     n);
+	struct xml_elem *subj = subject_message(a, r);
+	const struct xml_elem *h = mx ? xml_child(mx, NS_MUC, "history")
+				      : NULL;
+	if (bp != NULL) {
+		xml_attr_set(a, self, "to", str_c(s->jid));
+		xml_serialize(bp, self, STR_LIT(NS_CLIENT));
+		send_history(r, s, h, bp);
+		xml_attr_set(a, subj, "to", str_c(s->jid));
+		xml_serialize(bp, subj, STR_LIT(NS_CLIENT));
+		struct shared_bytes *all = shared_new(out.data, out.len,
+						      SHARED_NO_SPLICE);
+		sess_send(s, all);
+		shared_unref(&all);
+		buf_reset(&out);
+	} else {
+		struct shared_bytes *b = shared_from_elem(self);
+		if (b != NULL)
+			sess_send(s, b);
+		shared_unref(&b);
+		send_history(r, s, h, NULL);
+		b = shared_from_elem(subj);
+		if (b != NULL)
+			sess_send(s, b);
+		shared_unref(&b);
 	}
 	arena_destroy(&a);
 }
@@ -707,11 +939,15 @@ static void join(struct room *r, struct stanza *st, bool created)
 		return;
 	}
 	if (r->cfg.members_only && aff < AFF_MEMBER) {
-		reply_error(st, STANZA_ERR_REGISTRATION_REQUIRED, "auth");
+		reply_error(st, STANZA_ERR_REGISTRATION_REQUIRED, NULL);
 		return;
 	}
-	struct occupant *other = hmap_get(&r->by_nick, st->to.resource);
-	if (other != NULL) {
+	/* A nick in use by another account, or registered by one, is
+	 * refused (§7.2.9, §7.12); another session of the same account
+	 * joins the occupant it already is (several sessions, one nick:
+	 * docs/internals/muc.md). */
+	struct occupant *same;
+	if (!nick_free_for(r, st, bare, &same)) {
 		reply_error(st, STANZA_ERR_CONFLICT, NULL);
 		return;
 	}
@@ -721,78 +957,38 @@ static void join(struct room *r, struct stanza *st, bool created)
 					 : NULL;
 		if (pw == NULL ||
 		    !str_eq_c(xml_text(st->a, pw), r->cfg.password)) {
-			reply_error(st, STANZA_ERR_NOT_AUTHORIZED, "auth");
+			reply_error(st, STANZA_ERR_NOT_AUTHORIZED, NULL);
 			return;
 		}
 	}
-	if (r->nocc >= r->cfg.max_users && aff < AFF_ADMIN) {
+	if (same == NULL && r->nocc >= r->cfg.max_users && aff < AFF_ADMIN) {
 		reply_error(st, STANZA_ERR_SERVICE_UNAVAILABLE, "wait");
+		return;
+	}
+	if (same != NULL) {
+		/* One more session of an occupant: it shows this session's
+		 * presence now; every session sees itself (110). */
+		struct occ_sess *s = sess_add(r, same, st);
+		occ_rebuild(r, same);
+		announce(r, same, NULL, NULL, 0, s);
+		join_send(r, same, s, mx, false);
+		stanza_free(&st);
 		return;
 	}
 	struct occupant *o = xcalloc(1, sizeof(*o));
 	o->nick = xstrdup(arena_strdup(st->a, st->to.resource).p);
-	o->jid = xstrdup(jid_to_str(st->a, &st->from, false).p);
 	o->bare = xstrdup(bare);
-	o->to_attr = shared_to_attr(str_c(o->jid));
-	o->payload = presence_payload(st);
 	o->role = default_role(r, aff);
 	make_occupant_id(r, bare, o->occupant_id);
-	occ_locate(o, &st->from);
+	struct occ_sess *s = sess_add(NULL, o, st);
 	occ_rebuild(r, o);
 	occ_add(r, o);
-
-	/* §7.2.3: the others' presence first, then the joiner's to the
-	 * others and itself, then history, then the subject. A session of
-	 * ours gets all of it as one write. */
-	struct buf out = { 0 };
-	struct buf *bp = o->local ? &out : NULL;
-	bool see_jids = r->cfg.whois_anyone || o->role == ROLE_MODERATOR;
-	for (size_t i = 0; i < r->nocc; i++) {
-		const struct occupant *p = r->occ[i];
-		if (p == o)
-			continue;
-		struct shared_bytes *b = p->pres[see_jids];
-		if (bp != NULL) {
-			buf_append(bp, b->data, b->at);
-			buf_append_c(bp, o->to_attr);
-			buf_append(bp, b->data + b->at, b->len - b->at);
-		} else {
-			route_bytes(o, b);
-		}
-	}
+	join_send(r, o, s, mx, created);
 	struct shared_bytes *b0 = shared_ref(o->pres[0]);
 	struct shared_bytes *b1 = shared_ref(o->pres[1]);
 	broadcast(r, b0, b1, o);
 	shared_unref(&b0);
 	shared_unref(&b1);
-	struct arena *a = arena_new(0);
-	int codes[2];
-	size_t n = 0;
-	if (created)
-		codes[n++] = 201;
-	struct xml_elem *self = occ_presence(a, r, o, true, NULL, true, codes,
-					     n);
-	struct xml_elem *subj = subject_message(a, r);
-	if (bp != NULL) {
-		xml_attr_set(a, self, "to", str_c(o->jid));
-		xml_serialize(bp, self, STR_LIT(NS_CLIENT));
-		send_history(r, o, mx ? xml_child(mx, NS_MUC, "history") : NULL,
-			     bp);
-		xml_attr_set(a, subj, "to", str_c(o->jid));
-		xml_serialize(bp, subj, STR_LIT(NS_CLIENT));
-		struct shared_bytes *all = shared_new(out.data, out.len,
-						      SHARED_NO_SPLICE);
-		send_bytes(o, all);
-		shared_unref(&all);
-		buf_reset(&out);
-	} else {
-		send_elem(o, self);
-		send_history(r, o,
-			     mx ? xml_child(mx, NS_MUC, "history") : NULL,
-			     NULL);
-		send_elem(o, subj);
-	}
-	arena_destroy(&a);
 	stanza_free(&st);
 }
 
@@ -823,8 +1019,7 @@ static void create_and_join(struct stanza *st, size_t host_idx)
 /* ---- leaving, nick change, presence update ---- */
 
 static void leave(struct room *r, struct occupant *o, const int *codes,
-		  size_t ncodes, const char *actor, const char *reason,
-		  struct stanza *st)
+		  size_t ncodes, const char *actor, const char *reason)
 {
 	struct pres_extra e = {
 		.type = "unavailable",
@@ -833,19 +1028,52 @@ static void leave(struct room *r, struct occupant *o, const int *codes,
 		.actor = actor,
 		.reason = reason,
 	};
-	(void)st;
-	announce(r, o, &e, NULL, 0);
+	announce(r, o, &e, NULL, 0, NULL);
 	occ_remove(r, o);
 	/* The caller ends the room if that was the last occupant
 	 * (room_maybe_gone), once it is done with it. */
 }
 
+/* Session jid of o leaves: the occupant leaves with its last session;
+ * before that the session alone gets its unavailable self-presence and
+ * the others see the presence of the session that stays. */
+static void sess_leave(struct room *r, struct occupant *o, struct str jid,
+		       const int *codes, size_t ncodes)
+{
+	struct occ_sess *s = sess_of(o, jid);
+	if (s == NULL || o->ns == 1) {
+		leave(r, o, codes, ncodes, NULL, NULL);
+		return;
+	}
+	struct pres_extra e = {
+		.type = "unavailable",
+		.codes = codes,
+		.ncodes = ncodes,
+	};
+	struct arena *a = arena_new(0);
+	struct shared_bytes *b = shared_from_elem(
+		occ_presence(a, r, o, true, &e, true, NULL, 0));
+	if (b != NULL)
+		sess_send(s, b);
+	shared_unref(&b);
+	arena_destroy(&a);
+	sess_remove(r, o, s);
+	occ_rebuild(r, o);
+	announce(r, o, NULL, NULL, 0, NULL);
+}
+
 static void change_nick(struct room *r, struct occupant *o,
 			struct stanza *st)
 {
-	struct occupant *other = hmap_get(&r->by_nick, st->to.resource);
-	if (other != NULL) {
+	struct occupant *holder;
+	if (!nick_free_for(r, st, o->bare, &holder) || holder != NULL) {
 		reply_error(st, STANZA_ERR_CONFLICT, NULL);
+		return;
+	}
+	if (o->ns > 1) {
+		/* The nick is the occupant's, shared by its sessions: one
+		 * of them cannot take it elsewhere alone. */
+		reply_error(st, STANZA_ERR_NOT_ACCEPTABLE, "cancel");
 		return;
 	}
 	char *new_nick = xstrdup(arena_strdup(st->a, st->to.resource).p);
@@ -858,15 +1086,15 @@ static void change_nick(struct room *r, struct occupant *o,
 		.ncodes = 1,
 		.new_nick = new_nick,
 	};
-	announce(r, o, &e, NULL, 0);
+	announce(r, o, &e, NULL, 0, NULL);
 	hmap_del(&r->by_nick, str_c(o->nick));
 	free(o->nick);
 	o->nick = new_nick;
 	hmap_put(&r->by_nick, str_c(o->nick), o);
-	free(o->payload);
-	o->payload = presence_payload(st);
+	free(o->s[0].payload);
+	o->s[0].payload = presence_payload(st);
 	occ_rebuild(r, o);
-	announce(r, o, NULL, NULL, 0);
+	announce(r, o, NULL, NULL, 0, NULL);
 	stanza_free(&st);
 }
 
@@ -874,11 +1102,12 @@ static void handle_presence(struct room *r, struct stanza *st,
 			    size_t host_idx)
 {
 	struct occupant *o = NULL;
+	struct str from = jid_to_str(st->a, &st->from, false);
 	if (r != NULL)
-		o = hmap_get(&r->by_jid, jid_to_str(st->a, &st->from, false));
+		o = hmap_get(&r->by_jid, from);
 	if (str_eq_c(st->type, "unavailable") || str_eq_c(st->type, "error")) {
 		if (o != NULL) {
-			leave(r, o, NULL, 0, NULL, NULL, st);
+			sess_leave(r, o, from, NULL, 0);
 			room_maybe_gone(r);
 		}
 		stanza_free(&st);
@@ -891,7 +1120,7 @@ static void handle_presence(struct room *r, struct stanza *st,
 	if (st->to.resource.len == 0) {
 		/* §7.2.1: a join needs a nick. */
 		if (o == NULL)
-			reply_error(st, STANZA_ERR_JID_MALFORMED, "modify");
+			reply_error(st, STANZA_ERR_JID_MALFORMED, NULL);
 		else
 			stanza_free(&st);
 		return;
@@ -907,16 +1136,25 @@ static void handle_presence(struct room *r, struct stanza *st,
 		change_nick(r, o, st);
 		return;
 	}
-	/* §7.7: a presence update, broadcast to all. */
-	free(o->payload);
-	o->payload = presence_payload(st);
-	occ_locate(o, &st->from);
+	/* §7.7: a presence update, broadcast to all; the room shows the
+	 * presence of the session that sent the latest. */
+	struct occ_sess *s = sess_of(o, from);
+	BUG_ON(s == NULL); /* by_jid holds exactly the sessions */
+	s = sess_to_front(o, s);
+	free(s->payload);
+	s->payload = presence_payload(st);
+	occ_locate(s, &st->from);
 	occ_rebuild(r, o);
-	announce(r, o, NULL, NULL, 0);
+	announce(r, o, NULL, NULL, 0, NULL);
 	stanza_free(&st);
 }
 
 /* ---- messages ---- */
+
+static void apply_role(struct room *r, struct occupant *o, enum muc_role ro,
+		       const struct occupant *me, const char *reason);
+static void voice_request(struct room *r, struct stanza *st,
+			  struct xml_elem *fx);
 
 static void stanza_id(char out[33])
 {
@@ -1116,7 +1354,8 @@ static void invite(struct room *r, struct stanza *st, struct xml_elem *ux)
 		struct xml_elem *i = xml_add_child(m->a, x,
 						   STR_LIT(NS_MUC_USER),
 						   STR_LIT("invite"));
-		xml_attr_set(m->a, i, "from", str_c(o->jid));
+		xml_attr_set(m->a, i, "from",
+			     jid_to_str(m->a, &st->from, false));
 		struct xml_elem *reason = xml_child(inv, NS_MUC_USER, "reason");
 		if (reason != NULL)
 			xml_append_elem(i, xml_copy(m->a, reason));
@@ -1136,11 +1375,11 @@ static void handle_message(struct room *r, struct stanza *st)
 	if (str_eq_c(st->type, "error")) {
 		/* §18.1 (error handling): an occupant whose client bounces
 		 * room traffic is gone. */
-		struct occupant *o = hmap_get(
-			&r->by_jid, jid_to_str(st->a, &st->from, false));
+		struct str from = jid_to_str(st->a, &st->from, false);
+		struct occupant *o = hmap_get(&r->by_jid, from);
 		if (o != NULL) {
 			int c = 333;
-			leave(r, o, &c, 1, NULL, NULL, NULL);
+			sess_leave(r, o, from, &c, 1);
 			room_maybe_gone(r);
 		}
 		stanza_free(&st);
@@ -1155,8 +1394,13 @@ static void handle_message(struct room *r, struct stanza *st)
 		invite(r, st, ux);
 		return;
 	}
+	struct xml_elem *fx = dataform_find(st->x);
+	if (!str_eq_c(st->type, "groupchat") && fx != NULL) {
+		voice_request(r, st, fx);
+		return;
+	}
 	if (!str_eq_c(st->type, "groupchat")) {
-		reply_error(st, STANZA_ERR_BAD_REQUEST, "modify");
+		reply_error(st, STANZA_ERR_BAD_REQUEST, NULL);
 		return;
 	}
 	groupchat(r, st);
@@ -1178,6 +1422,7 @@ static void room_info(struct room *r, struct stanza *st)
 	disco_add_feature(a, q, NS_SID);
 	disco_add_feature(a, q, NS_MODERATE);
 	disco_add_feature(a, q, "urn:xmpp:ping");
+	disco_add_feature(a, q, NS_REGISTER);
 	disco_add_feature(a, q, r->cfg.persistent ? "muc_persistent"
 					    : "muc_temporary");
 	disco_add_feature(a, q, r->cfg.public_ ? "muc_public" : "muc_hidden");
@@ -1433,7 +1678,7 @@ static void owner_iq(struct room *r, struct stanza *st,
 		if (o->role != ROLE_MODERATOR && nr != o->role) {
 			o->role = nr;
 			occ_rebuild(r, o);
-			announce(r, o, NULL, NULL, 0);
+			announce(r, o, NULL, NULL, 0, NULL);
 		}
 	}
 	room_maybe_gone(r);
@@ -1442,6 +1687,7 @@ static void owner_iq(struct room *r, struct stanza *st,
 /* ---- admin: roles and affiliations (§8, §9) ---- */
 
 struct list_walk {
+	const struct room *r;
 	struct arena *a;
 	struct xml_elem *q;
 	enum muc_aff want;
@@ -1456,6 +1702,11 @@ static void list_aff(struct str key, void *value, void *ud)
 					    STR_LIT("item"));
 	xml_attr_set(w->a, it, "affiliation", str_c(aff_names[w->want]));
 	xml_attr_set(w->a, it, "jid", key);
+	/* §17.4: the nick, when one is registered. */
+	const char *nick = muc_nick_of(w->r, key);
+	if (nick != NULL)
+		xml_attr_set(w->a, it, "nick",
+			     arena_strdup(w->a, str_c(nick)));
 }
 
 static void admin_get(struct room *r, struct stanza *st,
@@ -1477,7 +1728,7 @@ static void admin_get(struct room *r, struct stanza *st,
 			reply_error(st, STANZA_ERR_FORBIDDEN, NULL);
 			return;
 		}
-		struct list_walk w = { a, q, af };
+		struct list_walk w = { r, a, q, af };
 		hmap_foreach(&r->affs, list_aff, &w);
 	} else if (rs.p != NULL && role_parse(rs.p, &ro) == 0 &&
 		   ro != ROLE_NONE) {
@@ -1493,7 +1744,7 @@ static void admin_get(struct room *r, struct stanza *st,
 				a, q, STR_LIT(NS_MUC_ADMIN), STR_LIT("item"));
 			xml_attr_set(a, it, "nick", str_c(o->nick));
 			xml_attr_set(a, it, "role", str_c(role_names[ro]));
-			xml_attr_set(a, it, "jid", str_c(o->jid));
+			xml_attr_set(a, it, "jid", str_c(o->s[0].jid));
 			xml_attr_set(a, it, "affiliation",
 				     str_c(aff_names[muc_aff_of(r, o->bare)]));
 		}
@@ -1526,6 +1777,10 @@ static enum stanza_err admin_check(struct room *r, struct stanza *st,
 	struct str as = xml_attr_get(it, "affiliation");
 	enum muc_role ro;
 	enum muc_aff af;
+	/* §17.4 (business rules, IQ): an item changes a role or an
+	 * affiliation, never both. */
+	if (rs.p != NULL && as.p != NULL)
+		return STANZA_ERR_BAD_REQUEST;
 	if (rs.p != NULL) {
 		if (nick.p == NULL || role_parse(rs.p, &ro) < 0)
 			return STANZA_ERR_BAD_REQUEST;
@@ -1535,14 +1790,21 @@ static enum stanza_err admin_check(struct room *r, struct stanza *st,
 		if (o == NULL)
 			return STANZA_ERR_ITEM_NOT_FOUND;
 		enum muc_aff their = muc_aff_of(r, o->bare);
-		/* §8.2, §8.4: a moderator cannot kick or silence an admin
-		 * or owner, nor anyone of a higher affiliation. */
-		if (ro != ROLE_MODERATOR &&
-		    (their >= AFF_ADMIN || their > my))
+		/* §8.2: nobody is kicked by a moderator of a lower
+		 * affiliation. */
+		if (ro == ROLE_NONE && their > my)
 			return STANZA_ERR_NOT_ALLOWED;
-		/* §9.6: granting or revoking moderator is an admin's. */
+		/* §8.4: voice is never taken from an admin or owner, nor
+		 * from anyone at or above the moderator's affiliation. */
+		if (ro == ROLE_VISITOR && (their >= AFF_ADMIN || their >= my))
+			return STANZA_ERR_NOT_ALLOWED;
+		/* §9.6, §9.7: granting or revoking moderator is an admin's,
+		 * and an admin or owner stays a moderator. */
 		if ((ro == ROLE_MODERATOR || o->role == ROLE_MODERATOR) &&
 		    my < AFF_ADMIN)
+			return STANZA_ERR_NOT_ALLOWED;
+		if (ro == ROLE_PARTICIPANT && o->role == ROLE_MODERATOR &&
+		    their >= AFF_ADMIN)
 			return STANZA_ERR_NOT_ALLOWED;
 		return STANZA_ERR_NONE;
 	}
@@ -1556,6 +1818,10 @@ static enum stanza_err admin_check(struct room *r, struct stanza *st,
 	enum muc_aff their = muc_aff_of(r, bare);
 	if (my < AFF_ADMIN)
 		return STANZA_ERR_FORBIDDEN;
+	/* §9.1: an admin or owner does not ban itself. */
+	if (af == AFF_OUTCAST &&
+	    str_eq_c(jid_to_str(st->a, &st->from, true), bare))
+		return STANZA_ERR_CONFLICT;
 	/* §9: admins change none/outcast/member below admin; owners
 	 * everything (§10.3-10.7). */
 	if (my == AFF_ADMIN && (af >= AFF_ADMIN || their >= AFF_ADMIN))
@@ -1574,12 +1840,12 @@ static void apply_role(struct room *r, struct occupant *o, enum muc_role ro,
 {
 	if (ro == ROLE_NONE) {
 		int c = 307; /* §8.2: kicked */
-		leave(r, o, &c, 1, me ? me->nick : NULL, reason, NULL);
+		leave(r, o, &c, 1, me ? me->nick : NULL, reason);
 		return;
 	}
 	o->role = ro;
 	occ_rebuild(r, o);
-	announce(r, o, NULL, NULL, 0);
+	announce(r, o, NULL, NULL, 0, NULL);
 }
 
 static void apply_aff(struct room *r, const char *bare, enum muc_aff af,
@@ -1595,19 +1861,17 @@ static void apply_aff(struct room *r, const char *bare, enum muc_aff af,
 			continue;
 		if (af == AFF_OUTCAST) {
 			int c = 301; /* §9.1: banned */
-			leave(r, o, &c, 1, me ? me->nick : NULL, reason,
-			      NULL);
+			leave(r, o, &c, 1, me ? me->nick : NULL, reason);
 			continue;
 		}
 		if (af < AFF_MEMBER && r->cfg.members_only) {
 			int c = 321; /* §9.4: no longer a member */
-			leave(r, o, &c, 1, me ? me->nick : NULL, reason,
-			      NULL);
+			leave(r, o, &c, 1, me ? me->nick : NULL, reason);
 			continue;
 		}
 		o->role = default_role(r, af);
 		occ_rebuild(r, o);
-		announce(r, o, NULL, NULL, 0);
+		announce(r, o, NULL, NULL, 0, NULL);
 	}
 }
 
@@ -1714,11 +1978,268 @@ static void moderate(struct room *r, struct stanza *st, struct xml_elem *q)
 	iq_result(st, NULL);
 }
 
+/* ---- voice requests (§7.13, §8.6) ---- */
+
+/* The approval form a moderator gets for visitor v's request. */
+static struct xml_elem *voice_form(struct arena *a, const struct room *r,
+				   const struct occupant *v)
+{
+	struct xml_elem *m = new_elem(a, "message", r, NULL, NULL);
+	char mid[33];
+	stanza_id(mid);
+	xml_attr_set(a, m, "id", arena_strdup(a, str_c(mid)));
+	struct xml_elem *f = dataform_new(a, "form", NS_MUC_REQUEST);
+	xml_add_text(a, xml_add_child(a, f, STR_LIT(NS_DATA),
+				      STR_LIT("title")),
+		     STR_LIT("Voice request"));
+	struct str val = STR_LIT("participant");
+	dataform_add_field(a, f, "muc#role", "list-single", "Requested role",
+			   &val, 1);
+	val = str_c(v->s[0].jid);
+	dataform_add_field(a, f, "muc#jid", "jid-single", "User ID", &val, 1);
+	val = str_c(v->nick);
+	dataform_add_field(a, f, "muc#roomnick", "text-single",
+			   "Room Nickname", &val, 1);
+	val = STR_LIT("false");
+	dataform_add_field(a, f, "muc#request_allow", "boolean",
+			   "Grant voice to this person?", &val, 1);
+	xml_append_elem(m, f);
+	return m;
+}
+
+/* A muc#request form from an occupant: a visitor asking for voice
+ * (passed on to every moderator), or a moderator's answer to such a
+ * request (muc#request_allow; true grants voice, §8.6). */
+static void voice_request(struct room *r, struct stanza *st,
+			  struct xml_elem *fx)
+{
+	struct occupant *o =
+		hmap_get(&r->by_jid, jid_to_str(st->a, &st->from, false));
+	struct dataform f;
+	bool yes = false;
+	struct str nick = STR_NULL;
+	int kind = dataform_parse(st->a, fx, &f) < 0
+			   ? -1
+			   : muc_request_form(&f, &yes, &nick);
+	if (kind < 0) {
+		reply_error(st, STANZA_ERR_BAD_REQUEST, NULL);
+		return;
+	}
+	if (o == NULL) { /* §7.4: from occupants only */
+		reply_error(st, STANZA_ERR_NOT_ACCEPTABLE, NULL);
+		return;
+	}
+	if (kind == 1) {
+		if (o->role != ROLE_MODERATOR) {
+			reply_error(st, STANZA_ERR_FORBIDDEN, NULL);
+			return;
+		}
+		struct occupant *v = hmap_get(&r->by_nick, nick);
+		if (v == NULL) {
+			reply_error(st, STANZA_ERR_ITEM_NOT_FOUND, NULL);
+			return;
+		}
+		/* §8.3: granting voice is a moderator's; someone who
+		 * already has it keeps what it has. */
+		if (yes && v->role == ROLE_VISITOR)
+			apply_role(r, v, ROLE_PARTICIPANT, o, NULL);
+		stanza_free(&st);
+		return;
+	}
+	if (o->role != ROLE_VISITOR) { /* it has voice already */
+		stanza_free(&st);
+		return;
+	}
+	struct arena *a = arena_new(0);
+	struct xml_elem *m = voice_form(a, r, o);
+	for (size_t i = 0; i < r->nocc; i++)
+		if (r->occ[i]->role == ROLE_MODERATOR)
+			send_elem(r->occ[i], m);
+	arena_destroy(&a);
+	stanza_free(&st);
+}
+
+/* ---- nick registration (§7.10, §7.12) ---- */
+
+static struct xml_elem *register_form(struct arena *a)
+{
+	struct xml_elem *f = dataform_new(a, "form", NS_MUC_REGISTER);
+	struct xml_elem *fd = dataform_add_field(
+		a, f, "muc#register_roomnick", "text-single",
+		"Desired Nickname", NULL, 0);
+	xml_add_child(a, fd, STR_LIT(NS_DATA), STR_LIT("required"));
+	return f;
+}
+
+/* jabber:iq:register to the room: a registration reserves a nick and
+ * makes a member (§7.10); <remove/> gives both up. */
+static void register_iq(struct room *r, struct stanza *st,
+			struct xml_elem *q)
+{
+	struct arena *a = st->a;
+	const char *bare = jid_to_str(a, &st->from, true).p;
+	enum muc_aff my = muc_aff_of(r, bare);
+	if (my == AFF_OUTCAST) {
+		reply_error(st, STANZA_ERR_NOT_ALLOWED, NULL);
+		return;
+	}
+	const char *mine = muc_nick_of(r, str_c(bare));
+	if (str_eq_c(st->type, "get")) {
+		struct xml_elem *res = xml_elem_new(a, STR_LIT(NS_REGISTER),
+						    STR_LIT("query"));
+		if (mine != NULL) {
+			xml_add_child(a, res, STR_LIT(NS_REGISTER),
+				      STR_LIT("registered"));
+			xml_add_text(a, xml_add_child(a, res,
+						      STR_LIT(NS_REGISTER),
+						      STR_LIT("username")),
+				     arena_strdup(a, str_c(mine)));
+		} else {
+			xml_append_elem(res, register_form(a));
+		}
+		iq_result(st, res);
+		return;
+	}
+	if (xml_child(q, NS_REGISTER, "remove") != NULL) {
+		if (mine == NULL) {
+			reply_error(st, STANZA_ERR_ITEM_NOT_FOUND, NULL);
+			return;
+		}
+		muc_nick_set(r, bare, NULL);
+		if (my == AFF_MEMBER)
+			apply_aff(r, bare, AFF_NONE, NULL, NULL);
+		room_changed(r);
+		iq_result(st, NULL);
+		room_maybe_gone(r);
+		return;
+	}
+	struct xml_elem *fx = dataform_find(q);
+	struct dataform f;
+	struct str nick;
+	if (fx == NULL || dataform_parse(a, fx, &f) < 0 ||
+	    muc_register_form(a, &f, &nick) < 0) {
+		reply_error(st, STANZA_ERR_BAD_REQUEST, NULL);
+		return;
+	}
+	const char *owner = muc_nick_owner(r, nick);
+	struct occupant *holder = hmap_get(&r->by_nick, nick);
+	if ((owner != NULL && strcmp(owner, bare) != 0) ||
+	    (holder != NULL && strcmp(holder->bare, bare) != 0)) {
+		reply_error(st, STANZA_ERR_CONFLICT, NULL);
+		return;
+	}
+	/* The membership first: an affiliation below member has no nick.
+	 * Present sessions of the account see the change (§7.10). */
+	if (my < AFF_MEMBER)
+		apply_aff(r, bare, AFF_MEMBER, NULL, NULL);
+	muc_nick_set(r, bare, nick.p);
+	room_changed(r);
+	iq_result(st, NULL);
+}
+
+/* §7.12: the nick bare registered, as the name of an identity (none:
+ * an empty result). */
+static void roomuser_item(struct room *r, struct stanza *st)
+{
+	struct arena *a = st->a;
+	struct xml_elem *q = xml_elem_new(a, STR_LIT(NS_DISCO_INFO),
+					  STR_LIT("query"));
+	xml_attr_set(a, q, "node", STR_LIT("x-roomuser-item"));
+	const char *nick = muc_nick_of(r, jid_to_str(a, &st->from, true));
+	if (nick != NULL)
+		disco_add_identity(a, q, "conference", "text",
+				   arena_strdup(a, str_c(nick)).p);
+	iq_result(st, q);
+}
+
+/* ---- iqs to occupants (§17.4 business rules) ---- */
+
+/* Gives st new addresses, both in the tree and parsed. */
+static int readdress(struct stanza *st, struct str from, struct str to)
+{
+	struct jid f, t;
+	const char *why;
+	from = arena_strdup(st->a, from);
+	to = arena_strdup(st->a, to);
+	if (jid_parse(st->a, from, &f, &why) < 0 ||
+	    jid_parse(st->a, to, &t, &why) < 0)
+		return -1;
+	st->from = f;
+	st->to = t;
+	xml_attr_set(st->a, st->x, "from", from);
+	xml_attr_set(st->a, st->x, "to", to);
+	return 0;
+}
+
+/* An iq request from occupant o to occupant t goes to t's real JID
+ * from o's occupant JID, under an id of the room's: neither learns the
+ * other's real JID. vCards are the account's, kept by its server: those
+ * requests go to the bare JID. The oldest of MUC_IQ_FWD_MAX unanswered
+ * requests is forgotten (its answer is then dropped). */
+static void forward_iq(struct room *r, const struct occupant *o,
+		       const struct occupant *t, struct stanza *st,
+		       const struct xml_elem *q)
+{
+	if (r->fwd == NULL)
+		r->fwd = xcalloc(MUC_IQ_FWD_MAX, sizeof(*r->fwd));
+	struct iq_fwd *f = &r->fwd[r->fwd_next];
+	r->fwd_next = (r->fwd_next + 1) % MUC_IQ_FWD_MAX;
+	fwd_free(f);
+	bool vcard = str_eq_c(q->ns, NS_VCARD_TEMP);
+	struct str id = xml_attr_get(st->x, "id");
+	stanza_id(f->id);
+	f->target = xstrdup(vcard ? t->bare : t->s[0].jid);
+	f->target_nick = xstrdup(t->nick);
+	f->from = xstrdup(jid_to_str(st->a, &st->from, false).p);
+	f->orig_id = id.p != NULL ? xstrdup(arena_strdup(st->a, id).p) : NULL;
+	struct jid fj = room_jid(r, o->nick);
+	if (readdress(st, jid_to_str(st->a, &fj, false), str_c(f->target)) <
+	    0) {
+		fwd_free(f);
+		stanza_free(&st);
+		return;
+	}
+	xml_attr_set(st->a, st->x, "id", arena_strdup(st->a, str_c(f->id)));
+	route(st);
+}
+
+/* An answer to a forwarded iq goes back to the one who asked, from the
+ * occupant JID it asked; anything else is dropped. */
+static void forward_reply(struct room *r, struct stanza *st)
+{
+	struct str id = xml_attr_get(st->x, "id");
+	struct str from = jid_to_str(st->a, &st->from, false);
+	for (size_t i = 0; r->fwd != NULL && id.p != NULL &&
+			   i < MUC_IQ_FWD_MAX;
+	     i++) {
+		struct iq_fwd *f = &r->fwd[i];
+		if (f->id[0] == '\0' || !str_eq_c(id, f->id) ||
+		    !str_eq_c(from, f->target))
+			continue;
+		struct jid fj = room_jid(r, f->target_nick);
+		if (readdress(st, jid_to_str(st->a, &fj, false),
+			      str_c(f->from)) < 0) {
+			fwd_free(f);
+			break;
+		}
+		xml_attr_set(st->a, st->x, "id",
+			     f->orig_id ? arena_strdup(st->a, str_c(f->orig_id))
+					: STR_NULL);
+		fwd_free(f);
+		route(st);
+		return;
+	}
+	stanza_free(&st);
+}
+
 static void handle_iq(struct room *r, struct stanza *st)
 {
 	bool request = str_eq_c(st->type, "get") || str_eq_c(st->type, "set");
 	if (!request) {
-		stanza_free(&st); /* no iq is forwarded through rooms yet */
+		if (st->to.resource.len > 0)
+			forward_reply(r, st);
+		else
+			stanza_free(&st);
 		return;
 	}
 	struct xml_elem *q = xml_first_child_elem(st->x);
@@ -1736,17 +2257,22 @@ static void handle_iq(struct room *r, struct stanza *st)
 			reply_error(st, STANZA_ERR_ITEM_NOT_FOUND, NULL);
 			return;
 		}
+		/* XEP-0410: the room answers a self-ping itself. */
 		if (t == o && str_eq_c(q->ns, "urn:xmpp:ping"))
 			iq_result(st, NULL);
 		else
-			reply_error(st, STANZA_ERR_FEATURE_NOT_IMPLEMENTED,
-				    NULL);
+			forward_iq(r, o, t, st, q);
 		return;
 	}
 	bool get = str_eq_c(st->type, "get");
 	if (get && str_eq_c(q->ns, NS_DISCO_INFO) &&
-	    xml_attr_get(q, "node").p != NULL)
+	    str_eq_c(xml_attr_get(q, "node"), "x-roomuser-item"))
+		roomuser_item(r, st);
+	else if (get && str_eq_c(q->ns, NS_DISCO_INFO) &&
+		 xml_attr_get(q, "node").p != NULL)
 		reply_error(st, STANZA_ERR_ITEM_NOT_FOUND, NULL);
+	else if (str_eq_c(q->ns, NS_REGISTER) && str_eq_c(q->name, "query"))
+		register_iq(r, st, q);
 	else if (get && str_eq_c(q->ns, NS_DISCO_INFO))
 		room_info(r, st);
 	else if (get && str_eq_c(q->ns, NS_DISCO_ITEMS))

@@ -18,6 +18,10 @@
 #define NS_MUC_OWNER NS_MUC "#owner"
 #define NS_MUC_ROOMCONFIG NS_MUC "#roomconfig"
 #define NS_MUC_ROOMINFO NS_MUC "#roominfo"
+#define NS_MUC_REQUEST NS_MUC "#request"
+#define NS_MUC_REGISTER NS_MUC "#register"
+#define NS_REGISTER "jabber:iq:register"
+#define NS_VCARD_TEMP "vcard-temp"
 #define NS_OCCUPANT_ID "urn:xmpp:occupant-id:0"
 #define NS_SID "urn:xmpp:sid:0"
 #define NS_DELAY "urn:xmpp:delay"
@@ -35,23 +39,42 @@ struct room_cfg {
 	unsigned max_users;
 };
 
-struct occupant {
-	char *nick;       /* resourceprep'd */
+/* One session (full JID) in an occupant: several sessions of one
+ * account may share a nick (docs/internals/muc.md). */
+struct occ_sess {
 	char *jid;        /* the real full JID */
-	char *bare;       /* its bare JID */
 	char *to_attr;    /* " to='JID'", escaped, for fan-out */
-	char *payload;    /* the client's presence, serialized, without our
+	char *payload;    /* its presence, serialized, without our
 			     additions: what the room rebuilds from */
-	char occupant_id[48]; /* XEP-0421 */
-	enum muc_role role;
-	size_t idx;       /* in room->occ */
 	bool local;       /* a session of ours: fan-out by connection */
 	unsigned shard;
 	uint64_t conn_id;
+};
+
+struct occupant {
+	char *nick;       /* resourceprep'd */
+	char *bare;       /* the real bare JID of every session */
+	struct occ_sess *s; /* s[0]: the session whose presence the room
+			       shows (the latest to send one) */
+	size_t ns;
+	char occupant_id[48]; /* XEP-0421 */
+	enum muc_role role;
+	size_t idx;       /* in room->occ */
 	/* The presence every other occupant sees: [0] without the real
 	 * JID, [1] with it. Shared by every delivery of it. */
 	struct shared_bytes *pres[2];
 };
+
+/* An iq forwarded to an occupant (§17.4 of XEP-0045's business
+ * rules), waiting for its answer: the room's id -> the sender's. */
+struct iq_fwd {
+	char id[33];      /* the id the room gave it; "" for a free slot */
+	char *target;     /* the JID the room sent it to */
+	char *target_nick;
+	char *from;       /* the sender's real full JID */
+	char *orig_id;
+};
+#define MUC_IQ_FWD_MAX 64
 
 struct hist {
 	struct shared_bytes *b; /* with <delay/>, 'to' spliced */
@@ -69,6 +92,11 @@ struct room {
 	bool locked; /* created, not yet configured (XEP-0045 §10.1) */
 	struct hmap by_nick, by_jid; /* -> struct occupant */
 	struct hmap affs;            /* bare JID -> (uintptr_t)aff */
+	/* Registered nicks (§7.10), of members and above only: bare JID
+	 * -> nick and nick -> bare JID, both malloc'ed. */
+	struct hmap nick_of, nick_owner;
+	struct iq_fwd *fwd; /* MUC_IQ_FWD_MAX, a ring, made on first use */
+	size_t fwd_next;
 	struct occupant **occ;
 	size_t nocc, cap;
 	struct hist *hist;
@@ -87,6 +115,7 @@ int muc_room_from_record(struct room *r, const void *p, size_t len);
 void muc_store_save(struct room *r, bool del);
 
 /* mod_muc.c */
+struct arena;
 struct dataform;
 struct xml_elem;
 /* Applies a submitted muc#roomconfig form to cfg; -1 for a value the
@@ -101,6 +130,23 @@ size_t muc_history_first(const struct room *r, const struct xml_elem *h,
 const char *muc_aff_name(enum muc_aff a);
 int muc_aff_parse(const char *s, enum muc_aff *a_r);
 enum muc_aff muc_aff_of(const struct room *r, const char *bare);
+/* Also drops the registered nick of an affiliation below member. */
 void muc_aff_set(struct room *r, const char *bare, enum muc_aff a);
+/* The nick bare registered, or NULL; who registered nick, or NULL. */
+const char *muc_nick_of(const struct room *r, struct str bare);
+const char *muc_nick_owner(const struct room *r, struct str nick);
+/* Registers nick for bare (NULL: removes its registration). */
+void muc_nick_set(struct room *r, const char *bare, const char *nick);
+/* Frees every registration of r. */
+void muc_nicks_clear(struct room *r);
+/* A submitted muc#register form (§7.10): 0 and the nick asked for,
+ * resourceprep'd, in a; -1 for a form the room refuses (bad-request). */
+int muc_register_form(struct arena *a, const struct dataform *f,
+		      struct str *nick_r);
+/* A submitted muc#request form (§7.13, §8.6): 0 for a visitor's
+ * request for voice, 1 for a moderator's answer (*allow_r, *nick_r the
+ * visitor's nick), -1 for anything else (bad-request). */
+int muc_request_form(const struct dataform *f, bool *allow_r,
+		     struct str *nick_r);
 
 #endif

@@ -5,7 +5,7 @@
  *
  *   <room xmlns='urn:stanzad:muc' name= desc= password= max= flags=
  *         secret= subject= subject-nick=>
- *     <aff jid='BARE' a='owner|admin|member|outcast'/>...
+ *     <aff jid='BARE' a='owner|admin|member|outcast' nick=/>...
  *   </room>
  *
  * The room lives on its shard; every change of a persistent room's
@@ -59,6 +59,7 @@ static const struct {
 struct aff_walk {
 	struct arena *a;
 	struct xml_elem *root;
+	const struct room *r;
 };
 
 static void add_aff(struct str key, void *value, void *ud)
@@ -69,6 +70,9 @@ static void add_aff(struct str key, void *value, void *ud)
 	xml_attr_set(w->a, e, "jid", key);
 	xml_attr_set(w->a, e, "a",
 		     str_c(muc_aff_name((enum muc_aff)(uintptr_t)value)));
+	const char *nick = muc_nick_of(w->r, key);
+	if (nick != NULL)
+		xml_attr_set(w->a, e, "nick", str_c(nick));
 }
 
 static void set_opt(struct arena *a, struct xml_elem *x, const char *name,
@@ -101,7 +105,7 @@ char *muc_room_record(const struct room *r, size_t *len_r)
 	for (size_t i = 0; i < sizeof(r->secret); i++)
 		snprintf(hex + 2 * i, 3, "%02x", r->secret[i]);
 	xml_attr_set(a, x, "secret", str_c(hex));
-	struct aff_walk w = { a, x };
+	struct aff_walk w = { a, x, r };
 	hmap_foreach(&r->affs, add_aff, &w);
 	struct buf b = { 0 };
 	BUG_ON(xml_serialize(&b, x, STR_LIT(NS_MUC_STORE)) < 0);
@@ -151,8 +155,12 @@ int muc_room_from_record(struct room *r, const void *p, size_t len)
 		struct str jid = xml_attr_get(c, "jid");
 		struct str an = xml_attr_get(c, "a");
 		if (str_eq_c(c->name, "aff") && jid.p != NULL && an.p != NULL &&
-		    muc_aff_parse(an.p, &af) == 0)
+		    muc_aff_parse(an.p, &af) == 0) {
 			muc_aff_set(r, jid.p, af);
+			struct str nick = xml_attr_get(c, "nick");
+			if (nick.p != NULL && af >= AFF_MEMBER)
+				muc_nick_set(r, jid.p, nick.p);
+		}
 	}
 	arena_destroy(&a);
 	return 0;
