@@ -1569,6 +1569,20 @@ static enum stanza_err admin_check(struct room *r, struct stanza *st,
 	return STANZA_ERR_NONE;
 }
 
+/* The notice of a change of o's role or affiliation made by me (NULL: not
+ * an occupant) carries me's nick and the reason, as kicks and bans do
+ * (XEP-0045 §8.4 shows the reason in the notice of voice). Only the
+ * notice: the presence kept for later joiners is o's as it is now. */
+static void change_notice(const struct room *r, const struct occupant *o,
+			  const struct occupant *me, const char *reason)
+{
+	struct pres_extra e = {
+		.actor = me ? me->nick : NULL,
+		.reason = reason,
+	};
+	announce(r, o, e.actor || e.reason ? &e : NULL, NULL, 0);
+}
+
 static void apply_role(struct room *r, struct occupant *o, enum muc_role ro,
 		       const struct occupant *me, const char *reason)
 {
@@ -1579,7 +1593,7 @@ static void apply_role(struct room *r, struct occupant *o, enum muc_role ro,
 	}
 	o->role = ro;
 	occ_rebuild(r, o);
-	announce(r, o, NULL, NULL, 0);
+	change_notice(r, o, me, reason);
 }
 
 static void apply_aff(struct room *r, const char *bare, enum muc_aff af,
@@ -1607,7 +1621,7 @@ static void apply_aff(struct room *r, const char *bare, enum muc_aff af,
 		}
 		o->role = default_role(r, af);
 		occ_rebuild(r, o);
-		announce(r, o, NULL, NULL, 0);
+		change_notice(r, o, me, reason);
 	}
 }
 
