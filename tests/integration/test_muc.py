@@ -618,6 +618,39 @@ async def test_change_notices_carry_reason_and_actor(server):
         await clients.disconnect(alice, bob, carol)
 
 
+async def test_ban_own_account_with_two_occupants(server):
+    """An owner bans their own account while it has two occupants in the
+    room, from the later one: both go with 301, and the actor of the
+    second removal is the nick of the first, gone by then (it was read
+    from a freed occupant: AddressSanitizer's heap-use-after-free)."""
+    alice_a = await muc_client(server, 'alice/a')
+    alice_b = await muc_client(server, 'alice/b')
+    bob = await muc_client(server, 'bob/b')
+    try:
+        room = f'twice@{SERVICE}'
+        await create(alice_a, 'twice', 'A1')
+        await enter(bob, 'twice', 'Bob')
+        # A second owner, so the account may lose its own ownership.
+        ok(await admin_set(alice_a, 'twice', [{'jid': 'bob@localhost',
+                                               'affiliation': 'owner'}]))
+        await enter(alice_b, 'twice', 'A2')
+        ok(await admin_set(alice_b, 'twice', [{'jid': 'alice@localhost',
+                                               'affiliation': 'outcast',
+                                               'reason': 'bye'}]))
+        gone = {}
+        for _ in range(2):
+            p = await next_muc(bob, lambda x: is_pres(typ='unavailable')(x)
+                               and x.get('from') in (f'{room}/A1',
+                                                     f'{room}/A2'))
+            assert 301 in codes(p)
+            it = item(p)
+            assert it.find(q(NS_USER, 'reason')).text == 'bye'
+            gone[p.get('from')] = it.find(q(NS_USER, 'actor')).get('nick')
+        assert gone == {f'{room}/A1': 'A2', f'{room}/A2': 'A2'}
+    finally:
+        await clients.disconnect(alice_a, alice_b, bob)
+
+
 async def test_history(server):
     alice = await muc_client(server, 'alice/a')
     bob = await muc_client(server, 'bob/b')
