@@ -562,6 +562,98 @@ async def test_roles_and_affiliations(server_factory, shards):
         await clients.disconnect(alice, bob, carol)
 
 
+async def test_change_notices_carry_reason_and_actor(server):
+    """The presence that tells the occupants of a change of role or
+    affiliation carries the moderator's reason and nick (actor), as kicks
+    and bans do: XEP-0045 §8.4 shows the reason in the notice of voice,
+    and profanity shows both ("role has been changed ... by Alice,
+    reason: ..."). The presence kept for later joiners has neither."""
+    alice = await muc_client(server, 'alice/a')
+    bob = await muc_client(server, 'bob/b')
+    carol = await muc_client(server, 'carol/c')
+    try:
+        room = f'notes@{SERVICE}'
+        await create(alice, 'notes', 'Alice',
+                     {'muc#roomconfig_moderatedroom': '1'})
+        await enter(bob, 'notes', 'Bob')
+
+        def bob_as(role):
+            return lambda x: (is_pres(f'{room}/Bob')(x) and
+                              item(x).get('role') == role)
+
+        async def check(role, aff, reason):
+            for c in (bob, alice):
+                it = item(await next_muc(c, bob_as(role)))
+                assert it.get('affiliation') == aff
+                r = it.find(q(NS_USER, 'reason'))
+                assert r is not None and r.text == reason, c.boundjid
+                assert it.find(q(NS_USER, 'actor')).get('nick') == 'Alice'
+
+        ok(await admin_set(alice, 'notes', [{'nick': 'Bob',
+                                             'role': 'participant',
+                                             'reason': 'a worthy witch'}]))
+        await check('participant', 'none', 'a worthy witch')
+        ok(await admin_set(alice, 'notes', [{'jid': 'bob@localhost',
+                                             'affiliation': 'admin',
+                                             'reason': 'trusted'}]))
+        await check('moderator', 'admin', 'trusted')
+        # Without a reason, none is made up.
+        ok(await admin_set(alice, 'notes', [{'jid': 'bob@localhost',
+                                             'affiliation': 'member'}]))
+        for c in (bob, alice):
+            it = item(await next_muc(c, bob_as('participant')))
+            assert it.find(q(NS_USER, 'reason')) is None
+            assert it.find(q(NS_USER, 'actor')).get('nick') == 'Alice'
+        # A later joiner sees Bob as he is, without the last change's
+        # reason or actor.
+        _, before = await join(carol, 'notes', 'Carol')
+        bp = [x for x in before if x.get('from') == f'{room}/Bob']
+        assert len(bp) == 1
+        it = item(bp[0])
+        assert (it.get('role'), it.get('affiliation')) == ('participant',
+                                                           'member')
+        assert it.find(q(NS_USER, 'reason')) is None
+        assert it.find(q(NS_USER, 'actor')) is None
+    finally:
+        await clients.disconnect(alice, bob, carol)
+
+
+async def test_own_account_removed_with_two_occupants(server):
+    """An owner takes their own account's affiliation away in a
+    members-only room while it has two occupants, from the later one: both
+    go with 321, and the actor of the second removal is the nick of the
+    first, gone by then (it was read from a freed occupant:
+    AddressSanitizer's heap-use-after-free). (A ban of one's own account,
+    which the bug was first seen with, is refused since: XEP-0045 §9.1.)"""
+    alice_a = await muc_client(server, 'alice/a')
+    alice_b = await muc_client(server, 'alice/b')
+    bob = await muc_client(server, 'bob/b')
+    try:
+        room = f'twice@{SERVICE}'
+        await create(alice_a, 'twice', 'A1',
+                     {'muc#roomconfig_membersonly': '1'})
+        # A second owner, so the account may lose its own ownership.
+        ok(await admin_set(alice_a, 'twice', [{'jid': 'bob@localhost',
+                                               'affiliation': 'owner'}]))
+        await enter(bob, 'twice', 'Bob')
+        await enter(alice_b, 'twice', 'A2')
+        ok(await admin_set(alice_b, 'twice', [{'jid': 'alice@localhost',
+                                               'affiliation': 'none',
+                                               'reason': 'bye'}]))
+        gone = {}
+        for _ in range(2):
+            p = await next_muc(bob, lambda x: is_pres(typ='unavailable')(x)
+                               and x.get('from') in (f'{room}/A1',
+                                                     f'{room}/A2'))
+            assert 321 in codes(p)
+            it = item(p)
+            assert it.find(q(NS_USER, 'reason')).text == 'bye'
+            gone[p.get('from')] = it.find(q(NS_USER, 'actor')).get('nick')
+        assert gone == {f'{room}/A1': 'A2', f'{room}/A2': 'A2'}
+    finally:
+        await clients.disconnect(alice_a, alice_b, bob)
+
+
 async def test_history(server):
     alice = await muc_client(server, 'alice/a')
     bob = await muc_client(server, 'bob/b')

@@ -1152,7 +1152,7 @@ static void handle_presence(struct room *r, struct stanza *st,
 /* ---- messages ---- */
 
 static void apply_role(struct room *r, struct occupant *o, enum muc_role ro,
-		       const struct occupant *me, const char *reason);
+		       const char *actor, const char *reason);
 static void voice_request(struct room *r, struct stanza *st,
 			  struct xml_elem *fx);
 
@@ -1835,21 +1835,39 @@ static enum stanza_err admin_check(struct room *r, struct stanza *st,
 	return STANZA_ERR_NONE;
 }
 
+/* The notice of a change of o's role or affiliation made by the occupant
+ * actor (a nick; NULL: not an occupant) carries the actor and the reason,
+ * as kicks and bans do (XEP-0045 §8.4 shows the reason in the notice of
+ * voice). Only the notice: the presence kept for later joiners is o's as
+ * it is now. */
+static void change_notice(const struct room *r, const struct occupant *o,
+			  const char *actor, const char *reason)
+{
+	struct pres_extra e = {
+		.actor = actor,
+		.reason = reason,
+	};
+	announce(r, o, e.actor || e.reason ? &e : NULL, NULL, 0, NULL);
+}
+
+/* actor is the caller's copy of the nick, not the occupant's own: the
+ * actor may be among those that leave (an owner banning their own account
+ * from one of its two occupants), and the others' notices still name it. */
 static void apply_role(struct room *r, struct occupant *o, enum muc_role ro,
-		       const struct occupant *me, const char *reason)
+		       const char *actor, const char *reason)
 {
 	if (ro == ROLE_NONE) {
 		int c = 307; /* §8.2: kicked */
-		leave(r, o, &c, 1, me ? me->nick : NULL, reason);
+		leave(r, o, &c, 1, actor, reason);
 		return;
 	}
 	o->role = ro;
 	occ_rebuild(r, o);
-	announce(r, o, NULL, NULL, 0, NULL);
+	change_notice(r, o, actor, reason);
 }
 
 static void apply_aff(struct room *r, const char *bare, enum muc_aff af,
-		      const struct occupant *me, const char *reason)
+		      const char *actor, const char *reason)
 {
 	muc_aff_set(r, bare, af);
 	/* Everyone present with that bare JID learns the change. */
@@ -1861,17 +1879,17 @@ static void apply_aff(struct room *r, const char *bare, enum muc_aff af,
 			continue;
 		if (af == AFF_OUTCAST) {
 			int c = 301; /* §9.1: banned */
-			leave(r, o, &c, 1, me ? me->nick : NULL, reason);
+			leave(r, o, &c, 1, actor, reason);
 			continue;
 		}
 		if (af < AFF_MEMBER && r->cfg.members_only) {
 			int c = 321; /* §9.4: no longer a member */
-			leave(r, o, &c, 1, me ? me->nick : NULL, reason);
+			leave(r, o, &c, 1, actor, reason);
 			continue;
 		}
 		o->role = default_role(r, af);
 		occ_rebuild(r, o);
-		announce(r, o, NULL, NULL, 0, NULL);
+		change_notice(r, o, actor, reason);
 	}
 }
 
@@ -1911,6 +1929,7 @@ static void admin_iq(struct room *r, struct stanza *st, struct xml_elem *q)
 		struct xml_elem *re = xml_child(it, NS_MUC_ADMIN, "reason");
 		const char *reason = re ? xml_text(st->a, re).p : NULL;
 		me = me_nick ? hmap_get(&r->by_nick, str_c(me_nick)) : NULL;
+		const char *actor = me ? me_nick : NULL;
 		struct str rs = xml_attr_get(it, "role");
 		if (rs.p != NULL) {
 			enum muc_role ro = ROLE_NONE;
@@ -1918,7 +1937,7 @@ static void admin_iq(struct room *r, struct stanza *st, struct xml_elem *q)
 			struct occupant *o = hmap_get(
 				&r->by_nick, xml_attr_get(it, "nick"));
 			if (o != NULL)
-				apply_role(r, o, ro, me, reason);
+				apply_role(r, o, ro, actor, reason);
 			continue;
 		}
 		enum muc_aff af = AFF_NONE;
@@ -1926,7 +1945,7 @@ static void admin_iq(struct room *r, struct stanza *st, struct xml_elem *q)
 		struct jid j;
 		const char *why;
 		jid_parse(st->a, xml_attr_get(it, "jid"), &j, &why);
-		apply_aff(r, jid_to_str(st->a, &j, true).p, af, me, reason);
+		apply_aff(r, jid_to_str(st->a, &j, true).p, af, actor, reason);
 		aff_changed = true;
 	}
 	free(me_nick);
@@ -2042,7 +2061,7 @@ static void voice_request(struct room *r, struct stanza *st,
 		/* §8.3: granting voice is a moderator's; someone who
 		 * already has it keeps what it has. */
 		if (yes && v->role == ROLE_VISITOR)
-			apply_role(r, v, ROLE_PARTICIPANT, o, NULL);
+			apply_role(r, v, ROLE_PARTICIPANT, o->nick, NULL);
 		stanza_free(&st);
 		return;
 	}
