@@ -32,7 +32,7 @@ static struct {
 	int *status_r;
 	struct lg_pool pool;
 	char *room;          /* room@conference.DOMAIN */
-	int n, joined;       /* sessions; joins completed */
+	int n, joined;       /* sessions; joins done with (the current one) */
 	uint64_t t_join;     /* when the current join was sent */
 	uint64_t last_join_us;
 	bool got_subject;    /* the current join's subject arrived */
@@ -318,7 +318,7 @@ static void muc_report(void)
 	lg_pool_print(&muc.pool);
 	printf(" occupants=%d joined=%d rate=%g sent=%llu deliveries=%llu "
 	       "lost=%llu duplicated=%llu errors=%llu unexpected=%llu "
-	       "last_join_ms=%.2f", muc.n, muc.joined, run->o.rate,
+	       "last_join_ms=%.2f", muc.n, (int)muc.join_hist.n, run->o.rate,
 	       (unsigned long long)muc.sent,
 	       (unsigned long long)muc.received, (unsigned long long)lost,
 	       (unsigned long long)muc.dup, (unsigned long long)muc.errors,
@@ -328,7 +328,7 @@ static void muc_report(void)
 	/* The joins: from the first join to the last one's end, the
 	 * server's CPU per completed join. */
 	if (muc.join_t1) {
-		printf(" join_window_s=%.3f",
+		printf(" join_window_s=%.6f",
 		       (muc.join_t1 - muc.join_t0) / 1e9);
 		double srv = muc.join_cpu1 - muc.join_cpu0;
 		if (muc.join_cpu0 >= 0 && muc.join_cpu1 >= 0) {
@@ -348,7 +348,8 @@ static void muc_report(void)
 	lg_window_print(w, (double)muc.received_at_stop, "delivery");
 	lg_result_end(run);
 	*muc.status_r = lost || muc.dup || muc.errors || muc.unexpected ||
-			muc.joined < muc.n || !muc.received || run->fails.len;
+			muc.join_hist.n < (uint64_t)muc.n || !muc.received ||
+			run->fails.len;
 }
 
 static void muc_all_closed(struct lg_pool *pool)

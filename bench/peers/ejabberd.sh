@@ -155,8 +155,9 @@ modules:
     show_os: false
   mod_last: {}
   # Group chat (XEP-0045) on conference.DOMAIN, like stanzad's muc
-  # section: anyone may create a room; 5000 occupants at most (stanzad's
-  # max_occupants; ejabberd's default is 200, also as a room's default);
+  # section: anyone may create a room; a new room takes 1000 occupants
+  # and no room more than 5000 (stanzad's room default and its
+  # max_occupants; ejabberd's default is 200 for both);
   # presence is broadcast however full the room (max_users_presence,
   # default 1000, would stop it past that and make joins cheaper); 50
   # messages kept for joiners (stanzad's max_history; default 20); no
@@ -178,7 +179,7 @@ modules:
     user_presence_shaper: none
     history_size: 50
     default_room_options:
-      max_users: 5000
+      max_users: 1000
       public: true
       persistent: false
       mam: false
