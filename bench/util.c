@@ -341,7 +341,12 @@ void lg_window_print(const struct lg_window *w, double ops, const char *op)
 		if (ops > 0)
 			printf(" server_cpu_ms_per_%s=%.4g", op,
 			       srv * 1e3 / ops);
-		if (srv > 0)
+		/* The plural: "msgs", "logins", but "deliveries". */
+		size_t len = strlen(op);
+		if (srv > 0 && len > 1 && op[len - 1] == 'y')
+			printf(" %.*sies_per_server_cpu_s=%.1f", (int)len - 1, op,
+			       ops / srv);
+		else if (srv > 0)
 			printf(" %ss_per_server_cpu_s=%.1f", op, ops / srv);
 	}
 	printf(" gen_cpu_s=%.3f", self);

@@ -154,6 +154,35 @@ modules:
   mod_version:
     show_os: false
   mod_last: {}
+  # Group chat (XEP-0045) on conference.DOMAIN, like stanzad's muc
+  # section: anyone may create a room; a new room takes 1000 occupants
+  # and no room more than 5000 (stanzad's room default and its
+  # max_occupants; ejabberd's default is 200 for both);
+  # presence is broadcast however full the room (max_users_presence,
+  # default 1000, would stop it past that and make joins cheaper); 50
+  # messages kept for joiners (stanzad's max_history; default 20); no
+  # shapers and no minimum interval between messages or presences; no
+  # MAM.
+  mod_muc:
+    host: "conference.$domain"
+    access: all
+    access_create: all
+    access_persistent: all
+    max_users: 5000
+    max_users_admin_threshold: 5
+    max_users_presence: 100000
+    max_user_conferences: 100000
+    min_message_interval: 0
+    min_presence_interval: 0
+    room_shaper: none
+    user_message_shaper: none
+    user_presence_shaper: none
+    history_size: 50
+    default_room_options:
+      max_users: 1000
+      public: true
+      persistent: false
+      mam: false
 EOF
 }
 

@@ -92,6 +92,19 @@ VirtualHost "$domain"
 		certificate = "$dir/certs/$domain.crt";
 		key = "$dir/certs/$domain.key";
 	}
+
+-- Group chat (XEP-0045) on conference.DOMAIN, like stanzad's muc
+-- section: anyone may create a room; a room keeps 50 messages for
+-- joiners (stanzad's max_history; Prosody's default is 20); 0.12 has no
+-- occupant limit. Rooms made by a join with <x xmlns=muc> stay locked
+-- until configured (XEP-0045 10.1.1) and groupchat 1.0 joins make
+-- instant rooms, the same rule as stanzad's. No MAM, no rate limits
+-- (mod_muc_limits is not shipped).
+Component "conference.$domain" "muc"
+	restrict_room_creation = false
+	muc_room_default_public = true
+	muc_room_default_history_length = 50
+	max_history_messages = 50
 EOF
 }
 

@@ -337,6 +337,43 @@ def test_muc_fanout(server_factory, shards):
     assert run.status != 0, run
 
 
+def test_muc_cpu_windows_and_instant_room(server_factory):
+    """The first join makes a room that stays locked until configured (a
+    MUC client's join); loadgen takes the instant room, else every later
+    join would get <item-not-found/>. With --server-pid the joins and the
+    sending each have the server's CPU, and deliveries/s is the offered
+    rate times the occupants."""
+    srv = server_factory()
+    bench_users(srv, 'cpu', 5)
+    run = loadgen(srv.c2s_port, 'muc', '--users', 'cpu', '--count', 5,
+                  '--password', 'pw-%d', '--rate', 40, '--duration', 2,
+                  '--server-pid', srv.proc.pid)
+    assert_clean(run)
+    assert run.int('joined') == 5 and run.int('errors') == 0, run
+    assert 0 < run.num('join_window_s') < 10, run
+    assert run.num('join_server_cpu_s') >= 0, run
+    assert 'server_cpu_ms_per_join' in run.result, run
+    assert 0 < run.num('server_cpu_s') < 10, run
+    assert run.num('deliveries_per_server_cpu_s') > 0, run
+    assert run.num('server_cpu_ms_per_delivery') > 0, run
+    assert 150 < run.num('deliveries_per_s') < 250, run  # 40/s x 5
+
+
+def test_muc_refused_join_counted(server_factory):
+    """A room full at 3 (muc.max_occupants: rooms start at that) refuses
+    the 4th and 5th join with an error: each is counted and the next join
+    goes, so the run ends (exit 1, not the global timeout)."""
+    srv = server_factory(muc={'max_occupants': 3})
+    bench_users(srv, 'full', 5)
+    run = loadgen(srv.c2s_port, 'muc', '--users', 'full', '--count', 5,
+                  '--password', 'pw-%d', '--rate', 10, '--duration', 1,
+                  timeout=20)
+    assert run.status == 1, run
+    assert run.int('joined') == 3 and run.int('err_join') == 2, run
+    # the two outside the room neither get the messages nor may send
+    assert run.int('lost') > 0 and run.int('deliveries') > 0, run
+
+
 def test_muc_join_larger_than_output_limit(server_factory):
     """Joining a room sends the joiner every occupant's presence in one
     go: 300 occupants are more than limits.max_output (64 KiB) at once,
@@ -713,3 +750,48 @@ def test_compare_quick_stanzad_only(tmp_path):
                                      'heap: not measurable' in text), text
     assert re.search(r'^\[stanzad\] \S*loadgen msg .*--window 4', text,
                      re.M), text
+
+
+def test_compare_muc_section(tmp_path):
+    """bench/compare --scenarios muc writes its own marked section and
+    leaves the issue-5 section (and the text around) alone: targets, one
+    table per rate with stanzad's numbers, the commands; --append keeps
+    the earlier run."""
+    out = tmp_path / 'BENCH.md'
+    main = ('# Benchmarks\n\nkept header\n\n<!-- bench/compare: begin -->'
+            '\nissue 5 tables\n<!-- bench/compare: end -->\n\nkept tail\n')
+    out.write_text(main)
+    cmd = [str(COMPARE), '--quick', '--servers', 'stanzad', '--scenarios',
+           'muc', '--occupants', '6', '--muc-rates', '20,40',
+           '--duration', '1', '--stanzad', str(STANZAD_BIN), '--loadgen',
+           str(LOADGEN_BIN), '--output', str(out), '--max-time', '80']
+    for extra in ([], ['--append']):
+        proc = subprocess.run(cmd + extra, capture_output=True, text=True,
+                              timeout=RUN_TIMEOUT, env=sanitizer_env(),
+                              cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert text.startswith(main), text[:300]
+    assert text.count('<!-- bench/compare muc: begin -->') == 1, text
+    assert text.count('<!-- bench/compare muc: end -->') == 1, text
+    assert text.count('## Group chat (issue 8): run of') == 2, text
+    assert '/tmp' not in text and str(REPO_ROOT) not in text, text
+    assert 'load average at the start: ' in text, text
+    tables = md_tables(text)
+    tg = tables['Targets (issue 8)']
+    assert len(tg) >= 5 and all(len(r) == 3 for r in tg), tg
+    assert 'delivery p99 < 50 ms' in tg[2][0], tg
+    num = lambda s: float(s.replace(',', '').split()[0])  # noqa: E731
+    for rate in (20, 40):
+        rows = tables[f'6 occupants, {rate} msgs/s to the room']
+        assert all(len(r) == len(rows[0]) for r in rows), rows
+        assert cell(rows, 'occupants joined', 'stanzad') == '6', rows
+        assert cell(rows, 'loadgen exit status', 'stanzad') == '0', \
+            proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert cell(rows, 'lost', 'stanzad') == '0', rows
+        assert num(cell(rows, 'deliveries/s while sending',
+                        'stanzad')) > rate * 6 * 0.6, rows
+        assert num(cell(rows, 'delivery latency p99 (ms)', 'stanzad')) > 0
+        assert re.search(rf'^\[stanzad\] \S*loadgen muc .*--count 6 '
+                         rf'--rate {rate} .*--server-pid \d+$', text,
+                         re.M), text
