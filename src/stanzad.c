@@ -139,6 +139,8 @@ static int start(const char *path)
 	if (store_open(conf->data_dir, &server.store, &err) < 0)
 		goto out_sasl;
 	store_set_busy_timeout(server.store, conf->store.busy_timeout_ms);
+	if (modules_start(server.store, &err) < 0)
+		goto out_store;
 	if (resolve_check_config(conf, &err) < 0)
 		goto out_store;
 	if (tls_init(conf, &err) < 0)
@@ -166,6 +168,7 @@ static int start(const char *path)
 out_tls:
 	tls_fini();
 out_store:
+	modules_stop(server.store);
 	store_close(server.store);
 out_sasl:
 	sasl_fini();

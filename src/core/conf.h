@@ -82,6 +82,11 @@ struct s2s_conf {
 	unsigned max_queue;   /* stanzas held per domain while connecting */
 };
 
+/* The message archive (XEP-0313, src/mod/mod_mam.c). */
+struct mam_conf {
+	uint64_t retention_ms;   /* messages older are deleted; 0: kept */
+};
+
 struct config {
 	char *path;     /* the file this was loaded from */
 	char **hosts;   /* nhosts domains, nameprep'd, first is the default */
@@ -96,6 +101,7 @@ struct config {
 	struct store_conf store;
 	struct dns_conf dns;
 	struct s2s_conf s2s;
+	struct mam_conf mam;
 	enum log_level log_level;
 	unsigned shards;         /* 0: one per core */
 	unsigned scram_iterations; /* for new passwords; default 10000 */

@@ -55,6 +55,10 @@ static enum hook_ret info_handle(struct iq_ctx *ctx)
 		};
 		add_identity(ctx, q, &account);
 		add_feature(ctx, q, NS_DISCO_INFO);
+		for (const struct module *const *m = modules; *m; m++)
+			for (const char *const *f = (*m)->account_features;
+			     f && *f; f++)
+				add_feature(ctx, q, *f);
 		return iq_reply_result(ctx, q);
 	}
 	for (const struct module *const *m = modules; *m; m++)

@@ -77,6 +77,9 @@ struct module {
 	const char *spec; /* "XEP-0199" */
 	const struct iq_route *iq;                  /* { 0 }-terminated */
 	const char *const *features;                /* NULL-terminated */
+	/* Features of every account's bare JID (disco#info to
+	 * user@host), NULL-terminated, or NULL. */
+	const char *const *account_features;
 	/* NULL, or false when the features are not to be listed (the
 	 * feature is switched off in the config); handlers still run. */
 	bool (*advertised)(void);
@@ -85,6 +88,13 @@ struct module {
 	stream_features_fn *stream_features;        /* or NULL */
 	const struct hook *hooks;                   /* { 0 }-terminated */
 	preauth_iq_fn *preauth_iq;                  /* or NULL */
+	/* On the main thread once the store is open, before any shard
+	 * starts (loads what hooks need synchronously); -1 and *error_r
+	 * (malloc'ed) stop start-up. NULL: nothing to do. */
+	int (*start)(struct store *st, char **error_r);
+	/* On the main thread after every shard has stopped, before the
+	 * store closes. NULL: nothing to do. */
+	void (*stop)(struct store *st);
 };
 
 #define MODULE(name) extern const struct module mod_##name;
@@ -101,6 +111,12 @@ const struct store_schema *const *module_schemas(void);
 /* m's disco features (NULL when it lists none now): what disco#info
  * and the caps hash (XEP-0115) list. */
 const char *const *module_features(const struct module *m);
+
+/* Calls every module's start, in modules.def order; -1 and *error_r at
+ * the first failure. */
+int modules_start(struct store *st, char **error_r);
+/* Calls every module's stop, in reverse order. */
+void modules_stop(struct store *st);
 
 /* Calls every module's stream_features. */
 void module_stream_features(struct buf *b, enum feature_phase phase,

@@ -465,8 +465,8 @@ static void test_durations(void **state)
 	check_bound_cases(cases, sizeof(cases) / sizeof(cases[0]));
 	load_err_with("limits:\n  auth_timeout: 30\n", 4,
 		      "limits.auth_timeout: bad or missing unit '' in '30' "
-		      "(use ms, s, m or h)");
-	const char *bad[] = { "30sec", "30S", "1h30m", "30 s s", "30d",
+		      "(use ms, s, m, h or d)");
+	const char *bad[] = { "30sec", "30S", "1h30m", "30 s s", "30w",
 			      "30us" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
 		char extra[128];
