@@ -91,6 +91,7 @@ static void check_defaults(const struct config *c)
 	assert_int_equal(c->limits.max_output, 1024 * 1024);
 	assert_int_equal(c->limits.max_connections, 10000);
 	assert_int_equal(c->limits.max_offline_messages, 1000);
+	assert_int_equal(c->mam.retention_ms, 0);
 }
 
 static void test_defaults(void **state)
@@ -828,6 +829,21 @@ static void test_reference_is_docs(void **state)
 	free(ref);
 }
 
+/* mam.retention: a duration in days too; up to 100 years. */
+static void test_mam_retention(void **state)
+{
+	(void)state;
+	struct config *c = load_ok_with("mam:\n  retention: 30d\n");
+	assert_int_equal(c->mam.retention_ms, 30ull * 24 * 3600 * 1000);
+	conf_free(c);
+	c = load_ok_with("mam:\n  retention: 90m\n");
+	assert_int_equal(c->mam.retention_ms, 90ull * 60 * 1000);
+	conf_free(c);
+	load_err_with("mam:\n  retention: 36501d\n", 4, "out of range");
+	load_err_with("mam:\n  retention: 30\n", 4, "bad or missing unit");
+	load_err_with("mam:\n  keep: 30d\n", 4, "mam.keep");
+}
+
 static void test_example_file(void **state)
 {
 	(void)state;
@@ -936,6 +952,7 @@ int main(void)
 		cmocka_unit_test(test_paths),
 		cmocka_unit_test(test_reference_is_docs),
 		cmocka_unit_test(test_dns),
+		cmocka_unit_test(test_mam_retention),
 		cmocka_unit_test(test_example_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
