@@ -260,6 +260,7 @@ struct lg_opts {
 	int port;
 	int count, sessions, pairs, concurrency, window, contacts, togglers;
 	int size, server_pid;
+	int fill, queries, page;  /* mam */
 	double duration, rate, timeout, hold, grace, settle;
 	bool tls_verify;
 	uint32_t src_lo, src_hi;  /* host order; 0 = no source binding */
@@ -295,6 +296,7 @@ void lg_scenario_idle(struct lg_run *run, int *status_r);
 void lg_scenario_roster(struct lg_run *run, int *status_r);
 void lg_scenario_msg(struct lg_run *run, int *status_r);
 void lg_scenario_fanout(struct lg_run *run, int *status_r);
+void lg_scenario_mam(struct lg_run *run, int *status_r);
 
 /* ---- pool.c: a set of sessions opened with a concurrency limit ---- */
 

@@ -244,7 +244,10 @@ int mam_request_parse(struct arena *a, const struct xml_elem *query,
 			r->flip = true;
 		}
 	}
+	/* Before 1970: no archive id is that small. */
 	if (r->lo < 0)
 		r->lo = 0;
+	if (r->hi < 0)
+		r->hi = 0;
 	return 0;
 }
