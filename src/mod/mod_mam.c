@@ -362,15 +362,23 @@ static void write_batch(struct store *st, struct pending *batch)
 	struct arena *a = arena_new(0);
 	int rc = store_begin(st);
 	bool open = rc == 0;
+	const struct pending *last = NULL; /* whose uid is in uid */
+	int64_t uid = 0;
 	for (struct pending *p = batch; rc == 0 && p != NULL; p = p->next) {
 		int w = wanted(st, a, p);
-		if (w < 0)
-			rc = -1;
-		else if (w > 0 &&
-			 (rc = mam_store_append(st, p->host, p->user, p->id,
-						p->with, p->with_res, p->value,
-						p->len)) == 0)
-			kept++;
+		if (w <= 0) {
+			rc = w;
+			continue;
+		}
+		if (last == NULL || strcmp(last->host, p->host) != 0 ||
+		    strcmp(last->user, p->user) != 0) {
+			rc = mam_store_user(st, p->host, p->user, true, &uid);
+			last = p;
+		}
+		if (rc == 0)
+			rc = mam_store_append(st, uid, p->id, p->with,
+					      p->with_res, p->value, p->len);
+		kept += rc == 0;
 	}
 	if (rc == 0)
 		rc = mam_store_set_high(st, high);
@@ -511,6 +519,24 @@ static void strip_ids(struct stanza *st, const struct jid *archive)
 	}
 }
 
+/* Whether e is within the stream's default limits (depth 32, 64
+ * attributes an element), which xml_parse_elem's are above: then its
+ * serialized copy parses back for sure, and only a deeper or wider tree
+ * (a server configured with larger limits) pays for a trial parse. */
+static bool tree_small(const struct xml_elem *e, unsigned depth)
+{
+	if (depth > 32)
+		return false;
+	size_t n = 0;
+	for (const struct xml_attr *at = e->attrs; at != NULL; at = at->next)
+		if (++n > 64)
+			return false;
+	xml_foreach_child(c, e)
+		if (!tree_small(c, depth + 1))
+			return false;
+	return true;
+}
+
 /* Queues a copy of st for account's archive, with contact as `with`. */
 static void archive(const struct stanza *st, const struct jid *account,
 		    const struct jid *contact, int64_t id, bool check_account,
@@ -518,7 +544,7 @@ static void archive(const struct stanza *st, const struct jid *account,
 {
 	struct buf b = { 0 };
 	if (xml_serialize(&b, st->x, STR_LIT(NS_CLIENT)) < 0 ||
-	    !xml_elem_readable(STR(b.data, b.len))) {
+	    (!tree_small(st->x, 1) && !xml_elem_readable(STR(b.data, b.len)))) {
 		buf_reset(&b);
 		return;
 	}
@@ -667,6 +693,7 @@ struct result {
 struct query_job {
 	struct mam_request req;
 	const char *host, *user;
+	int64_t uid;
 	struct buf values;   /* the stored messages, back to back */
 	struct result *res;  /* nres results, in the order read */
 	size_t nres, cap;
@@ -702,8 +729,14 @@ static int query_work(struct store *store, struct iq_ctx *ctx)
 	struct query_job *q = ctx->ud;
 	struct mam_request *r = &q->req;
 	flush(store);
+	int rc = mam_store_user(store, q->host, q->user, false, &q->uid);
+	if (rc != 0) {
+		/* no archive yet: every named id is unknown */
+		q->missing = r->ncheck > 0 || r->nids > 0;
+		return rc < 0 ? -1 : 0;
+	}
 	for (size_t i = 0; i < r->ncheck; i++) {
-		int rc = mam_store_exists(store, q->host, q->user, r->check[i]);
+		rc = mam_store_exists(store, q->uid, r->check[i]);
 		if (rc != 0) {
 			q->missing = rc == 1;
 			return rc < 0 ? -1 : 0;
@@ -711,8 +744,7 @@ static int query_work(struct store *store, struct iq_ctx *ctx)
 	}
 	struct arena *a = ctx->st->a;
 	struct mam_store_query sq = {
-		.host = q->host,
-		.user = q->user,
+		.uid = q->uid,
 		.lo = r->lo,
 		.hi = r->hi,
 		.ids = r->ids,
@@ -730,7 +762,7 @@ static int query_work(struct store *store, struct iq_ctx *ctx)
 	}
 	if (r->count_only)
 		return mam_store_count(store, &sq, &q->count);
-	int rc = mam_store_query(store, &sq, collect, q, &q->more);
+	rc = mam_store_query(store, &sq, collect, q, &q->more);
 	if (rc == 1)
 		q->missing = true;
 	return rc < 0 ? -1 : 0;
@@ -904,9 +936,10 @@ static int metadata_work(struct store *store, struct iq_ctx *ctx)
 	struct query_job *q = ctx->ud;
 	flush(store);
 	int64_t floor = retention_floor();
-	int rc = mam_store_bounds(store, q->host, q->user,
-				  floor > 0 ? floor - 1 : 0, &q->first,
-				  &q->last);
+	int rc = mam_store_user(store, q->host, q->user, false, &q->uid);
+	if (rc == 0)
+		rc = mam_store_bounds(store, q->uid, floor > 0 ? floor - 1 : 0,
+				      &q->first, &q->last);
 	q->empty = rc == 1;
 	return rc < 0 ? -1 : 0;
 }

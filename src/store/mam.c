@@ -17,11 +17,13 @@
 
 static const char *const mam_migrations[] = {
 	/* 1 */
-	"CREATE TABLE mam (id INTEGER PRIMARY KEY, host TEXT NOT NULL, "
-	"user TEXT NOT NULL, with_jid TEXT NOT NULL, with_res TEXT NOT NULL, "
-	"value BLOB NOT NULL);"
-	"CREATE INDEX mam_user ON mam (host, user, id);"
-	"CREATE INDEX mam_with ON mam (host, user, with_jid, id);"
+	"CREATE TABLE mam_users (uid INTEGER PRIMARY KEY, "
+	"host TEXT NOT NULL, user TEXT NOT NULL, UNIQUE (host, user));"
+	"CREATE TABLE mam (id INTEGER PRIMARY KEY, uid INTEGER NOT NULL "
+	"REFERENCES mam_users (uid) ON DELETE CASCADE, "
+	"with_jid TEXT NOT NULL, with_res TEXT NOT NULL, value BLOB NOT NULL);"
+	"CREATE INDEX mam_user ON mam (uid, id);"
+	"CREATE INDEX mam_with ON mam (uid, with_jid, id);"
 	"CREATE TABLE mam_prefs (host TEXT NOT NULL, user TEXT NOT NULL, "
 	"value BLOB NOT NULL, PRIMARY KEY (host, user)) WITHOUT ROWID;"
 	"CREATE TABLE mam_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)"
@@ -32,7 +34,8 @@ static const char *const mam_migrations[] = {
 const struct store_schema mam_schema = {
 	.name = "mam",
 	.migrations = mam_migrations,
-	.user_tables = (const char *const[]){ "mam", "mam_prefs", NULL },
+	/* mam goes with mam_users (ON DELETE CASCADE) */
+	.user_tables = (const char *const[]){ "mam_users", "mam_prefs", NULL },
 };
 
 struct mam_call {
@@ -98,20 +101,58 @@ static const void *column_bytes(struct mam_call *c, int col, size_t *len)
 	return *len > 0 ? p : "";
 }
 
-int mam_store_append(struct store *st, const char *host, const char *user,
-		     int64_t id, const char *with, const char *with_res,
+int mam_store_user(struct store *st, const char *host, const char *user,
+		   bool create, int64_t *uid_r)
+{
+	struct mam_call c;
+	int ret = -1;
+	if (create) {
+		if (mam_begin(&c, st, "user",
+			      "INSERT INTO mam_users (host, user) VALUES "
+			      "(?1, ?2) ON CONFLICT DO NOTHING") == 0 &&
+		    bind_user(&c, host, user) == 0) {
+			if (sqlite3_step(c.stmt) == SQLITE_DONE)
+				ret = 0;
+			else
+				mam_fail(&c, "step");
+		}
+		mam_end(&c);
+		if (ret < 0)
+			return -1;
+		ret = -1;
+	}
+	if (mam_begin(&c, st, "user",
+		      "SELECT uid FROM mam_users WHERE host = ?1 "
+		      "AND user = ?2") == 0 &&
+	    bind_user(&c, host, user) == 0) {
+		int rc = sqlite3_step(c.stmt);
+		if (rc == SQLITE_ROW) {
+			*uid_r = sqlite3_column_int64(c.stmt, 0);
+			ret = 0;
+		} else if (rc == SQLITE_DONE) {
+			ret = 1;
+		} else {
+			mam_fail(&c, "step");
+		}
+	}
+	mam_end(&c);
+	return ret;
+}
+
+int mam_store_append(struct store *st, int64_t uid, int64_t id,
+		     const char *with, const char *with_res,
 		     const void *value, size_t len)
 {
 	struct mam_call c;
 	int ret = -1;
 	if (mam_begin(&c, st, "append",
-		      "INSERT INTO mam (id, host, user, with_jid, with_res, "
-		      "value) VALUES (?3, ?1, ?2, ?4, ?5, ?6)") == 0 &&
-	    bind_user(&c, host, user) == 0 && bind_int(&c, 3, id) == 0 &&
-	    bind_text(&c, 4, with ? with : "") == 0 &&
-	    bind_text(&c, 5, with_res ? with_res : "") == 0) {
-		int rc = len == 0 ? sqlite3_bind_zeroblob(c.stmt, 6, 0)
-				  : sqlite3_bind_blob64(c.stmt, 6, value, len,
+		      "INSERT INTO mam (id, uid, with_jid, with_res, value) "
+		      "VALUES (?2, ?1, ?3, ?4, ?5)") == 0 &&
+	    bind_int(&c, 1, uid) == 0 && bind_int(&c, 2, id) == 0 &&
+	    bind_text(&c, 3, with ? with : "") == 0 &&
+	    bind_text(&c, 4, with_res ? with_res : "") == 0) {
+		int rc = len == 0 ? sqlite3_bind_zeroblob(c.stmt, 5, 0)
+				  : sqlite3_bind_blob64(c.stmt, 5, value, len,
 							SQLITE_STATIC);
 		if (rc != SQLITE_OK)
 			mam_fail(&c, "bind");
@@ -124,15 +165,13 @@ int mam_store_append(struct store *st, const char *host, const char *user,
 	return ret;
 }
 
-int mam_store_exists(struct store *st, const char *host, const char *user,
-		     int64_t id)
+int mam_store_exists(struct store *st, int64_t uid, int64_t id)
 {
 	struct mam_call c;
 	int ret = -1;
 	if (mam_begin(&c, st, "exists",
-		      "SELECT 1 FROM mam WHERE id = ?3 AND host = ?1 "
-		      "AND user = ?2") == 0 &&
-	    bind_user(&c, host, user) == 0 && bind_int(&c, 3, id) == 0) {
+		      "SELECT 1 FROM mam WHERE id = ?2 AND uid = ?1") == 0 &&
+	    bind_int(&c, 1, uid) == 0 && bind_int(&c, 2, id) == 0) {
 		int rc = sqlite3_step(c.stmt);
 		if (rc == SQLITE_ROW)
 			ret = 0;
@@ -153,32 +192,32 @@ int mam_store_exists(struct store *st, const char *host, const char *user,
  */
 static const char *const range_sql[2][2] = {
 	[0][0] = "SELECT id, value FROM mam INDEXED BY mam_user "
-		 "WHERE host = ?1 AND user = ?2 AND id > ?3 AND id < ?4 "
+		 "WHERE uid = ?1 AND id > ?3 AND id < ?4 "
 		 "ORDER BY id ASC LIMIT ?5",
 	[0][1] = "SELECT id, value FROM mam INDEXED BY mam_user "
-		 "WHERE host = ?1 AND user = ?2 AND id > ?3 AND id < ?4 "
+		 "WHERE uid = ?1 AND id > ?3 AND id < ?4 "
 		 "ORDER BY id DESC LIMIT ?5",
 	[1][0] = "SELECT id, value FROM mam INDEXED BY mam_with "
-		 "WHERE host = ?1 AND user = ?2 AND with_jid = ?6 "
+		 "WHERE uid = ?1 AND with_jid = ?6 "
 		 "AND (?7 IS NULL OR with_res = ?7) AND id > ?3 AND id < ?4 "
 		 "ORDER BY id ASC LIMIT ?5",
 	[1][1] = "SELECT id, value FROM mam INDEXED BY mam_with "
-		 "WHERE host = ?1 AND user = ?2 AND with_jid = ?6 "
+		 "WHERE uid = ?1 AND with_jid = ?6 "
 		 "AND (?7 IS NULL OR with_res = ?7) AND id > ?3 AND id < ?4 "
 		 "ORDER BY id DESC LIMIT ?5",
 };
 
 static const char *const count_sql[2] = {
 	"SELECT count(*) FROM mam INDEXED BY mam_user "
-	"WHERE host = ?1 AND user = ?2 AND id > ?3 AND id < ?4",
+	"WHERE uid = ?1 AND id > ?3 AND id < ?4",
 	"SELECT count(*) FROM mam INDEXED BY mam_with "
-	"WHERE host = ?1 AND user = ?2 AND with_jid = ?6 "
+	"WHERE uid = ?1 AND with_jid = ?6 "
 	"AND (?7 IS NULL OR with_res = ?7) AND id > ?3 AND id < ?4",
 };
 
 static int bind_range(struct mam_call *c, const struct mam_store_query *q)
 {
-	if (bind_user(c, q->host, q->user) < 0 || bind_int(c, 3, q->lo) < 0 ||
+	if (bind_int(c, 1, q->uid) < 0 || bind_int(c, 3, q->lo) < 0 ||
 	    bind_int(c, 4, q->hi) < 0)
 		return -1;
 	if (q->with != NULL &&
@@ -230,8 +269,8 @@ static int query_one(struct store *st, const struct mam_store_query *q,
 	*taken_r = false;
 	if (mam_begin(&c, st, "query id",
 		      "SELECT id, value, with_jid, with_res FROM mam "
-		      "WHERE id = ?3 AND host = ?1 AND user = ?2") < 0 ||
-	    bind_user(&c, q->host, q->user) < 0 || bind_int(&c, 3, id) < 0)
+		      "WHERE id = ?2 AND uid = ?1") < 0 ||
+	    bind_int(&c, 1, q->uid) < 0 || bind_int(&c, 2, id) < 0)
 		goto out;
 	int rc = sqlite3_step(c.stmt);
 	if (rc == SQLITE_DONE) {
@@ -267,7 +306,7 @@ static int query_ids(struct store *st, const struct mam_store_query *q,
 {
 	*more_r = false;
 	for (size_t i = 0; i < q->nids; i++) {
-		int rc = mam_store_exists(st, q->host, q->user, q->ids[i]);
+		int rc = mam_store_exists(st, q->uid, q->ids[i]);
 		if (rc != 0)
 			return rc;
 	}
@@ -316,13 +355,13 @@ int mam_store_count(struct store *st, const struct mam_store_query *q,
 	return ret;
 }
 
-static int bound(struct store *st, const char *sql, const char *host,
-		 const char *user, int64_t lo, int64_t *id_r)
+static int bound(struct store *st, const char *sql, int64_t uid, int64_t lo,
+		 int64_t *id_r)
 {
 	struct mam_call c;
 	int ret = -1;
 	if (mam_begin(&c, st, "bounds", sql) == 0 &&
-	    bind_user(&c, host, user) == 0 && bind_int(&c, 3, lo) == 0) {
+	    bind_int(&c, 1, uid) == 0 && bind_int(&c, 3, lo) == 0) {
 		int rc = sqlite3_step(c.stmt);
 		if (rc == SQLITE_ROW) {
 			*id_r = sqlite3_column_int64(c.stmt, 0);
@@ -337,19 +376,19 @@ static int bound(struct store *st, const char *sql, const char *host,
 	return ret;
 }
 
-int mam_store_bounds(struct store *st, const char *host, const char *user,
-		     int64_t lo, int64_t *first_r, int64_t *last_r)
+int mam_store_bounds(struct store *st, int64_t uid, int64_t lo,
+		     int64_t *first_r, int64_t *last_r)
 {
 	int rc = bound(st,
-		       "SELECT id FROM mam INDEXED BY mam_user WHERE host = ?1 "
-		       "AND user = ?2 AND id > ?3 ORDER BY id ASC LIMIT 1",
-		       host, user, lo, first_r);
+		       "SELECT id FROM mam INDEXED BY mam_user WHERE uid = ?1 "
+		       "AND id > ?3 ORDER BY id ASC LIMIT 1",
+		       uid, lo, first_r);
 	if (rc != 0)
 		return rc;
 	return bound(st,
-		     "SELECT id FROM mam INDEXED BY mam_user WHERE host = ?1 "
-		     "AND user = ?2 AND id > ?3 ORDER BY id DESC LIMIT 1",
-		     host, user, lo, last_r);
+		     "SELECT id FROM mam INDEXED BY mam_user WHERE uid = ?1 "
+		     "AND id > ?3 ORDER BY id DESC LIMIT 1",
+		     uid, lo, last_r);
 }
 
 int mam_store_purge(struct store *st, int64_t before, size_t *deleted_r)

@@ -2,7 +2,9 @@
  * mam.h - the message archive of user accounts (XEP-0313): its tables and
  * their synchronous API (src/mod/mod_mam.c calls it from pool jobs).
  *
- *   mam(id INTEGER PRIMARY KEY, host, user, with_jid, with_res, value)
+ *   mam_users(uid INTEGER PRIMARY KEY, host, user): an integer key per
+ *   account that has an archive, made at its first archived message.
+ *   mam(id INTEGER PRIMARY KEY, uid, with_jid, with_res, value)
  *
  * One row per archived message per account. The id is the archive id
  * clients see (XEP-0359 stanza-id, RSM first/last) and the time the
@@ -10,8 +12,10 @@
  * out strictly increasing ids (mod_mam.c), so id order is arrival order,
  * start/end filters are id ranges, and the retention purge is a range of
  * the rowid. with_jid is the other party's bare JID, with_res its
- * resource ("" when none). Indexes: (host, user, id) for paging,
- * (host, user, with_jid, id) for the `with` filter.
+ * resource ("" when none). Indexes: (uid, id) for paging, (uid, with_jid,
+ * id) for the `with` filter; integer account keys keep their entries
+ * small. mam.uid references mam_users ON DELETE CASCADE: account removal
+ * (store_user_purge) deletes the mam_users row and with it the archive.
  *
  *   mam_prefs(host, user, value): the keyval shape (shapes.h), the
  *   account's XEP-0441 <prefs/> serialized.
@@ -34,18 +38,22 @@
 
 extern const struct store_schema mam_schema;
 
-/* Appends one message with the given id (from mam's id source, larger
- * than any before it). with_res may be "" or NULL. */
-int mam_store_append(struct store *st, const char *host, const char *user,
-		     int64_t id, const char *with, const char *with_res,
+/* The account's key: 0 and *uid_r, 1 if it has none (and create is
+ * false). With create, a missing key is made. */
+int mam_store_user(struct store *st, const char *host, const char *user,
+		   bool create, int64_t *uid_r);
+
+/* Appends one message of account uid with the given id (from mam's id
+ * source, larger than any before it). with_res may be "" or NULL. */
+int mam_store_append(struct store *st, int64_t uid, int64_t id,
+		     const char *with, const char *with_res,
 		     const void *value, size_t len);
 
-/* 0 if (host, user) has a message with this id, 1 if not. */
-int mam_store_exists(struct store *st, const char *host, const char *user,
-		     int64_t id);
+/* 0 if account uid has a message with this id, 1 if not. */
+int mam_store_exists(struct store *st, int64_t uid, int64_t id);
 
 struct mam_store_query {
-	const char *host, *user;
+	int64_t uid;
 	const char *with;     /* bare JID, or NULL: any */
 	const char *with_res; /* with a full JID: its resource, else NULL */
 	int64_t lo, hi;       /* exclusive bounds: lo < id < hi */
@@ -76,8 +84,8 @@ int mam_store_count(struct store *st, const struct mam_store_query *q,
 
 /* The oldest and newest ids of the account's archive after lo
  * (exclusive); 1 when there is none. */
-int mam_store_bounds(struct store *st, const char *host, const char *user,
-		     int64_t lo, int64_t *first_r, int64_t *last_r);
+int mam_store_bounds(struct store *st, int64_t uid, int64_t lo,
+		     int64_t *first_r, int64_t *last_r);
 
 /* Deletes every message with id < before, of every account (retention).
  * *deleted_r gets the count. */

@@ -44,8 +44,9 @@ def archived_rows(server, user):
     db = sqlite3.connect(f'file:{server.data_dir / "stanzad.db"}?mode=ro',
                          uri=True, timeout=5)
     try:
-        return db.execute('SELECT id, with_jid FROM mam WHERE user = ? '
-                          'ORDER BY id', (user,)).fetchall()
+        return db.execute('SELECT id, with_jid FROM mam JOIN mam_users '
+                          'USING (uid) WHERE user = ? ORDER BY id',
+                          (user,)).fetchall()
     finally:
         db.close()
 
@@ -582,6 +583,9 @@ async def test_account_removal(server):
     try:
         assert db.execute("SELECT count(*) FROM mam_prefs WHERE user = "
                           "'bob'").fetchone()[0] == 0
+        # nothing left behind the account key either
+        assert db.execute('SELECT count(*) FROM mam WHERE uid NOT IN '
+                          '(SELECT uid FROM mam_users)').fetchone()[0] == 0
     finally:
         db.close()
     assert len(archived_rows(server, 'alice')) == 3

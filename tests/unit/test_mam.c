@@ -366,12 +366,19 @@ static int collect(const struct mam_store_item *it, void *ud)
 	return 0;
 }
 
+static int64_t uid_of(const char *user)
+{
+	int64_t uid;
+	assert_int_equal(mam_store_user(st, "h", user, true, &uid), 0);
+	return uid;
+}
+
 static void append(const char *user, int64_t id, const char *with,
 		   const char *res)
 {
 	char v[64];
 	snprintf(v, sizeof(v), "<m n='%lld'/>", (long long)id);
-	assert_int_equal(mam_store_append(st, "h", user, id, with, res, v,
+	assert_int_equal(mam_store_append(st, uid_of(user), id, with, res, v,
 					  strlen(v)),
 			 0);
 }
@@ -384,8 +391,14 @@ static void test_store_query(void **state)
 		append("alice", id, id % 2 ? "bob@h" : "carol@h",
 		       id % 2 ? "phone" : "");
 	append("zed", 21, "bob@h", "");
-	struct mam_store_query q = { .host = "h", .user = "alice", .lo = 0,
-				     .hi = INT64_MAX, .max = 5 };
+	int64_t alice = uid_of("alice"), zed = uid_of("zed"), u;
+	assert_int_not_equal(alice, zed);
+	assert_int_equal(mam_store_user(st, "h", "alice", false, &u), 0);
+	assert_int_equal(u, alice);
+	assert_int_equal(mam_store_user(st, "h", "nobody", false, &u), 1);
+	assert_int_equal(mam_store_user(st, "other", "alice", false, &u), 1);
+	struct mam_store_query q = { .uid = alice, .lo = 0, .hi = INT64_MAX,
+				     .max = 5 };
 	struct got g = { 0 };
 	bool more;
 	assert_int_equal(mam_store_query(st, &q, collect, &g, &more), 0);
@@ -401,7 +414,7 @@ static void test_store_query(void **state)
 	assert_int_equal(g.ids[4], 16);
 	assert_true(more);
 	/* a range, exclusive */
-	q = (struct mam_store_query){ .host = "h", .user = "alice", .lo = 15,
+	q = (struct mam_store_query){ .uid = alice, .lo = 15,
 				      .hi = 19, .max = 50 };
 	g.n = 0;
 	assert_int_equal(mam_store_query(st, &q, collect, &g, &more), 0);
@@ -409,7 +422,7 @@ static void test_store_query(void **state)
 	assert_int_equal(g.ids[0], 16);
 	assert_false(more);
 	/* with, bare and full */
-	q = (struct mam_store_query){ .host = "h", .user = "alice", .lo = 0,
+	q = (struct mam_store_query){ .uid = alice, .lo = 0,
 				      .hi = INT64_MAX, .max = 50,
 				      .with = "carol@h" };
 	g.n = 0;
@@ -428,13 +441,13 @@ static void test_store_query(void **state)
 	assert_int_equal(g.n, 0);
 	/* count */
 	size_t n;
-	q = (struct mam_store_query){ .host = "h", .user = "alice", .lo = 4,
+	q = (struct mam_store_query){ .uid = alice, .lo = 4,
 				      .hi = INT64_MAX, .with = "bob@h" };
 	assert_int_equal(mam_store_count(st, &q, &n), 0);
 	assert_int_equal(n, 8);
 	/* ids: all must exist in this archive; filters still apply */
 	int64_t ids[] = { 3, 4, 9 };
-	q = (struct mam_store_query){ .host = "h", .user = "alice", .lo = 0,
+	q = (struct mam_store_query){ .uid = alice, .lo = 0,
 				      .hi = INT64_MAX, .max = 50, .ids = ids,
 				      .nids = 3, .with = "bob@h" };
 	g.n = 0;
@@ -449,24 +462,23 @@ static void test_store_query(void **state)
 	assert_int_equal(mam_store_query(st, &q, collect, &g, &more), 1);
 	assert_int_equal(g.n, 0);
 	/* exists, bounds */
-	assert_int_equal(mam_store_exists(st, "h", "alice", 7), 0);
-	assert_int_equal(mam_store_exists(st, "h", "alice", 21), 1);
+	assert_int_equal(mam_store_exists(st, alice, 7), 0);
+	assert_int_equal(mam_store_exists(st, alice, 21), 1);
 	int64_t first, last;
-	assert_int_equal(mam_store_bounds(st, "h", "alice", 0, &first, &last),
-			 0);
+	assert_int_equal(mam_store_bounds(st, alice, 0, &first, &last), 0);
 	assert_int_equal(first, 1);
 	assert_int_equal(last, 20);
-	assert_int_equal(mam_store_bounds(st, "h", "nobody", 0, &first,
+	assert_int_equal(mam_store_bounds(st, uid_of("bob"), 0, &first,
 					  &last),
 			 1);
 	/* an id is used once */
-	assert_int_equal(mam_store_append(st, "h", "bob", 7, "x", "", "v", 1),
+	assert_int_equal(mam_store_append(st, uid_of("bob"), 7, "x", "", "v",
+					  1),
 			 -1);
 	/* retention: every account */
 	assert_int_equal(mam_store_purge(st, 11, &n), 0);
 	assert_int_equal(n, 10);
-	assert_int_equal(mam_store_bounds(st, "h", "alice", 0, &first, &last),
-			 0);
+	assert_int_equal(mam_store_bounds(st, alice, 0, &first, &last), 0);
 	assert_int_equal(first, 11);
 	/* the high-water mark outlives the rows */
 	int64_t high;
@@ -478,8 +490,13 @@ static void test_store_query(void **state)
 	assert_int_equal(store_user_purge(st, "h", "alice"), 1);
 	assert_int_equal(mam_store_high(st, &high), 0);
 	assert_int_equal(high, 50);
-	assert_int_equal(mam_store_bounds(st, "h", "alice", 0, &first, &last),
-			 1);
+	/* account removal took the archive (ON DELETE CASCADE) */
+	assert_int_equal(mam_store_user(st, "h", "alice", false, &u), 1);
+	assert_int_equal(mam_store_exists(st, alice, 15), 1);
+	assert_int_equal(mam_store_bounds(st, alice, 0, &first, &last), 1);
+	q = (struct mam_store_query){ .uid = alice, .lo = 0, .hi = INT64_MAX };
+	assert_int_equal(mam_store_count(st, &q, &n), 0);
+	assert_int_equal(n, 0);
 }
 
 static int prefs_seen;
