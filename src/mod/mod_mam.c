@@ -362,24 +362,32 @@ static void write_batch(struct store *st, struct pending *batch)
 	struct arena *a = arena_new(0);
 	int rc = store_begin(st);
 	bool open = rc == 0;
-	const struct pending *last = NULL; /* whose uid is in uid */
-	int64_t uid = 0;
+	/* The batch's accounts' keys, looked up once each (a batch holds
+	 * the write lock: no account can go meanwhile). */
+	struct hmap uids = { 0 };
 	for (struct pending *p = batch; rc == 0 && p != NULL; p = p->next) {
 		int w = wanted(st, a, p);
 		if (w <= 0) {
 			rc = w;
 			continue;
 		}
-		if (last == NULL || strcmp(last->host, p->host) != 0 ||
-		    strcmp(last->user, p->user) != 0) {
+		char key[JID_TEXT_MAX];
+		int kn = snprintf(key, sizeof(key), "%s@%s", p->user, p->host);
+		BUG_ON(kn < 0 || (size_t)kn >= sizeof(key));
+		int64_t uid = (int64_t)(intptr_t)hmap_get(&uids,
+							  STR(key, (size_t)kn));
+		if (uid == 0) {
 			rc = mam_store_user(st, p->host, p->user, true, &uid);
-			last = p;
+			if (rc == 0)
+				hmap_put(&uids, STR(key, (size_t)kn),
+					 (void *)(intptr_t)uid);
 		}
 		if (rc == 0)
 			rc = mam_store_append(st, uid, p->id, p->with,
 					      p->with_res, p->value, p->len);
 		kept += rc == 0;
 	}
+	hmap_clear(&uids);
 	if (rc == 0)
 		rc = mam_store_set_high(st, high);
 	if (rc == 0)

@@ -101,26 +101,11 @@ static const void *column_bytes(struct mam_call *c, int col, size_t *len)
 	return *len > 0 ? p : "";
 }
 
-int mam_store_user(struct store *st, const char *host, const char *user,
-		   bool create, int64_t *uid_r)
+static int find_user(struct store *st, const char *host, const char *user,
+		     int64_t *uid_r)
 {
 	struct mam_call c;
 	int ret = -1;
-	if (create) {
-		if (mam_begin(&c, st, "user",
-			      "INSERT INTO mam_users (host, user) VALUES "
-			      "(?1, ?2) ON CONFLICT DO NOTHING") == 0 &&
-		    bind_user(&c, host, user) == 0) {
-			if (sqlite3_step(c.stmt) == SQLITE_DONE)
-				ret = 0;
-			else
-				mam_fail(&c, "step");
-		}
-		mam_end(&c);
-		if (ret < 0)
-			return -1;
-		ret = -1;
-	}
 	if (mam_begin(&c, st, "user",
 		      "SELECT uid FROM mam_users WHERE host = ?1 "
 		      "AND user = ?2") == 0 &&
@@ -131,6 +116,29 @@ int mam_store_user(struct store *st, const char *host, const char *user,
 			ret = 0;
 		} else if (rc == SQLITE_DONE) {
 			ret = 1;
+		} else {
+			mam_fail(&c, "step");
+		}
+	}
+	mam_end(&c);
+	return ret;
+}
+
+int mam_store_user(struct store *st, const char *host, const char *user,
+		   bool create, int64_t *uid_r)
+{
+	int rc = find_user(st, host, user, uid_r);
+	if (rc != 1 || !create)
+		return rc;
+	struct mam_call c;
+	int ret = -1;
+	if (mam_begin(&c, st, "user",
+		      "INSERT INTO mam_users (host, user) VALUES (?1, ?2)") ==
+		    0 &&
+	    bind_user(&c, host, user) == 0) {
+		if (sqlite3_step(c.stmt) == SQLITE_DONE) {
+			*uid_r = sqlite3_last_insert_rowid(c.db);
+			ret = 0;
 		} else {
 			mam_fail(&c, "step");
 		}
