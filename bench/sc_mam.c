@@ -252,8 +252,8 @@ static void mam_report(void)
 	double fill_s = mam.t_filled > mam.t_fill
 				? (mam.t_filled - mam.t_fill) / 1e9
 				: 0;
-	printf("mam: %llu messages archived in %.2f s (%.0f/s), %d contacts; "
-	       "%d rounds of %d-item pages:\n",
+	printf("mam: %llu messages delivered with archive ids in %.2f s "
+	       "(%.0f/s), %d contacts; %d rounds of %d-item pages:\n",
 	       (unsigned long long)mam.received, fill_s,
 	       fill_s > 0 ? mam.received / fill_s : 0, mam.ncontacts,
 	       run->o.queries, run->o.page);
