@@ -823,11 +823,12 @@ static void send_result(const struct iq_ctx *ctx, const struct sess_ref *to,
 
 static void query_done(struct iq_ctx *ctx, int status)
 {
-	struct query_job *q = ctx->ud;
-	if (iq_done_error(ctx, status,
-			  q->missing ? STANZA_ERR_ITEM_NOT_FOUND
-				     : STANZA_ERR_NONE)) {
-		query_job_free(q);
+	struct query_job *q = ctx->ud; /* in the request's arena */
+	enum stanza_err err = q->missing ? STANZA_ERR_ITEM_NOT_FOUND
+					 : STANZA_ERR_NONE;
+	if (status < 0 || err != STANZA_ERR_NONE) {
+		query_job_free(q); /* before the reply frees q */
+		iq_done_error(ctx, status, err);
 		return;
 	}
 	/* Chronological order, unless the client asked for the page
@@ -1025,10 +1026,11 @@ static int prefs_set_work(struct store *store, struct iq_ctx *ctx)
 
 static void prefs_set_done(struct iq_ctx *ctx, int status)
 {
-	struct prefs_job *j = ctx->ud;
+	struct prefs_job *j = ctx->ud; /* in the request's arena */
 	buf_reset(&j->value);
-	if (iq_done_error(ctx, status, STANZA_ERR_NONE)) {
-		prefs_free(j->p);
+	if (status < 0) {
+		prefs_free(j->p); /* before the reply frees j */
+		iq_done_error(ctx, status, STANZA_ERR_NONE);
 		return;
 	}
 	struct xml_elem *x = prefs_xml(ctx->st->a, j->p);
