@@ -1,19 +1,21 @@
 /*
- * fuzz_mam_query.c - libFuzzer target for mam_request_parse() (src/mod/
- * mam_query.c), which reads the XEP-0313 queries clients send, with the
+ * fuzz_mam_query.c - libFuzzer target for mam_request_parse() (src/mod/mam/
+ * request.c), which reads the XEP-0313 queries clients send, with the
  * XEP-0082 date-times of their start and end fields (src/xmpp/
  * datetime.c).
  *
- * The input is parsed as one element, the <query/> payload. An accepted
+ * The input is also read as an archive id (which must format back to the
+ * same text) and parsed as one element, the <query/> payload. An accepted
  * query must be consistent: a page size within the server's bounds, ids
  * sorted and unique, no more ids than allowed, and a date-time that
  * parses must format and parse back to the same instant.
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "fuzz.h"
-#include "mod/mam_query.h"
+#include "mod/mam/request.h"
 #include "xml/parser.h"
 #include "xmpp/datetime.h"
 #include "xmpp/ns.h"
@@ -26,8 +28,18 @@ static _Noreturn void mismatch(const char *what)
 
 FUZZ_TARGET(mam_query)
 {
+	static const unsigned char key[MAM_ID_KEY_LEN] = "fuzz-archive-key";
+	mam_id_key(key);
 	struct arena *a = fuzz_arena;
 	int64_t us;
+	/* the bytes as an archive id: a parsed id formats back to them */
+	int64_t id;
+	if (mam_id_parse(STR(data, size), &id) == 0) {
+		char s[MAM_ID_LEN];
+		mam_id_format(id, s);
+		if (size != 32 || memcmp(s, data, 32) != 0)
+			mismatch("archive id does not round-trip");
+	}
 	/* the bytes as a date-time, too */
 	if (xep82_parse_us(STR(data, size), &us) == 0) {
 		char s[XEP82_DATETIME_LEN];

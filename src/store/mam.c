@@ -26,7 +26,7 @@ static const char *const mam_migrations[] = {
 	"CREATE INDEX mam_with ON mam (uid, with_jid, id);"
 	"CREATE TABLE mam_prefs (host TEXT NOT NULL, user TEXT NOT NULL, "
 	"value BLOB NOT NULL, PRIMARY KEY (host, user)) WITHOUT ROWID;"
-	"CREATE TABLE mam_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)"
+	"CREATE TABLE mam_meta (key TEXT PRIMARY KEY, value NOT NULL)"
 	" WITHOUT ROWID",
 	NULL,
 };
@@ -451,6 +451,42 @@ int mam_store_set_high(struct store *st, int64_t high)
 			ret = 0;
 		else
 			mam_fail(&c, "step");
+	}
+	mam_end(&c);
+	return ret;
+}
+
+int mam_store_key(struct store *st, const unsigned char *fresh, size_t len,
+		  unsigned char *key_r)
+{
+	struct mam_call c;
+	int ret = -1;
+	if (mam_begin(&c, st, "key",
+		      "INSERT INTO mam_meta (key, value) VALUES ('idkey', ?1) "
+		      "ON CONFLICT (key) DO NOTHING") == 0) {
+		if (sqlite3_bind_blob(c.stmt, 1, fresh, (int)len,
+				      SQLITE_STATIC) != SQLITE_OK)
+			mam_fail(&c, "bind");
+		else if (sqlite3_step(c.stmt) != SQLITE_DONE)
+			mam_fail(&c, "step");
+		else
+			ret = 0;
+	}
+	mam_end(&c);
+	if (ret < 0)
+		return -1;
+	ret = -1;
+	if (mam_begin(&c, st, "key",
+		      "SELECT value FROM mam_meta WHERE key = 'idkey'") == 0) {
+		if (sqlite3_step(c.stmt) != SQLITE_ROW) {
+			mam_fail(&c, "step");
+		} else if (sqlite3_column_type(c.stmt, 0) != SQLITE_BLOB ||
+			   sqlite3_column_bytes(c.stmt, 0) != (int)len) {
+			log_errx("store: mam: the archive key is damaged");
+		} else {
+			memcpy(key_r, sqlite3_column_blob(c.stmt, 0), len);
+			ret = 0;
+		}
 	}
 	mam_end(&c);
 	return ret;

@@ -20,7 +20,8 @@
  *   mam_prefs(host, user, value): the keyval shape (shapes.h), the
  *   account's XEP-0441 <prefs/> serialized.
  *   mam_meta(key, value): "high" = the highest id ever handed out, so ids
- *   are never reused after a restart even if the clock went back.
+ *   are never reused after a restart even if the clock went back;
+ *   "idkey" = the key that makes ids opaque on the wire (mod/mam/request.h).
  *
  * Return values as in shapes.h: 0 done/found, 1 not found, -1 storage
  * error (logged).
@@ -95,6 +96,12 @@ int mam_store_purge(struct store *st, int64_t before, size_t *deleted_r);
 int mam_store_high(struct store *st, int64_t *high_r);
 /* Records that ids up to high were handed out. */
 int mam_store_set_high(struct store *st, int64_t high);
+
+/* The archive key (len bytes into key_r): fresh, if there was none yet,
+ * is stored and returned; else the stored one. A stored key of another
+ * length is -1. */
+int mam_store_key(struct store *st, const unsigned char *fresh, size_t len,
+		  unsigned char *key_r);
 
 /* Calls fn for every row of mam_prefs (start-up load). */
 typedef int mam_prefs_fn(const char *host, const char *user,

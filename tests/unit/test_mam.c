@@ -1,7 +1,7 @@
 /*
  * test_mam.c - the message archive's pieces that need no server: XEP-0082
  * date-times (xmpp/datetime.c), archive ids and the reading of XEP-0313
- * query forms and XEP-0059 sets (mod/mam_query.c), and the archive tables
+ * query forms and XEP-0059 sets (mod/mam/request.c), and the archive tables
  * (store/mam.c) on a fresh database.
  */
 #include <stdarg.h>
@@ -18,7 +18,7 @@
 
 #include "core/arena.h"
 #include "core/log.h"
-#include "mod/mam_query.h"
+#include "mod/mam/request.h"
 #include "store/mam.h"
 #include "store/shapes.h"
 #include "store/store.h"
@@ -75,19 +75,64 @@ static void test_datetime_format(void **state)
 	assert_string_equal(s, "1970-01-01T00:00:00.000000Z");
 }
 
+static const unsigned char test_key[MAM_ID_KEY_LEN] = "0123456789abcdef";
+
 static void test_ids(void **state)
 {
 	(void)state;
-	char s[MAM_ID_LEN];
+	mam_id_key(test_key);
+	char s[MAM_ID_LEN], t[MAM_ID_LEN];
 	mam_id_format(1795488262474006, s);
-	assert_string_equal(s, "1795488262474006");
+	/* the wire format, fixed: AES-128 of the id (big-endian) and eight
+	 * zero bytes, in hex (here as `openssl enc -aes-128-ecb -nopad`
+	 * gives it) */
+	assert_string_equal(s, "c17975073a2dcd3e6562ad531d31c284");
 	int64_t id;
 	assert_int_equal(mam_id_parse(str_c(s), &id), 0);
 	assert_int_equal(id, 1795488262474006);
-	static const char *const bad[] = { "", "0", "012", "-1", "1e5", "abc",
-					   "1234567890123456789", " 1" };
+	/* neighbours look unrelated: nothing to guess from */
+	mam_id_format(1795488262474007, t);
+	size_t same = 0;
+	for (size_t i = 0; i < 32; i++)
+		same += s[i] == t[i];
+	assert_true(same < 16);
+	/* another key reads neither */
+	static const unsigned char other[MAM_ID_KEY_LEN] = "fedcba9876543210";
+	mam_id_key(other);
+	assert_int_equal(mam_id_parse(str_c(s), &id), -1);
+	mam_id_key(test_key);
+	/* one changed digit, case, length, the plain number */
+	char u[MAM_ID_LEN];
+	memcpy(u, s, sizeof(u));
+	u[5] = u[5] == '0' ? '1' : '0';
+	assert_int_equal(mam_id_parse(str_c(u), &id), -1);
+	static const char *const bad[] = {
+		"", "0", "1795488262474006", "abc",
+		"0123456789abcdef0123456789abcde",
+		"0123456789abcdef0123456789abcdef0",
+		"0123456789ABCDEF0123456789ABCDEF",
+		"zz23456789abcdef0123456789abcdef",
+	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
 		assert_int_equal(mam_id_parse(str_c(bad[i]), &id), -1);
+	/* the extremes */
+	mam_id_format(1, s);
+	assert_int_equal(mam_id_parse(str_c(s), &id), 0);
+	assert_int_equal(id, 1);
+	mam_id_format(INT64_MAX, s);
+	assert_int_equal(mam_id_parse(str_c(s), &id), 0);
+	assert_int_equal(id, INT64_MAX);
+}
+
+/* The wire form of id under test_key, for the query tests. */
+static const char *wire(int64_t id)
+{
+	static char s[8][MAM_ID_LEN];
+	static size_t next;
+	char *out = s[next++ % 8];
+	mam_id_key(test_key);
+	mam_id_format(id, out);
+	return out;
 }
 
 /* ---- queries ---- */
@@ -137,20 +182,19 @@ static void test_query_form(void **state)
 	struct mam_request r;
 	enum stanza_err err;
 	struct arena *a;
-	assert_int_equal(
-		parse(FORM_HEAD
-		      "<field var='with'><value>Juliet@Capulet.lit/Balcony"
-		      "</value></field>"
-		      "<field var='start'><value>2010-07-10T23:08:25Z</value>"
-		      "</field>"
-		      "<field var='end'><value>2010-07-10T23:08:26Z</value>"
-		      "</field>"
-		      "<field var='after-id'><value>1278803305000100</value>"
-		      "</field>"
-		      "<field var='before-id'><value>1278803305900000</value>"
-		      "</field></x><flip-page/>",
-		      &r, &err, &a),
-		0);
+	char buf[2048];
+	snprintf(buf, sizeof(buf),
+		 FORM_HEAD "<field var='with'><value>Juliet@Capulet.lit/Balcony"
+			   "</value></field>"
+			   "<field var='start'><value>2010-07-10T23:08:25Z"
+			   "</value></field>"
+			   "<field var='end'><value>2010-07-10T23:08:26Z</value>"
+			   "</field>"
+			   "<field var='after-id'><value>%s</value></field>"
+			   "<field var='before-id'><value>%s</value></field></x>"
+			   "<flip-page/>",
+		 wire(1278803305000100), wire(1278803305900000));
+	assert_int_equal(parse(buf, &r, &err, &a), 0);
 	assert_true(r.has_with);
 	assert_true(str_eq_c(r.with.node, "juliet"));
 	assert_true(str_eq_c(r.with.resource, "Balcony"));
@@ -171,11 +215,11 @@ static void test_query_form(void **state)
 	assert_int_equal(r.hi, 1278803306000000 + 1);
 	arena_destroy(&a);
 	/* ids: sorted, duplicates dropped; an id that is none of ours */
-	assert_int_equal(parse(FORM_HEAD "<field var='ids'><value>30</value>"
-				       "<value>10</value><value>30</value>"
-				       "<value>20</value></field></x>",
-			       &r, &err, &a),
-			 0);
+	snprintf(buf, sizeof(buf),
+		 FORM_HEAD "<field var='ids'><value>%s</value><value>%s</value>"
+			   "<value>%s</value><value>%s</value></field></x>",
+		 wire(30), wire(10), wire(30), wire(20));
+	assert_int_equal(parse(buf, &r, &err, &a), 0);
 	assert_int_equal(r.nids, 3);
 	assert_int_equal(r.ids[0], 10);
 	assert_int_equal(r.ids[1], 20);
@@ -206,9 +250,9 @@ static void test_query_rsm(void **state)
 	enum stanza_err err;
 	struct arena *a;
 	const char *set = "<set xmlns='http://jabber.org/protocol/rsm'>";
-	char buf[512];
-	snprintf(buf, sizeof(buf), "%s<max>10</max><after>100</after></set>",
-		 set);
+	char buf[1024];
+	snprintf(buf, sizeof(buf), "%s<max>10</max><after>%s</after></set>",
+		 set, wire(100));
 	assert_int_equal(parse(buf, &r, &err, &a), 0);
 	assert_int_equal(r.max, 10);
 	assert_int_equal(r.lo, 100);
@@ -222,7 +266,8 @@ static void test_query_rsm(void **state)
 	assert_int_equal(r.hi, INT64_MAX);
 	assert_int_equal(r.ncheck, 0);
 	arena_destroy(&a);
-	snprintf(buf, sizeof(buf), "%s<before>200</before></set>", set);
+	snprintf(buf, sizeof(buf), "%s<before>%s</before></set>", set,
+		 wire(200));
 	assert_int_equal(parse(buf, &r, &err, &a), 0);
 	assert_true(r.backward);
 	assert_int_equal(r.hi, 200);

@@ -1,41 +1,99 @@
 /*
- * mam_query.c - XEP-0313 query forms and XEP-0059 result sets, read into
- * an id range (see mam_query.h).
+ * request.c - XEP-0313 query forms and XEP-0059 result sets, read into
+ * an id range (see request.h).
  *
  * Every filter narrows one exclusive range lo < id < hi: start and end
  * are inclusive times and ids are times, so start is lo = start - 1 and
  * end is hi = end + 1; after-id and RSM <after/> raise lo, before-id and
  * RSM <before/> lower hi. RSM <before/> (empty or not) also reads the
  * range from its newest end (the last page, or the page before an id).
- * XEP-0313 §4 leaves <before/> with <after/> undefined; here it is the
+ * XEP-0313 §4.3.2 leaves <before/> with <after/> undefined; here it is the
  * last page between the two.
  */
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
-#include "../xml/dataform.h"
-#include "../xmpp/datetime.h"
-#include "../xmpp/ns.h"
-#include "mam_query.h"
+#include <openssl/evp.h>
+
+#include "../../core/bug.h"
+
+#include "../../xml/dataform.h"
+#include "../../xmpp/datetime.h"
+#include "../../xmpp/ns.h"
+#include "request.h"
+
+/*
+ * The wire id: AES-128 of one block, the id (8 bytes, big-endian) then 8
+ * zero bytes, in lowercase hex. Decrypting anything else gives a block
+ * whose second half is zero with probability 2^-64: the check that tells
+ * our ids from guesses without storing anything. One block with a fixed
+ * key is a keyed permutation of 128-bit values, all that is needed here
+ * (no chaining, nothing else is encrypted with the key).
+ */
+static unsigned char id_key[MAM_ID_KEY_LEN];
+
+void mam_id_key(const unsigned char key[MAM_ID_KEY_LEN])
+{
+	memcpy(id_key, key, sizeof(id_key));
+}
+
+/* One block through AES-128-ECB, either way. */
+static void id_block(const unsigned char in[16], unsigned char out[16],
+		     bool encrypt)
+{
+	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+	int n = 0;
+	BUG_ON(c == NULL ||
+	       EVP_CipherInit_ex(c, EVP_aes_128_ecb(), NULL, id_key, NULL,
+				 encrypt) != 1 ||
+	       EVP_CIPHER_CTX_set_padding(c, 0) != 1 ||
+	       EVP_CipherUpdate(c, out, &n, in, 16) != 1 || n != 16);
+	EVP_CIPHER_CTX_free(c);
+}
 
 void mam_id_format(int64_t id, char out[MAM_ID_LEN])
 {
-	snprintf(out, MAM_ID_LEN, "%" PRId64, id);
+	unsigned char b[16] = { 0 }, e[16];
+	uint64_t v = (uint64_t)id;
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		b[i] = (unsigned char)(v & 0xff);
+	id_block(b, e, true);
+	static const char hex[] = "0123456789abcdef";
+	for (int i = 0; i < 16; i++) {
+		out[2 * i] = hex[e[i] >> 4];
+		out[2 * i + 1] = hex[e[i] & 15];
+	}
+	out[32] = '\0';
 }
 
-/* Ours are positive decimal integers without sign or leading zero. */
+static int hex_digit(char c)
+{
+	return c >= '0' && c <= '9'   ? c - '0'
+	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+				      : -1;
+}
+
 int mam_id_parse(struct str s, int64_t *id_r)
 {
-	if (s.p == NULL || s.len == 0 || s.len > 18 || s.p[0] == '0')
+	if (s.p == NULL || s.len != 32)
 		return -1;
-	int64_t v = 0;
-	for (size_t i = 0; i < s.len; i++) {
-		if (s.p[i] < '0' || s.p[i] > '9')
+	unsigned char e[16], b[16];
+	for (int i = 0; i < 16; i++) {
+		int hi = hex_digit(s.p[2 * i]), lo = hex_digit(s.p[2 * i + 1]);
+		if (hi < 0 || lo < 0)
 			return -1;
-		v = v * 10 + (s.p[i] - '0');
+		e[i] = (unsigned char)(hi << 4 | lo);
 	}
-	*id_r = v;
+	id_block(e, b, false);
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | b[i];
+	for (int i = 8; i < 16; i++)
+		if (b[i] != 0)
+			return -1;
+	if (v == 0 || v > INT64_MAX)
+		return -1;
+	*id_r = (int64_t)v;
 	return 0;
 }
 
@@ -227,17 +285,17 @@ int mam_request_parse(struct arena *a, const struct xml_elem *query,
 	bool seen_form = false, seen_set = false;
 	xml_foreach_child(c, query) {
 		if (str_eq_c(c->ns, NS_DATA) && str_eq_c(c->name, "x")) {
-			if (seen_form || read_form(a, c, r, err_r) < 0)
-				return fail(err_r, seen_form
-							   ? STANZA_ERR_BAD_REQUEST
-							   : *err_r);
+			if (seen_form) /* one form */
+				return fail(err_r, STANZA_ERR_BAD_REQUEST);
+			if (read_form(a, c, r, err_r) < 0)
+				return -1;
 			seen_form = true;
 		} else if (str_eq_c(c->ns, NS_RSM) &&
 			   str_eq_c(c->name, "set")) {
-			if (seen_set || read_set(a, c, r, err_r) < 0)
-				return fail(err_r, seen_set
-							  ? STANZA_ERR_BAD_REQUEST
-							  : *err_r);
+			if (seen_set) /* one set */
+				return fail(err_r, STANZA_ERR_BAD_REQUEST);
+			if (read_set(a, c, r, err_r) < 0)
+				return -1;
 			seen_set = true;
 		} else if (str_eq_c(c->ns, NS_MAM) &&
 			   str_eq_c(c->name, "flip-page")) {
