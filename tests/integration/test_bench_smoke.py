@@ -229,6 +229,32 @@ def test_msg_fixed_rate(server):
     assert_latencies(run)
 
 
+def test_mam_pages(server):
+    """loadgen mam: the archive filled through the server, then pages of
+    each kind; every page full, every message with an archive id."""
+    bench_users(server, 'arch', 4)
+    run = loadgen(server.c2s_port, 'mam', '--users', 'arch', '--count', 4,
+                  '--password', 'pw-%d', '--fill', 300, '--window', 4,
+                  '--queries', 5, '--page', 20)
+    assert_clean(run)
+    assert run.int('archived') == 300, run
+    for key in ('errors', 'short_pages', 'stray', 'unexpected'):
+        assert run.int(key) == 0, (key, run)
+    for kind in ('first', 'last', 'middle', 'with', 'all'):
+        assert_latencies(run, kind)
+
+
+def test_mam_short_pages_fail(server):
+    """Negative control: pages larger than the archive come back short,
+    and the run says so."""
+    bench_users(server, 'arcs', 2)
+    run = loadgen(server.c2s_port, 'mam', '--users', 'arcs', '--count', 2,
+                  '--password', 'pw-%d', '--fill', 5, '--queries', 2,
+                  '--page', 20)
+    assert run.status == 1, run
+    assert run.int('short_pages') > 0 and run.int('errors') == 0, run
+
+
 def test_global_timeout_aborts(server):
     bench_users(server, 'slow', 2)
     run = loadgen(server.c2s_port, 'msg', '--users', 'slow', '--count', 2,
