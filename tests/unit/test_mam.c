@@ -362,7 +362,7 @@ static void test_query_errors(void **state)
 
 /* ---- the tables ---- */
 
-static char dir[64];
+static char dir[4096];
 static struct store *st;
 
 static int rm_entry(const char *path, const struct stat *sb, int flag,
@@ -379,7 +379,9 @@ static const struct store_schema *const schemas[] = { &mam_schema, NULL };
 static int db_setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/test_mam.XXXXXX");
+	const char *tmp = getenv("TMPDIR");
+	snprintf(dir, sizeof(dir), "%s/test_mam.XXXXXX",
+		 tmp != NULL && tmp[0] != '\0' ? tmp : P_tmpdir);
 	assert_non_null(mkdtemp(dir));
 	store_register_schemas(schemas);
 	char *err = NULL;
