@@ -34,13 +34,13 @@
 #include "request.h"
 
 #define PENDING_MAX 200000   /* queued copies; beyond, not archived */
-#define BATCH_MAX 2000       /* copies per transaction */
+#define BATCH_MAX 500        /* copies per transaction: a few ms */
 #define PURGE_EVERY_US (3600LL * 1000000)
 
 struct pending {
 	struct pending *next;
 	int64_t id;
-	bool check_account; /* the recipient had no session: does it exist? */
+	bool check_account; /* no available resource: does it exist? */
 	bool check_roster;  /* default=roster: is `with` in the roster? */
 	const char *host, *user, *with, *with_res; /* in data[] */
 	size_t len;
@@ -193,12 +193,9 @@ static void purge_expired(struct store *st, int64_t now)
  * returns: batches are taken and committed under write_lock, so a
  * caller cannot pass a batch another thread took earlier but has not
  * committed yet. Pool threads only. */
-void mam_flush(struct store *st)
+/* Every so often (mam.retention), under write_lock. */
+static void maybe_purge(struct store *st)
 {
-	uv_mutex_lock(&write_lock);
-	struct pending *b;
-	while ((b = take_batch()) != NULL)
-		write_batch(st, b);
 	uint64_t r = server.conf->mam.retention_ms;
 	int64_t every = r > 0 && (int64_t)r * 1000 < PURGE_EVERY_US
 				? (int64_t)r * 1000
@@ -206,29 +203,50 @@ void mam_flush(struct store *st)
 	int64_t now = mam_now_us();
 	if (r > 0 && now - last_purge_us >= every)
 		purge_expired(st, now);
+}
+
+void mam_flush(struct store *st)
+{
+	uv_mutex_lock(&write_lock);
+	struct pending *b;
+	while ((b = take_batch()) != NULL)
+		write_batch(st, b);
+	maybe_purge(st);
 	uv_mutex_unlock(&write_lock);
 }
 
+/*
+ * One batch per job: the next is queued from done, behind whatever else
+ * the pool has to do meanwhile (logins, roster jobs, queries), rather
+ * than the writer holding a pool thread, and the connection between its
+ * transactions, for as long as messages keep coming.
+ */
 static int writer_work(struct store *st, void *ud)
 {
 	(void)ud;
-	for (;;) {
-		mam_flush(st);
-		uv_mutex_lock(&pend_lock);
-		bool empty = pend_head == NULL;
-		if (empty)
-			writer_queued = false;
-		uv_mutex_unlock(&pend_lock);
-		if (empty)
-			return 0;
-	}
+	uv_mutex_lock(&write_lock);
+	struct pending *b = take_batch();
+	if (b != NULL)
+		write_batch(st, b);
+	maybe_purge(st);
+	uv_mutex_unlock(&write_lock);
+	return 0;
 }
 
 static void writer_done(struct store *st, void *ud, int status)
 {
-	(void)st;
 	(void)ud;
-	(void)status;
+	uv_mutex_lock(&pend_lock);
+	bool more = pend_head != NULL && status != UV_ECANCELED;
+	writer_queued = more;
+	uv_mutex_unlock(&pend_lock);
+	if (more && store_queue_work(&shard_self->loop, st, writer_work,
+				     writer_done, NULL) < 0) {
+		/* Shutting down: mam_stop() writes what is left. */
+		uv_mutex_lock(&pend_lock);
+		writer_queued = false;
+		uv_mutex_unlock(&pend_lock);
+	}
 }
 
 /* Queues p; starts the writer if none is queued. */
