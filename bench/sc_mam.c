@@ -17,7 +17,8 @@
  * A query's latency runs from sending the iq to its result (after every
  * result message of the page). Pages must not come back short where the
  * archive has enough (first, last, middle), nor hold results of another
- * query; an error or a short page fails the run.
+ * query; an error or a short page fails the run. So does a stall: no
+ * message or page for --grace seconds ends the run with what it has.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,9 @@ static struct {
 	struct lg_counts error_conds;
 	uint64_t t_fill, t_filled;
 	uint32_t rng;
+	uv_timer_t watch;           /* progress check, once a second */
+	uint64_t progress, seen_progress, t_progress;
+	bool stalled;
 } mam;
 
 static uint32_t rnd(void)
@@ -67,9 +71,15 @@ static struct lg_conn *owner(void)
 	return mam.pool.conns[0];
 }
 
+/* Sends the next fill message from contact slot, or the next contact
+ * online after it (a contact gone does not shrink the window). */
 static void mam_send_one(int slot)
 {
-	struct lg_conn *c = mam.pool.conns[slot];
+	struct lg_conn *c = NULL;
+	for (int k = 0; k < mam.ncontacts && !c; k++) {
+		c = mam.pool.conns[slot];
+		slot = slot % mam.ncontacts + 1; /* 1..ncontacts */
+	}
 	if (!c || mam.sent >= mam.fill)
 		return;
 	struct lg_sbuf b = { 0 };
@@ -122,7 +132,36 @@ static void query_send(void)
 static void mam_finish(void)
 {
 	mam.querying = false;
+	mam.filling = false;
+	uv_timer_stop(&mam.watch);
 	lg_pool_close(&mam.pool);
+}
+
+/* No message delivered and no page answered for --grace seconds: say
+ * where it stopped and end the run (it fails) rather than wait for the
+ * global timeout. */
+static void mam_watch(uv_timer_t *t)
+{
+	(void)t;
+	uint64_t now = lg_now_ns();
+	if (mam.progress != mam.seen_progress) {
+		mam.seen_progress = mam.progress;
+		mam.t_progress = now;
+		return;
+	}
+	if (now - mam.t_progress < mam.run->o.grace * 1e9)
+		return;
+	fprintf(stderr, "loadgen: mam: stalled while %s: %llu of %llu "
+		"messages sent, %llu delivered with an archive id, %llu "
+		"errors, %llu unexpected; round %d query %s, %llu results\n",
+		mam.filling ? "filling" : "querying",
+		(unsigned long long)mam.sent, (unsigned long long)mam.fill,
+		(unsigned long long)mam.received,
+		(unsigned long long)mam.errors,
+		(unsigned long long)mam.unexpected, mam.round,
+		kind_names[mam.kind], (unsigned long long)mam.results);
+	mam.stalled = true;
+	mam_finish();
 }
 
 static void query_done(struct lg_elem *iq)
@@ -205,6 +244,7 @@ static void mam_stanza(struct lg_pool *pool, struct lg_conn *c,
 		       struct lg_elem *st)
 {
 	const char *type = lg_attr(st, "type");
+	mam.progress++;
 	if (c->slot != 0) {
 		if (!strcmp(st->name, "message") && type &&
 		    !strcmp(type, "error"))
@@ -240,7 +280,8 @@ static void mam_all_up(struct lg_pool *pool)
 		return;
 	}
 	mam.filling = true;
-	mam.t_fill = lg_now_ns();
+	mam.t_fill = mam.t_progress = lg_now_ns();
+	uv_timer_start(&mam.watch, mam_watch, 1000, 1000);
 	for (int w = 0; w < mam.run->o.window; w++)
 		for (int k = 1; k <= mam.ncontacts; k++)
 			mam_send_one(k);
@@ -273,18 +314,19 @@ static void mam_report(void)
 	lg_pool_print(&mam.pool);
 	printf(" fill=%llu archived=%llu fill_s=%.2f contacts=%d page=%d "
 	       "rounds=%d errors=%llu short_pages=%llu stray=%llu "
-	       "unexpected=%llu", (unsigned long long)mam.fill,
+	       "unexpected=%llu stalled=%d", (unsigned long long)mam.fill,
 	       (unsigned long long)mam.received, fill_s, mam.ncontacts,
 	       run->o.page, run->o.queries, (unsigned long long)mam.errors,
 	       (unsigned long long)mam.short_pages,
 	       (unsigned long long)mam.foreign,
-	       (unsigned long long)mam.unexpected);
+	       (unsigned long long)mam.unexpected, mam.stalled);
 	lg_counts_print(&mam.error_conds, "err_");
 	for (int k = 0; k < Q_KINDS; k++)
 		lg_hist_print(&mam.hist[k], kind_names[k]);
 	lg_hist_print(&mam.all, "all");
 	lg_result_end(run);
-	*mam.status_r = mam.errors || mam.short_pages || mam.foreign ||
+	*mam.status_r = mam.stalled || mam.errors || mam.short_pages ||
+			mam.foreign ||
 			mam.unexpected || mam.received < mam.fill ||
 			mam.all.n < (uint64_t)run->o.queries * Q_KINDS ||
 			run->fails.len;
@@ -298,6 +340,8 @@ static void mam_all_closed(struct lg_pool *pool)
 	free(mam.ids);
 	lg_counts_free(&mam.error_conds);
 	lg_pool_free(pool);
+	if (!uv_is_closing((uv_handle_t *)&mam.watch))
+		uv_close((uv_handle_t *)&mam.watch, NULL);
 }
 
 static const struct lg_pool_ops mam_ops = {
@@ -319,6 +363,7 @@ void lg_scenario_mam(struct lg_run *run, int *status_r)
 	mam.fill = (uint64_t)run->o.fill;
 	mam.ids = lg_xcalloc(mam.fill, sizeof(*mam.ids));
 	mam.rng = 2463534242u;
+	uv_timer_init(run->loop, &mam.watch);
 	lg_pool_start(&mam.pool, run, run->nusers, LG_WANT_PRESENCE, &mam_ops,
 		      NULL);
 }

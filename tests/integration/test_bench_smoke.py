@@ -8,6 +8,7 @@ The binary is $LOADGEN_BIN, default build/bench/loadgen (relative to the
 repository root); a missing binary fails the tests.
 """
 
+import asyncio
 import base64
 import os
 import re
@@ -15,10 +16,12 @@ import socket
 import ssl
 import subprocess
 import threading
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+import clients
 from conftest import (DOMAIN, REPO_ROOT, STANZAD_BIN, free_ports,
                       sanitizer_env, sanitizer_reports)
 
@@ -253,6 +256,28 @@ def test_mam_short_pages_fail(server):
                   '--page', 20)
     assert run.status == 1, run
     assert run.int('short_pages') > 0 and run.int('errors') == 0, run
+
+
+async def test_mam_stall_detected(server):
+    """Negative control: the owner archives nothing (preferences: never),
+    so no message carries an archive id; the run stops once nothing moves
+    for --grace seconds and fails, instead of waiting for the timeout."""
+    bench_users(server, 'arcn', 2)
+    server.passwords['arcn1'] = 'pw-1'
+    c = await clients.connect(server, 'arcn1', 'setup', password='pw-1')
+    try:
+        iq = c.make_iq_set()
+        ET.SubElement(iq.xml, '{urn:xmpp:mam:2}prefs', default='never')
+        await iq.send(timeout=5)
+    finally:
+        await clients.disconnect(c)
+    run = await asyncio.to_thread(
+        loadgen, server.c2s_port, 'mam', '--users', 'arcn', '--count', 2,
+        '--password', 'pw-%d', '--fill', 50, '--queries', 2, '--grace', 2)
+    assert run.status == 1, run
+    assert run.int('stalled') == 1 and run.int('archived') == 0, run
+    assert run.int('unexpected') == 50, run
+    assert 'stalled while filling' in run.stderr, run
 
 
 def test_global_timeout_aborts(server):

@@ -34,7 +34,8 @@
 #include "request.h"
 
 #define PENDING_MAX 200000   /* queued copies; beyond, not archived */
-#define BATCH_MAX 500        /* copies per transaction: a few ms */
+#define BATCH_MAX 1000       /* copies per transaction */
+#define JOB_BUDGET_US 50000  /* writing time of one pool job */
 #define PURGE_EVERY_US (3600LL * 1000000)
 
 struct pending {
@@ -216,18 +217,24 @@ void mam_flush(struct store *st)
 }
 
 /*
- * One batch per job: the next is queued from done, behind whatever else
- * the pool has to do meanwhile (logins, roster jobs, queries), rather
- * than the writer holding a pool thread, and the connection between its
- * transactions, for as long as messages keep coming.
+ * A job writes batches for up to JOB_BUDGET_US, then its done queues the
+ * next one behind whatever else the pool has to do meanwhile (logins,
+ * roster jobs, queries), rather than the writer holding a pool thread,
+ * and the connection between its transactions, for as long as messages
+ * keep coming. Within the budget, batches follow each other at once:
+ * each one's fsync is paid once for up to BATCH_MAX copies.
  */
 static int writer_work(struct store *st, void *ud)
 {
 	(void)ud;
+	int64_t until = mam_now_us() + JOB_BUDGET_US;
 	uv_mutex_lock(&write_lock);
-	struct pending *b = take_batch();
-	if (b != NULL)
+	struct pending *b;
+	while ((b = take_batch()) != NULL) {
 		write_batch(st, b);
+		if (mam_now_us() >= until)
+			break;
+	}
 	maybe_purge(st);
 	uv_mutex_unlock(&write_lock);
 	return 0;
