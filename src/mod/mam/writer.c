@@ -34,8 +34,8 @@
 #include "request.h"
 
 #define PENDING_MAX 200000   /* queued copies; beyond, not archived */
-#define BATCH_MAX 1000       /* copies per transaction */
-#define JOB_BUDGET_US 50000  /* writing time of one pool job */
+#define BATCH_MAX 5000       /* copies per transaction */
+#define JOB_BUDGET_US 100000 /* writing time of one pool job */
 #define PURGE_EVERY_US (3600LL * 1000000)
 
 struct pending {
