@@ -15,9 +15,9 @@
  *           (form with + after-id)
  *
  * A query's latency runs from sending the iq to its result (after every
- * result message of the page). Pages must not come back short where the
- * archive has enough (first, last, middle), nor hold results of another
- * query; an error or a short page fails the run. So does a stall: no
+ * result message of the page). A page must not come back short unless
+ * the server marks it complete (nothing more matched), nor hold results
+ * of another query; an error or a short page fails the run. So does a stall: no
  * message or page for --grace seconds ends the run with what it has.
  */
 #include <stdio.h>
@@ -178,10 +178,14 @@ static void query_done(struct lg_elem *iq)
 		lg_hist_add(&mam.hist[mam.kind], us);
 		lg_hist_add(&mam.all, us);
 		mam.pages[mam.kind]++;
-		/* The with page may be short: a contact's messages after a
-		 * random id can be fewer than a page near the end. */
-		if (mam.kind != Q_WITH &&
-		    mam.results < (uint64_t)mam.run->o.page)
+		/* A page may be short only at the end of what matched: the
+		 * server says so with complete='true' (a contact's messages
+		 * after a random id; an id received late, as when a message
+		 * went through offline storage, near the archive's end). */
+		struct lg_elem *fin = lg_child(iq, NS_MAM, "fin");
+		const char *complete = fin ? lg_attr(fin, "complete") : NULL;
+		if (mam.results < (uint64_t)mam.run->o.page &&
+		    !(complete && !strcmp(complete, "true")))
 			mam.short_pages++;
 	}
 	query_next();
