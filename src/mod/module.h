@@ -111,8 +111,14 @@ struct module {
 	const struct hook *hooks;                   /* { 0 }-terminated */
 	preauth_iq_fn *preauth_iq;                  /* or NULL */
 	const struct module_service *service;       /* or NULL */
-	/* At shutdown, after the shards stopped: free what the module
-	 * keeps in memory. NULL: nothing. */
+	/* On the main thread once the store is open and the services are
+	 * registered, before any shard starts (loads what hooks need
+	 * synchronously); -1 and *error_r (malloc'ed) stop start-up. NULL:
+	 * nothing to do. */
+	int (*start)(struct store *st, char **error_r);
+	/* At shutdown, after the shards stopped and before the store
+	 * closes: write what is still queued, free what the module keeps in
+	 * memory. NULL: nothing. Called whether or not start ran. */
 	void (*fini)(void);
 };
 
@@ -130,6 +136,10 @@ const struct store_schema *const *module_schemas(void);
 /* m's disco features (NULL when it lists none now): what disco#info
  * and the caps hash (XEP-0115) list. */
 const char *const *module_features(const struct module *m);
+
+/* Calls every module's start, in modules.def order; -1 and *error_r at
+ * the first failure. */
+int modules_start(struct store *st, char **error_r);
 
 /* Calls every module's stream_features. */
 void module_stream_features(struct buf *b, enum feature_phase phase,

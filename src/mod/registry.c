@@ -47,6 +47,14 @@ const char *const *module_features(const struct module *m)
 	return m->features;
 }
 
+int modules_start(struct store *st, char **error_r)
+{
+	for (const struct module *const *m = modules; *m; m++)
+		if ((*m)->start != NULL && (*m)->start(st, error_r) < 0)
+			return -1;
+	return 0;
+}
+
 void module_stream_features(struct buf *b, enum feature_phase phase,
 			    size_t host_idx)
 {
