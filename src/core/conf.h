@@ -105,6 +105,8 @@ struct muc_conf {
 /* The message archive (XEP-0313, src/mod/mam/). */
 struct mam_conf {
 	uint64_t retention_ms;   /* messages older are deleted; 0: kept */
+	unsigned queue_high;     /* copies queued for the writer at which
+				    senders stop reading; half: resume */
 };
 
 struct config {

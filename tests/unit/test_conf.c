@@ -95,6 +95,7 @@ static void check_defaults(const struct config *c)
 	assert_int_equal(c->pubsub.max_items, 256);
 	assert_int_equal(c->pubsub.max_nodes, 256);
 	assert_int_equal(c->mam.retention_ms, 0);
+	assert_int_equal(c->mam.queue_high, 100000);
 }
 
 static void test_defaults(void **state)
@@ -854,6 +855,10 @@ static void test_mam_retention(void **state)
 	load_err_with("mam:\n  retention: 36501d\n", 4, "out of range");
 	load_err_with("mam:\n  retention: 30\n", 4, "bad or missing unit");
 	load_err_with("mam:\n  keep: 30d\n", 4, "mam.keep");
+	c = load_ok_with("mam:\n  queue_high: 20\n");
+	assert_int_equal(c->mam.queue_high, 20);
+	conf_free(c);
+	load_err_with("mam:\n  queue_high: 1\n", 4, "out of range");
 }
 
 static void test_example_file(void **state)

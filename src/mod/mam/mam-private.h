@@ -48,8 +48,6 @@ void mam_writer_stop(struct store *st);
 void mam_archive(const struct stanza *st, const struct jid *account,
 		 const struct jid *contact, int64_t id, bool check_account,
 		 bool check_roster);
-/* Whether the queue is full (then nothing more is archived for now). */
-bool mam_queue_full(void);
 /* Writes everything queued so far; pool threads (or the main thread
  * before and after the shards). */
 void mam_flush(struct store *st);

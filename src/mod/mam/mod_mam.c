@@ -216,7 +216,7 @@ static enum hook_ret mam_deliver(struct hook_ctx *ctx)
 		 * not archived rather than guessed. */
 		yes = mam_decide(st->a, bare, &st->from) == MAM_ARCHIVE;
 	}
-	if (!yes || mam_queue_full())
+	if (!yes)
 		return HOOK_PASS;
 	int64_t id = mam_next_id();
 	char ids[MAM_ID_LEN];
@@ -246,7 +246,7 @@ static enum hook_ret mam_out(struct hook_ctx *ctx)
 		return HOOK_PASS; /* to oneself: archived once, as received */
 	enum mam_decision d =
 		mam_decide(st->a, jid_to_str(st->a, &account, true), &st->to);
-	if (d == MAM_SKIP || mam_queue_full())
+	if (d == MAM_SKIP)
 		return HOOK_PASS;
 	mam_archive(st, &account, &st->to, mam_next_id(), false,
 		    d == MAM_ASK_ROSTER);

@@ -8,8 +8,19 @@
  * writes what is queued (mam_flush): batches are taken and committed
  * under one lock, so whatever was queued before the call is committed
  * when it returns, and a client always finds what it was delivered or
- * sent. Past PENDING_MAX queued copies nothing more is archived (and no
- * stanza-id given) until the writer catches up.
+ * sent.
+ *
+ * Back-pressure: nothing is ever left out. When the queue reaches
+ * mam.queue_high copies, the connection whose input is being processed
+ * (conn_current: the client, server or component that sent what is being
+ * archived) stops reading (conn_throttle), and so does every other one
+ * that adds a copy while the queue is above the low-water mark (half the
+ * high one). When the writer has taken the queue down to it, every shard
+ * that stopped a connection is told through its inbox, and restarts them
+ * there (conn_unthrottle_all). What a stopped connection had read already
+ * is still routed and archived, so the queue passes the mark by at most
+ * one read (SHARD_READ_BUF) of stanzas per connection that feeds it, and
+ * by what other shards' inboxes held.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +35,7 @@
 #include "../../core/server.h"
 #include "../../core/shard.h"
 #include "../../core/xmalloc.h"
+#include "../../net/conn.h"
 #include "../../store/accounts.h"
 #include "../../store/mam.h"
 #include "../../store/shapes.h"
@@ -33,7 +45,6 @@
 #include "mam-private.h"
 #include "request.h"
 
-#define PENDING_MAX 200000   /* queued copies; beyond, not archived */
 #define BATCH_MAX 5000       /* copies per transaction */
 #define JOB_BUDGET_US 100000 /* writing time of one pool job */
 #define PURGE_EVERY_US (3600LL * 1000000)
@@ -55,7 +66,12 @@ static struct pending *pend_head, **pend_tail = &pend_head;
 static size_t pend_count;
 static bool writer_queued;
 static int64_t last_purge_us;  /* under write_lock */
-static unsigned long dropped;  /* copies not archived: queue full */
+
+/* Back-pressure, under pend_lock. */
+static bool throttling;         /* an episode: from high down to low */
+static uint64_t throttle_shards; /* bit i: shard i stopped a connection */
+static int64_t throttle_since_us;
+static unsigned long episodes;
 
 static struct pending *pending_new(struct str host, struct str user,
 				   struct str with, struct str with_res,
@@ -83,7 +99,36 @@ static struct pending *pending_new(struct str host, struct str user,
 	return p;
 }
 
-/* Takes up to BATCH_MAX queued copies, oldest first. */
+static size_t queue_high(void)
+{
+	return server.conf->mam.queue_high;
+}
+
+/* Where an episode ends: half the high mark, so a resumed sender has
+ * room before the next one. */
+static size_t queue_low(void)
+{
+	return queue_high() / 2;
+}
+
+static void on_resume(struct shard *s, struct shard_msg *m)
+{
+	free(m);
+	if (!s->stopped_hook_ran)
+		conn_unthrottle_all(s);
+}
+
+/* Tells shard s (from any thread) to restart the connections it
+ * stopped. */
+static void post_resume(struct shard *s)
+{
+	struct shard_msg *m = xmalloc(sizeof(*m));
+	m->fn = on_resume;
+	shard_post(s, m);
+}
+
+/* Takes up to BATCH_MAX queued copies, oldest first; ends a
+ * back-pressure episode once what is left is down to the low mark. */
 static struct pending *take_batch(void)
 {
 	uv_mutex_lock(&pend_lock);
@@ -98,7 +143,24 @@ static struct pending *take_batch(void)
 	if (pend_head == NULL)
 		pend_tail = &pend_head;
 	pend_count -= n;
+	uint64_t wake = 0;
+	size_t left = pend_count;
+	int64_t since = 0;
+	if (throttling && pend_count <= queue_low()) {
+		throttling = false;
+		wake = throttle_shards;
+		throttle_shards = 0;
+		since = throttle_since_us;
+	}
 	uv_mutex_unlock(&pend_lock);
+	if (since != 0) {
+		log_info("mam: the archive writer caught up (%zu queued); "
+			 "reading resumes after %.2f s", left,
+			 (double)(mam_now_us() - since) / 1e6);
+		for (unsigned i = 0; i < server.nshards && wake != 0; i++, wake >>= 1)
+			if (wake & 1)
+				post_resume(&server.shards[i]);
+	}
 	return head;
 }
 
@@ -265,7 +327,28 @@ static void enqueue(struct pending *p)
 	pend_count++;
 	bool start = !writer_queued;
 	writer_queued = true;
+	/* Past the high mark, or within an episode: the sender stops. */
+	struct conn *from = conn_current();
+	bool begin = false, stop = false;
+	size_t queued = pend_count;
+	if (!throttling && pend_count >= queue_high()) {
+		throttling = begin = true;
+		throttle_since_us = mam_now_us();
+		episodes++;
+	}
+	if (throttling && from != NULL) {
+		throttle_shards |= UINT64_C(1) << shard_self->id;
+		stop = true;
+	}
+	unsigned long nth = episodes;
 	uv_mutex_unlock(&pend_lock);
+	if (begin)
+		log_warnx("mam: the archive writer is %zu messages behind; "
+			  "streams that add to it stop reading until it is "
+			  "down to %zu (episode %lu)", queued, queue_low(),
+			  nth);
+	if (stop)
+		conn_throttle(from);
 	if (start && store_queue_work(&shard_self->loop, server.store,
 				      writer_work, writer_done, NULL) < 0) {
 		/* Shutting down: mam_stop() writes what is left. */
@@ -273,18 +356,6 @@ static void enqueue(struct pending *p)
 		writer_queued = false;
 		uv_mutex_unlock(&pend_lock);
 	}
-}
-
-bool mam_queue_full(void)
-{
-	uv_mutex_lock(&pend_lock);
-	bool full = pend_count >= PENDING_MAX;
-	if (full && dropped++ % 10000 == 0)
-		log_warnx("mam: the archive writer is %zu messages behind; "
-			  "new messages are not archived (%lu so far)",
-			  pend_count, dropped);
-	uv_mutex_unlock(&pend_lock);
-	return full;
 }
 
 /* The copy's serialized form must parse back. */
