@@ -614,3 +614,136 @@ async def test_retention(server_factory):
     server.restart()  # the purge at start-up
     assert archived_rows(server, 'bob') == []
     assert archived_rows(server, 'alice') == []
+
+
+async def test_groupchat_not_in_account_archive(server):
+    """Group chat messages belong to the room's archive (XEP-0313 §4.1.2,
+    §6.1.1): the account archive keeps none of them, gives them no
+    stanza-id of its own, and leaves the room's XEP-0359 stanza-id (by the
+    room's JID) in place, both from a room of this server (its fan-out)
+    and through the router as a remote room's message arrives; only a
+    stanza-id by the account itself is removed. A chat message beside
+    them is archived as usual."""
+    from test_muc import SERVICE, create, enter, groupchat, is_msg, \
+        muc_client, next_muc
+    a = await muc_client(server, 'alice/a')
+    b = await muc_client(server, 'bob/b')
+    try:
+        await create(a, 'mamroom', 'Alice')
+        await enter(b, 'mamroom', 'Bob')
+        bodies = [unique('gc') for _ in range(3)]
+        for body in bodies:
+            groupchat(b, 'mamroom', body)
+        for body in bodies:
+            m = await next_muc(a, is_msg(body))
+            sids = [(s.get('by'), s.get('id'))
+                    for s in m.findall(q(NS_SID, 'stanza-id'))]
+            assert len(sids) == 1, sids
+            assert sids[0][0] == f'mamroom@{SERVICE}' and sids[0][1]
+        # As a remote room's message comes in: routed to alice's full
+        # JID with the room's id and one forged in alice's name.
+        room = 'far@conference.example.net'
+        gc, chat = unique('rgc'), unique('rchat')
+        for typ, body in (('groupchat', gc), ('chat', chat)):
+            b.send_raw(
+                f"<message to='{a.boundjid.full}' type='{typ}'>"
+                f'<body>{body}</body>'
+                f"<stanza-id xmlns='{NS_SID}' by='{room}' id='room-1'/>"
+                f"<stanza-id xmlns='{NS_SID}' by='alice@localhost' "
+                "id='forged'/></message>")
+        m = await a.next_message(gc)
+        assert stanza_ids(m) == [(room, 'room-1')], stanza_ids(m)
+        m = await a.next_message(chat)
+        ids = stanza_ids(m)
+        assert ids[0] == (room, 'room-1') and len(ids) == 2, ids
+        assert ids[1][0] == 'alice@localhost' and ids[1][1] != 'forged'
+        page = await query(a)
+        assert page.bodies == [chat], page.bodies
+        assert page.ids == [ids[1][1]]
+        page = await query(b)
+        assert page.bodies == [chat], page.bodies
+        assert len(archived_rows(server, 'alice')) == 1
+        assert len(archived_rows(server, 'bob')) == 1
+    finally:
+        await clients.disconnect(a, b)
+
+
+def metric_value(server, name):
+    out = server.ctl('metrics').stdout
+    m = re.search(rf'^stanzad_{name} (\d+)$', out, re.M)
+    assert m is not None, out
+    return int(m.group(1))
+
+
+async def test_back_pressure_nothing_shed(server_factory):
+    """A tiny mam.queue_high and several senders flooding on two shards:
+    the writer falls behind, the senders' streams stop reading (the
+    read_throttles_total counter rises) and resume, and every message is
+    delivered once and archived exactly once on both sides. Nothing
+    hangs: the last messages are delivered though no later one comes to
+    restart a stopped stream."""
+    srv = server_factory(shards=2, mam={'queue_high': 8})
+    senders, receivers = 6, 2
+    per_sender = 150
+    users = [f'fl{i}' for i in range(senders + receivers)]
+    for i, u in enumerate(users):
+        srv.add_user(u, f'pw-{i}')
+    connected = []
+    try:
+        for i, u in enumerate(users):
+            connected.append(await clients.connect(srv, u, 'x',
+                                                   password=f'pw-{i}'))
+        tx, rx = connected[:senders], connected[senders:]
+        assert metric_value(srv, 'read_throttles_total') == 0
+        sent = {c.boundjid.bare: [] for c in tx}
+        for n in range(per_sender):
+            for i, c in enumerate(tx):
+                body = f'flood {i} {n} {unique()}'
+                to = rx[(i + n) % receivers]
+                c.send_message(mto=to.boundjid.bare, mbody=body,
+                               mtype='chat')
+                sent[c.boundjid.bare].append((to, body))
+        expect = {r.boundjid.bare: set() for r in rx}
+        for lst in sent.values():
+            for to, body in lst:
+                expect[to.boundjid.bare].add(body)
+        ids = {}
+        for r in rx:
+            want = expect[r.boundjid.bare]
+            got = {}
+            while len(got) < len(want):
+                m = await r.next_message(timeout=30)
+                body = m['body']
+                assert body in want and body not in got, body
+                s = stanza_ids(m)
+                assert len(s) == 1 and s[0][0] == r.boundjid.bare, s
+                got[body] = s[0][1]
+            ids[r.boundjid.bare] = got
+        throttles = metric_value(srv, 'read_throttles_total')
+        assert throttles > 0, 'back-pressure never engaged'
+        total = senders * per_sender
+        # Every copy archived exactly once: the receivers' archives hold
+        # what they were delivered, with the ids they were given...
+        for r in rx:
+            bare = r.boundjid.bare
+            want = expect[bare]
+            pages, after = [], None
+            while True:
+                page = await query(r, rsm={'max': '250', **(
+                    {'after': after} if after else {})})
+                pages.extend(zip(page.ids, page.bodies))
+                if page.complete:
+                    break
+                after = page.rsm('last')
+            assert len(pages) == len(want), (len(pages), len(want))
+            assert dict((b, i) for i, b in pages) == ids[bare]
+            assert len(archived_rows(srv, r.boundjid.user)) == len(want)
+        # ...and every sender's archive what it sent, once each.
+        for c in tx:
+            rows = await flushed_rows(srv, c, c.boundjid.user)
+            assert len(rows) == per_sender, len(rows)
+        assert sum(len(v) for v in expect.values()) == total
+        srv.wait_for_log(r'mam: the archive writer is \d+ messages behind')
+        srv.wait_for_log(r'mam: the archive writer caught up')
+    finally:
+        await clients.disconnect(*connected)
