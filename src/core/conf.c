@@ -261,6 +261,10 @@ static const struct opt opts[] = {
 	  .doc = "Most rooms one service (one host) may have at a time." },
 	{ "", "mam", OPT_SECTION,
 	  .doc = "The message archive of accounts (XEP-0313); see below." },
+	{ "mam", "enabled", OPT_BOOL, CONF(mam.enabled), .def = "true",
+	  .doc = "Archive messages of accounts. Off: nothing new is archived, "
+		 "no XEP-0359 stanza-ids are added and the archive is not "
+		 "advertised; what was archived stays queryable." },
 	{ "mam", "retention", OPT_DURATION, CONF(mam.retention_ms),
 	  .def = "0s", .min = 0, .max = 100 * 365 * DAY,
 	  .doc = "How long archived messages are kept; older ones are "

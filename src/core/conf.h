@@ -104,6 +104,7 @@ struct muc_conf {
 
 /* The message archive (XEP-0313, src/mod/mam/). */
 struct mam_conf {
+	bool enabled;            /* default true */
 	uint64_t retention_ms;   /* messages older are deleted; 0: kept */
 	unsigned queue_high;     /* copies queued for the writer at which
 				    senders stop reading; half: resume */

@@ -98,8 +98,9 @@ struct module {
 	const char *spec; /* "XEP-0199" */
 	const struct iq_route *iq;                  /* { 0 }-terminated */
 	const char *const *features;                /* NULL-terminated */
-	/* NULL, or false when the features are not to be listed (the
-	 * feature is switched off in the config); handlers still run. */
+	/* NULL, or false when the features (and account features) are not
+	 * to be listed (the feature is switched off in the config); handlers
+	 * still run. */
 	bool (*advertised)(void);
 	const struct disco_identity *identities;    /* { 0 }-terminated */
 	/* What disco#info on an account's bare JID lists besides the
@@ -136,6 +137,8 @@ const struct store_schema *const *module_schemas(void);
 /* m's disco features (NULL when it lists none now): what disco#info
  * and the caps hash (XEP-0115) list. */
 const char *const *module_features(const struct module *m);
+/* Whether m's features are listed now (its advertised, or always). */
+bool module_advertised(const struct module *m);
 
 /* Calls every module's start, in modules.def order; -1 and *error_r at
  * the first failure. */

@@ -40,11 +40,14 @@ const struct store_schema *const *module_schemas(void)
 	return list;
 }
 
+bool module_advertised(const struct module *m)
+{
+	return m->advertised == NULL || m->advertised();
+}
+
 const char *const *module_features(const struct module *m)
 {
-	if (m->advertised != NULL && !m->advertised())
-		return NULL;
-	return m->features;
+	return module_advertised(m) ? m->features : NULL;
 }
 
 int modules_start(struct store *st, char **error_r)

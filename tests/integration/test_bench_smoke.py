@@ -714,6 +714,8 @@ def test_compare_quick_stanzad_only(tmp_path):
     assert text.startswith('# Benchmarks\n\nkept header\n'), text[:200]
     assert text.count('<!-- bench/compare: begin -->') == 1, text
     assert '/tmp' not in text and str(REPO_ROOT) not in text, text
+    # The peers keep no archive: neither does stanzad, and it says so.
+    assert '- message archive (XEP-0313): off on every server' in text
     tables = md_tables(text)
     for heading in ('Targets (issue 5)', 'Idle authenticated TLS sessions',
                     '1:1 messages over TLS, closed loop (peak)',

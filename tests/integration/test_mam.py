@@ -747,3 +747,21 @@ async def test_back_pressure_nothing_shed(server_factory):
         srv.wait_for_log(r'mam: the archive writer caught up')
     finally:
         await clients.disconnect(*connected)
+
+
+async def test_switched_off(server_factory):
+    """mam.enabled: false: messages are delivered without a stanza-id,
+    nothing is archived, and the account does not advertise the archive
+    (what bench/compare runs, like the servers it is compared with)."""
+    srv = server_factory(mam={'enabled': False})
+    async with clients.connected(srv, 'alice/a', 'bob/b') as (a, b):
+        info = await a['xep_0030'].get_info(jid='alice@localhost',
+                                            timeout=5)
+        feats = info['disco_info']['features']
+        assert NS_MAM not in feats and NS_SID not in feats, feats
+        bodies, got = await chat(a, b, 3)
+        assert [stanza_ids(m) for m in got] == [[], [], []]
+        page = await query(b)
+        assert page.results == [] and page.complete
+        assert archived_rows(srv, 'alice') == archived_rows(srv, 'bob') \
+            == []

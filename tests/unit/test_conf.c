@@ -94,6 +94,7 @@ static void check_defaults(const struct config *c)
 	assert_null(c->pubsub.subdomain);
 	assert_int_equal(c->pubsub.max_items, 256);
 	assert_int_equal(c->pubsub.max_nodes, 256);
+	assert_true(c->mam.enabled);
 	assert_int_equal(c->mam.retention_ms, 0);
 	assert_int_equal(c->mam.queue_high, 100000);
 }
@@ -859,6 +860,9 @@ static void test_mam_retention(void **state)
 	assert_int_equal(c->mam.queue_high, 20);
 	conf_free(c);
 	load_err_with("mam:\n  queue_high: 1\n", 4, "out of range");
+	c = load_ok_with("mam:\n  enabled: false\n");
+	assert_false(c->mam.enabled);
+	conf_free(c);
 }
 
 static void test_example_file(void **state)

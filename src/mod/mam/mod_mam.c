@@ -94,10 +94,16 @@ int64_t mam_retention_floor(void)
 
 /* ---- which messages ---- */
 
-/* XEP-0313 §6.1.1 (user archives) and XEP-0334 hints. */
+static bool mam_enabled(void)
+{
+	return server.conf->mam.enabled;
+}
+
+/* XEP-0313 §6.1.1 (user archives) and XEP-0334 hints; nothing while the
+ * archive is switched off (mam.enabled). */
 static bool archivable(const struct stanza *st)
 {
-	if (st->kind != STANZA_MESSAGE ||
+	if (!mam_enabled() || st->kind != STANZA_MESSAGE ||
 	    !(st->type.len == 0 || str_eq_c(st->type, "chat") ||
 	      str_eq_c(st->type, "normal")))
 		return false;
@@ -312,6 +318,7 @@ const struct module mod_mam = {
 	.iq = mam_iq,
 	.account_features = (const char *const[]){ NS_MAM, NS_MAM_EXTENDED,
 						   NS_SID, NULL },
+	.advertised = mam_enabled,
 	.store = &mam_schema,
 	.hooks = mam_hooks,
 	.start = mam_start,
