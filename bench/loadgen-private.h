@@ -301,6 +301,7 @@ struct lg_opts {
 	int port;
 	int count, sessions, pairs, concurrency, window, contacts, togglers;
 	int size, server_pid, threads;
+	int fill, queries, page;  /* mam */
 	double duration, rate, timeout, hold, grace, settle;
 	bool tls_verify;
 	uint32_t src_lo, src_hi;  /* host order; 0 = no source binding */
@@ -349,6 +350,7 @@ void lg_scenario_fanout(struct lg_run *run, int *status_r);
 void lg_login_report(struct lg_run *base, struct lg_run *runs, int n,
 		     int *status_r);
 void lg_scenario_muc(struct lg_run *run, int *status_r);
+void lg_scenario_mam(struct lg_run *run, int *status_r);
 
 /* ---- pool.c: a set of sessions opened with a concurrency limit ---- */
 

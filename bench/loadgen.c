@@ -24,7 +24,7 @@
 
 static const char usage_text[] =
 	"usage: loadgen SCENARIO [options]\n"
-	"scenarios: register login idle roster msg fanout muc\n"
+	"scenarios: register login idle roster msg fanout muc mam\n"
 	"  --host ADDR        server address (127.0.0.1)\n"
 	"  --port N           c2s STARTTLS port (5222)\n"
 	"  --domain D         XMPP domain (localhost)\n"
@@ -38,7 +38,8 @@ static const char usage_text[] =
 	"  --concurrency C    handshakes (or logins) in flight (50)\n"
 	"  --sessions N       idle: sessions to open (count)\n"
 	"  --pairs N          msg: sender/receiver pairs (count/2)\n"
-	"  --window W         msg: messages in flight per pair (1)\n"
+	"  --window W         msg: messages in flight per pair (1);\n"
+	"                     mam: per contact while filling\n"
 	"  --size B           msg: body size in bytes (minimum used)\n"
 	"  --contacts K       roster/fanout: contacts per user (10)\n"
 	"  --togglers M       fanout: users changing presence (count/10)\n"
@@ -47,6 +48,9 @@ static const char usage_text[] =
 	"                     idle: also its RSS/PSS\n"
 	"  --threads N        login: N threads, each with its own loop and\n"
 	"                     share of accounts, concurrency and rate (1)\n"
+	"  --fill N           mam: messages to archive first (100000)\n"
+	"  --queries R        mam: rounds of the four page queries (200)\n"
+	"  --page P           mam: items per page (50)\n"
 	"  --grace S          wait for late messages/broadcasts (5)\n"
 	"  --settle S         fanout: quiet time before toggling (1)\n"
 	"  --timeout S        abort the whole run after S seconds\n"
@@ -72,7 +76,7 @@ enum {
 	OPT_PAIRS, OPT_WINDOW, OPT_SIZE, OPT_CONTACTS, OPT_TOGGLERS,
 	OPT_HOLD, OPT_SERVER_PID, OPT_GRACE, OPT_SETTLE, OPT_TIMEOUT,
 	OPT_TLS_VERIFY, OPT_CA_FILE, OPT_SRC_RANGE, OPT_MECHANISM, OPT_THREADS,
-	OPT_HELP,
+	OPT_FILL, OPT_QUERIES, OPT_PAGE, OPT_HELP,
 };
 
 static const struct option long_opts[] = {
@@ -101,6 +105,9 @@ static const struct option long_opts[] = {
 	{ "src-range", required_argument, NULL, OPT_SRC_RANGE },
 	{ "mechanism", required_argument, NULL, OPT_MECHANISM },
 	{ "threads", required_argument, NULL, OPT_THREADS },
+	{ "fill", required_argument, NULL, OPT_FILL },
+	{ "queries", required_argument, NULL, OPT_QUERIES },
+	{ "page", required_argument, NULL, OPT_PAGE },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -204,6 +211,11 @@ static void set_opt(struct lg_opts *o, int opt, const char *arg)
 	case OPT_THREADS:
 		o->threads = parse_int(arg, 1, 64, "--threads");
 		break;
+	case OPT_FILL: o->fill = parse_int(arg, 1, 10000000, "--fill"); break;
+	case OPT_QUERIES:
+		o->queries = parse_int(arg, 1, 1000000, "--queries");
+		break;
+	case OPT_PAGE: o->page = parse_int(arg, 1, 1000, "--page"); break;
 	case OPT_HELP: fputs(usage_text, stdout); exit(0);
 	default: usage_exit(NULL);
 	}
@@ -217,6 +229,7 @@ static void parse_opts(struct lg_opts *o, int argc, char **argv)
 		.duration = 10, .concurrency = 50, .window = 1,
 		.contacts = 10, .grace = 5, .settle = 1, .tls_verify = true,
 		.threads = 1,
+		.fill = 100000, .queries = 200, .page = 50,
 		.src_lo = 0x7f000101, .src_hi = 0x7f00fffe,
 	};
 	if (argc < 2 || argv[1][0] == '-')
@@ -420,6 +433,7 @@ static const struct {
 	{ "msg", lg_scenario_msg },
 	{ "fanout", lg_scenario_fanout },
 	{ "muc", lg_scenario_muc },
+	{ "mam", lg_scenario_mam },
 };
 
 /* Runs `start` on run->loop until the loop has nothing left, with the

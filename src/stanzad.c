@@ -155,6 +155,8 @@ static int start(const char *path)
 	}
 	for (size_t i = 0; i < services_count(); i++)
 		conf_add_service(conf, service_domain(i, NULL));
+	if (modules_start(server.store, &err) < 0)
+		goto out_modules;
 	if (resolve_check_config(conf, &err) < 0)
 		goto out_modules;
 	if (tls_init(conf, &err) < 0)

@@ -30,6 +30,7 @@
 #define SEC 1000ull
 #define MIN (60 * SEC)
 #define HOUR (60 * MIN)
+#define DAY (24 * HOUR)
 
 enum opt_type {
 	OPT_STRING,
@@ -258,6 +259,23 @@ static const struct opt opts[] = {
 	{ "muc", "max_rooms", OPT_UINT, CONF(muc.max_rooms),
 	  .def = "10000", .min = 1, .max = 10000000,
 	  .doc = "Most rooms one service (one host) may have at a time." },
+	{ "", "mam", OPT_SECTION,
+	  .doc = "The message archive of accounts (XEP-0313); see below." },
+	{ "mam", "enabled", OPT_BOOL, CONF(mam.enabled), .def = "true",
+	  .doc = "Archive messages of accounts. Off: nothing new is archived, "
+		 "no XEP-0359 stanza-ids are added and the archive is not "
+		 "advertised; what was archived stays queryable." },
+	{ "mam", "retention", OPT_DURATION, CONF(mam.retention_ms),
+	  .def = "0s", .min = 0, .max = 100 * 365 * DAY,
+	  .doc = "How long archived messages are kept; older ones are "
+		 "deleted (at start-up and then at most hourly) and never "
+		 "returned. 0: kept until the account is removed." },
+	{ "mam", "queue_high", OPT_UINT, CONF(mam.queue_high),
+	  .def = "100000", .min = 2, .max = 10000000,
+	  .doc = "Messages waiting for the archive's writer at which the "
+		 "streams that send more stop reading until it is down to "
+		 "half (back-pressure: every delivered message is "
+		 "archived)." },
 	{ "hosts[]", "name", OPT_STRING, HOST(name), .required = true,
 	  .check = check_host_name,
 	  .doc = "The domain; case-folded (nameprep), must be unique." },
@@ -308,6 +326,7 @@ static const struct {
 	{ "muc", "`muc`",
 	  "Rooms are created by accounts of the host below the service; "
 	  "docs/internals/muc.md." },
+	{ "mam", "`mam`", NULL },
 	{ "hosts[]", "`hosts` entries",
 	  "Each entry is a domain (`- example.org`) or a mapping with these "
 	  "keys." },
@@ -480,6 +499,7 @@ static const struct unit size_units[] = {
 
 static const struct unit duration_units[] = {
 	{ "ms", 1 }, { "s", SEC }, { "m", MIN }, { "h", HOUR },
+	{ "d", DAY },
 };
 
 /* A number with a unit from units (spaces between them allowed). */
@@ -512,7 +532,7 @@ static int parse_unit_value(struct conf_ctx *c, const struct opt *o,
 		return conf_error(c, line, "%s: bad unit '%.16s' in '%.64s' "
 				  "(use B, KiB, MiB or GiB)", key, p, s);
 	return conf_error(c, line, "%s: bad or missing unit '%.16s' in "
-			  "'%.64s' (use ms, s, m or h)", key, p, s);
+			  "'%.64s' (use ms, s, m, h or d)", key, p, s);
 }
 
 static void format_value(const struct opt *o, uint64_t v, char *buf,

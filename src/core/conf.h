@@ -102,6 +102,14 @@ struct muc_conf {
 	unsigned max_rooms;    /* rooms per service */
 };
 
+/* The message archive (XEP-0313, src/mod/mam/). */
+struct mam_conf {
+	bool enabled;            /* default true */
+	uint64_t retention_ms;   /* messages older are deleted; 0: kept */
+	unsigned queue_high;     /* copies queued for the writer at which
+				    senders stop reading; half: resume */
+};
+
 struct config {
 	char *path;     /* the file this was loaded from */
 	char **hosts;   /* nhosts domains, nameprep'd, first is the default */
@@ -123,6 +131,7 @@ struct config {
 	struct s2s_conf s2s;
 	struct pubsub_conf pubsub;
 	struct muc_conf muc;
+	struct mam_conf mam;
 	enum log_level log_level;
 	unsigned shards;         /* 0: one per core */
 	unsigned scram_iterations; /* for new passwords; default 10000 */

@@ -31,6 +31,9 @@ struct shard_stats {
 	uint64_t stream_errors[STATS_STREAM_ERRS]; /* sent, by condition */
 	uint64_t stanza_errors;            /* error stanzas built */
 	uint64_t pool_queued, pool_done;   /* thread-pool jobs (store) */
+	uint64_t read_throttles;           /* streams stopped by a shared
+					      writer's back-pressure
+					      (conn_throttle) */
 } __attribute__((aligned(64)));
 
 extern struct shard_stats shard_stats[SHARDS_MAX];

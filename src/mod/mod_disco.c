@@ -69,7 +69,7 @@ static enum hook_ret info_handle(struct iq_ctx *ctx)
 		disco_add_feature(ctx->st->a, q, NS_DISCO_INFO);
 		for (const struct module *const *m = modules; *m; m++)
 			for (const char *const *f = (*m)->account_features;
-			     f && *f; f++)
+			     f && *f && module_advertised(*m); f++)
 				disco_add_feature(ctx->st->a, q, *f);
 		return iq_reply_result(ctx, q);
 	}

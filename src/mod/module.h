@@ -98,8 +98,9 @@ struct module {
 	const char *spec; /* "XEP-0199" */
 	const struct iq_route *iq;                  /* { 0 }-terminated */
 	const char *const *features;                /* NULL-terminated */
-	/* NULL, or false when the features are not to be listed (the
-	 * feature is switched off in the config); handlers still run. */
+	/* NULL, or false when the features (and account features) are not
+	 * to be listed (the feature is switched off in the config); handlers
+	 * still run. */
 	bool (*advertised)(void);
 	const struct disco_identity *identities;    /* { 0 }-terminated */
 	/* What disco#info on an account's bare JID lists besides the
@@ -111,8 +112,14 @@ struct module {
 	const struct hook *hooks;                   /* { 0 }-terminated */
 	preauth_iq_fn *preauth_iq;                  /* or NULL */
 	const struct module_service *service;       /* or NULL */
-	/* At shutdown, after the shards stopped: free what the module
-	 * keeps in memory. NULL: nothing. */
+	/* On the main thread once the store is open and the services are
+	 * registered, before any shard starts (loads what hooks need
+	 * synchronously); -1 and *error_r (malloc'ed) stop start-up. NULL:
+	 * nothing to do. */
+	int (*start)(struct store *st, char **error_r);
+	/* At shutdown, after the shards stopped and before the store
+	 * closes: write what is still queued, free what the module keeps in
+	 * memory. NULL: nothing. Called whether or not start ran. */
 	void (*fini)(void);
 };
 
@@ -130,6 +137,12 @@ const struct store_schema *const *module_schemas(void);
 /* m's disco features (NULL when it lists none now): what disco#info
  * and the caps hash (XEP-0115) list. */
 const char *const *module_features(const struct module *m);
+/* Whether m's features are listed now (its advertised, or always). */
+bool module_advertised(const struct module *m);
+
+/* Calls every module's start, in modules.def order; -1 and *error_r at
+ * the first failure. */
+int modules_start(struct store *st, char **error_r);
 
 /* Calls every module's stream_features. */
 void module_stream_features(struct buf *b, enum feature_phase phase,

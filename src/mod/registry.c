@@ -40,11 +40,22 @@ const struct store_schema *const *module_schemas(void)
 	return list;
 }
 
+bool module_advertised(const struct module *m)
+{
+	return m->advertised == NULL || m->advertised();
+}
+
 const char *const *module_features(const struct module *m)
 {
-	if (m->advertised != NULL && !m->advertised())
-		return NULL;
-	return m->features;
+	return module_advertised(m) ? m->features : NULL;
+}
+
+int modules_start(struct store *st, char **error_r)
+{
+	for (const struct module *const *m = modules; *m; m++)
+		if ((*m)->start != NULL && (*m)->start(st, error_r) < 0)
+			return -1;
+	return 0;
 }
 
 void module_stream_features(struct buf *b, enum feature_phase phase,

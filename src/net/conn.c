@@ -38,6 +38,17 @@ static atomic_uint_fast64_t next_conn_id = 1;
 static atomic_uint open_conns;
 static BIO_METHOD *conn_bio_method;
 
+/* The connection whose read callback is running on this thread. */
+static _Thread_local struct conn *reading;
+
+/* Ids of the connections conn_throttle stopped, per shard; touched only
+ * by that shard's thread. Ids, not pointers: a connection may close
+ * while throttled. */
+static struct throttled {
+	uint64_t *ids;
+	size_t n, cap;
+} throttled[SHARDS_MAX];
+
 /* Per-address counts, shared by all shards. */
 static uv_mutex_t ip_lock;
 static struct hmap ip_counts; /* address -> (uintptr_t)count */
@@ -119,6 +130,12 @@ void conn_ip_fini(void)
 	uv_mutex_destroy(&ip_lock);
 	BIO_meth_free(conn_bio_method);
 	conn_bio_method = NULL;
+	/* The shards have stopped: connections still throttled then are
+	 * gone with them. */
+	for (size_t i = 0; i < SHARDS_MAX; i++) {
+		free(throttled[i].ids);
+		throttled[i] = (struct throttled){ 0 };
+	}
 }
 
 unsigned conn_ip_acquire(struct conn *c)
@@ -437,23 +454,64 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 	STATS_ADD(bytes_in, (uint64_t)nread);
 	if (c->state != CONN_OPEN)
 		return;
+	reading = c;
 	if (c->ssl != NULL)
 		read_tls(c, b->base, (size_t)nread);
 	else
 		c->ops->data(c, b->base, (size_t)nread);
+	reading = NULL;
+}
+
+struct conn *conn_current(void)
+{
+	return reading;
 }
 
 void conn_pause(struct conn *c)
 {
+	c->paused = true;
 	if (c->state == CONN_OPEN)
 		uv_read_stop((uv_stream_t *)&c->tcp);
 }
 
 void conn_resume(struct conn *c)
 {
-	if (c->state == CONN_OPEN &&
+	c->paused = false;
+	if (c->state == CONN_OPEN && !c->throttled &&
 	    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
 		conn_abort(c);
+}
+
+void conn_throttle(struct conn *c)
+{
+	if (c->throttled || c->state != CONN_OPEN)
+		return;
+	struct throttled *t = &throttled[c->shard->id];
+	if (t->n == t->cap) {
+		t->cap = t->cap ? t->cap * 2 : 16;
+		t->ids = xrealloc(t->ids, t->cap * sizeof(*t->ids));
+	}
+	t->ids[t->n++] = c->id;
+	c->throttled = true;
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	STATS_ADD(read_throttles, 1);
+}
+
+void conn_unthrottle_all(struct shard *s)
+{
+	struct throttled *t = &throttled[s->id];
+	for (size_t i = 0; i < t->n; i++) {
+		struct conn *c = hmap_get(&s->conns, hmap_u64(&t->ids[i]));
+		if (c == NULL || !c->throttled)
+			continue;
+		c->throttled = false;
+		if (c->state == CONN_OPEN && !c->paused &&
+		    uv_read_start((uv_stream_t *)&c->tcp, on_alloc,
+				  on_read) != 0)
+			conn_abort(c);
+	}
+	free(t->ids);
+	*t = (struct throttled){ 0 };
 }
 
 /* ---- setup ---- */

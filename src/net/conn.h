@@ -112,6 +112,8 @@ struct conn {
 	struct buf inflight; /* bytes handed to uv_write */
 	enum conn_state state;
 	bool dirty, writing, tls_up, ip_counted;
+	bool paused;    /* conn_pause: a request of the stream's own runs */
+	bool throttled; /* conn_throttle: a shared writer is behind */
 	uint8_t handles_open;
 	size_t max_output;
 	char ip[INET6_ADDRSTRLEN];
@@ -162,6 +164,25 @@ int conn_write_bulk(struct conn *c, const void *p, size_t len);
  * connection runs on the thread pool). */
 void conn_pause(struct conn *c);
 void conn_resume(struct conn *c);
+
+/*
+ * Back-pressure from a consumer shared by many connections (the message
+ * archive's writer, docs/internals/mam.md): conn_throttle stops reading
+ * from c until conn_unthrottle_all runs on c's shard. Independent of
+ * conn_pause: the socket is read only when neither holds it. What was
+ * read already (the rest of the current read, at most SHARD_READ_BUF
+ * bytes) is still processed. Counted in the shard's read_throttles.
+ * Both on c's (the calling) shard only.
+ */
+void conn_throttle(struct conn *c);
+/* Restarts reading on every connection of shard s that conn_throttle
+ * stopped (and that is still open); the caller's shard must be s. */
+void conn_unthrottle_all(struct shard *s);
+
+/* The connection whose input is being processed on this thread (inside
+ * a read callback), or NULL: stanzas that came from another shard, a
+ * pool job's completion, a timer. */
+struct conn *conn_current(void);
 
 /* Closes after the queued output is written (bounded by a short timer).
  * Stops reading at once. Safe to call twice. */

@@ -33,7 +33,9 @@ enum hook_event {
 	EV_MESSAGE_OFFLINE,
 	/* route() chose the resources a message for a local account goes to
 	 * (refs, nrefs; none when it is about to be stored or dropped). st
-	 * is only lent: hooks must not keep it and must return HOOK_PASS. */
+	 * is only lent: hooks may add to it (the archive's stanza-id, which
+	 * what runs later and the recipients then see) but must not keep it,
+	 * and must return HOOK_PASS. */
 	EV_MESSAGE_DELIVER,
 	/* A session was bound; st is NULL. */
 	EV_SESSION_BOUND,

@@ -178,6 +178,14 @@ static int store_configure(sqlite3 *db, char **error_r)
 		       error_r) < 0 ||
 	    store_pragma(db, "PRAGMA foreign_keys", "1", error_r) < 0)
 		return -1;
+	/* 16 MiB of pages (SQLite's default is 2 MiB): the archive's index
+	 * pages of every active account stay cached, and a batch of
+	 * archived messages writes without reading them back (about 30%
+	 * more rows per second; docs/internals/mam.md). Allocated as pages
+	 * are read, so a small database stays small. */
+	if (store_exec(db, "PRAGMA cache_size=-16384", "cache_size",
+		       error_r) < 0)
+		return -1;
 	return store_exec(db,
 			  "CREATE TABLE IF NOT EXISTS schema_version("
 			  "name TEXT PRIMARY KEY, version INTEGER NOT NULL)",

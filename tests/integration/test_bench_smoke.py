@@ -8,6 +8,7 @@ The binary is $LOADGEN_BIN, default build/bench/loadgen (relative to the
 repository root); a missing binary fails the tests.
 """
 
+import asyncio
 import base64
 import os
 import re
@@ -15,10 +16,12 @@ import socket
 import ssl
 import subprocess
 import threading
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+import clients
 from conftest import (DOMAIN, REPO_ROOT, STANZAD_BIN, free_ports,
                       sanitizer_env, sanitizer_reports)
 
@@ -354,6 +357,55 @@ def test_muc_join_larger_than_output_limit(server_factory):
     assert run.int('deliveries') == 300 * run.int('sent') > 0, run
 
 
+def test_mam_pages(server):
+    """loadgen mam: the archive filled through the server, then pages of
+    each kind; every page full, every message with an archive id."""
+    bench_users(server, 'arch', 4)
+    run = loadgen(server.c2s_port, 'mam', '--users', 'arch', '--count', 4,
+                  '--password', 'pw-%d', '--fill', 300, '--window', 4,
+                  '--queries', 5, '--page', 20)
+    assert_clean(run)
+    assert run.int('archived') == 300, run
+    for key in ('errors', 'short_pages', 'stray', 'unexpected'):
+        assert run.int(key) == 0, (key, run)
+    for kind in ('first', 'last', 'middle', 'with', 'all'):
+        assert_latencies(run, kind)
+
+
+def test_mam_short_pages_fail(server):
+    """Negative control: pages of 300 asked of a server that gives at most
+    250 (XEP-0059 lets it) come back short though more matched (no
+    complete='true'), and the run says so."""
+    bench_users(server, 'arcs', 2)
+    run = loadgen(server.c2s_port, 'mam', '--users', 'arcs', '--count', 2,
+                  '--password', 'pw-%d', '--fill', 700, '--window', 8,
+                  '--queries', 2, '--page', 300)
+    assert run.status == 1, run
+    assert run.int('short_pages') > 0 and run.int('errors') == 0, run
+
+
+async def test_mam_stall_detected(server):
+    """Negative control: the owner archives nothing (preferences: never),
+    so no message carries an archive id; the run stops once nothing moves
+    for --grace seconds and fails, instead of waiting for the timeout."""
+    bench_users(server, 'arcn', 2)
+    server.passwords['arcn1'] = 'pw-1'
+    c = await clients.connect(server, 'arcn1', 'setup', password='pw-1')
+    try:
+        iq = c.make_iq_set()
+        ET.SubElement(iq.xml, '{urn:xmpp:mam:2}prefs', default='never')
+        await iq.send(timeout=5)
+    finally:
+        await clients.disconnect(c)
+    run = await asyncio.to_thread(
+        loadgen, server.c2s_port, 'mam', '--users', 'arcn', '--count', 2,
+        '--password', 'pw-%d', '--fill', 50, '--queries', 2, '--grace', 2)
+    assert run.status == 1, run
+    assert run.int('stalled') == 1 and run.int('archived') == 0, run
+    assert run.int('unexpected') == 50, run
+    assert 'stalled while filling' in run.stderr, run
+
+
 def test_global_timeout_aborts(server):
     bench_users(server, 'slow', 2)
     run = loadgen(server.c2s_port, 'msg', '--users', 'slow', '--count', 2,
@@ -662,6 +714,8 @@ def test_compare_quick_stanzad_only(tmp_path):
     assert text.startswith('# Benchmarks\n\nkept header\n'), text[:200]
     assert text.count('<!-- bench/compare: begin -->') == 1, text
     assert '/tmp' not in text and str(REPO_ROOT) not in text, text
+    # The peers keep no archive: neither does stanzad, and it says so.
+    assert '- message archive (XEP-0313): off on every server' in text
     tables = md_tables(text)
     for heading in ('Targets (issue 5)', 'Idle authenticated TLS sessions',
                     '1:1 messages over TLS, closed loop (peak)',

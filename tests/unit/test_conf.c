@@ -94,6 +94,9 @@ static void check_defaults(const struct config *c)
 	assert_null(c->pubsub.subdomain);
 	assert_int_equal(c->pubsub.max_items, 256);
 	assert_int_equal(c->pubsub.max_nodes, 256);
+	assert_true(c->mam.enabled);
+	assert_int_equal(c->mam.retention_ms, 0);
+	assert_int_equal(c->mam.queue_high, 100000);
 }
 
 static void test_defaults(void **state)
@@ -468,8 +471,8 @@ static void test_durations(void **state)
 	check_bound_cases(cases, sizeof(cases) / sizeof(cases[0]));
 	load_err_with("limits:\n  auth_timeout: 30\n", 4,
 		      "limits.auth_timeout: bad or missing unit '' in '30' "
-		      "(use ms, s, m or h)");
-	const char *bad[] = { "30sec", "30S", "1h30m", "30 s s", "30d",
+		      "(use ms, s, m, h or d)");
+	const char *bad[] = { "30sec", "30S", "1h30m", "30 s s", "30w",
 			      "30us" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
 		char extra[128];
@@ -840,6 +843,28 @@ static void test_reference_is_docs(void **state)
 	free(ref);
 }
 
+/* mam.retention: a duration in days too; up to 100 years. */
+static void test_mam_retention(void **state)
+{
+	(void)state;
+	struct config *c = load_ok_with("mam:\n  retention: 30d\n");
+	assert_int_equal(c->mam.retention_ms, 30ull * 24 * 3600 * 1000);
+	conf_free(c);
+	c = load_ok_with("mam:\n  retention: 90m\n");
+	assert_int_equal(c->mam.retention_ms, 90ull * 60 * 1000);
+	conf_free(c);
+	load_err_with("mam:\n  retention: 36501d\n", 4, "out of range");
+	load_err_with("mam:\n  retention: 30\n", 4, "bad or missing unit");
+	load_err_with("mam:\n  keep: 30d\n", 4, "mam.keep");
+	c = load_ok_with("mam:\n  queue_high: 20\n");
+	assert_int_equal(c->mam.queue_high, 20);
+	conf_free(c);
+	load_err_with("mam:\n  queue_high: 1\n", 4, "out of range");
+	c = load_ok_with("mam:\n  enabled: false\n");
+	assert_false(c->mam.enabled);
+	conf_free(c);
+}
+
 static void test_example_file(void **state)
 {
 	(void)state;
@@ -988,6 +1013,7 @@ int main(void)
 		cmocka_unit_test(test_dns),
 		cmocka_unit_test(test_s2s),
 		cmocka_unit_test(test_pubsub),
+		cmocka_unit_test(test_mam_retention),
 		cmocka_unit_test(test_example_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
