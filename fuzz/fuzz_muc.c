@@ -1,7 +1,8 @@
 /*
  * fuzz_muc.c - libFuzzer target for what group chat reads from clients
  * beyond the XML parser: the room configuration form (muc_config_apply)
- * and a join's <history/> request (muc_history_first), and, as a
+ * (with the archive option, muc#roomconfig_enablearchiving or mam) and
+ * a join's <history/> request (muc_history_first), and, as a
  * round trip, the stored record of a room.
  *
  * The input is one element, parsed as a stanza's payload would be. The
