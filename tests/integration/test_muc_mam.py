@@ -227,6 +227,11 @@ async def test_paging_across_restart(server):
         assert page.ids == [sid_of(s)[1]]
         assert page.messages[0].findtext(q(NS_CLIENT, 'subject')) == \
             'new topic'
+        # metadata (§5): the first and the last
+        md = ok(await iq(alice, 'get', f"<metadata xmlns='{NS_MAM}'/>",
+                         to=rj)).find(q(NS_MAM, 'metadata'))
+        assert md.find(q(NS_MAM, 'start')).get('id') == ids[0]
+        assert md.find(q(NS_MAM, 'end')).get('id') == sid_of(s)[1]
         # the form (§4.1.5) on the room
         form = ok(await iq(alice, 'get', f"<query xmlns='{NS_MAM}'/>",
                            to=rj))
