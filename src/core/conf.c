@@ -271,7 +271,7 @@ static const struct opt opts[] = {
 		 "deleted (at start-up and then at most hourly) and never "
 		 "returned. 0: kept until the account is removed." },
 	{ "mam", "queue_high", OPT_UINT, CONF(mam.queue_high),
-	  .def = "100000", .min = 2, .max = 10000000,
+	  .def = "20000", .min = 2, .max = 10000000,
 	  .doc = "Messages waiting for the archive's writer at which the "
 		 "streams that send more stop reading until it is down to "
 		 "half (back-pressure: every delivered message is "

@@ -96,7 +96,7 @@ static void check_defaults(const struct config *c)
 	assert_int_equal(c->pubsub.max_nodes, 256);
 	assert_true(c->mam.enabled);
 	assert_int_equal(c->mam.retention_ms, 0);
-	assert_int_equal(c->mam.queue_high, 100000);
+	assert_int_equal(c->mam.queue_high, 20000);
 }
 
 static void test_defaults(void **state)
