@@ -205,6 +205,7 @@ void conn_flush_dirty(struct shard *s);
  * (done automatically when c closes). */
 unsigned conn_ip_acquire(struct conn *c);
 void conn_ip_init(void);
+/* After the shards stopped; also frees conn_throttle's lists. */
 void conn_ip_fini(void);
 
 /* Number of open connections in the process. */
