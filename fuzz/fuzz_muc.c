@@ -1,8 +1,9 @@
 /*
  * fuzz_muc.c - libFuzzer target for what group chat reads from clients
- * beyond the XML parser: the room configuration form (muc_config_apply),
- * a join's <history/> request (muc_history_first), the nick
- * registration form (muc_register_form) and the voice request form
+ * beyond the XML parser: the room configuration form (muc_config_apply,
+ * with the archive option, muc#roomconfig_enablearchiving or mam), a
+ * join's <history/> request (muc_history_first), the nick registration
+ * form (muc_register_form) and the voice request form
  * (muc_request_form), and, as a round trip, the stored record of a room
  * with its registered nicks.
  *

@@ -260,16 +260,20 @@ static const struct opt opts[] = {
 	  .def = "10000", .min = 1, .max = 10000000,
 	  .doc = "Most rooms one service (one host) may have at a time." },
 	{ "", "mam", OPT_SECTION,
-	  .doc = "The message archive of accounts (XEP-0313); see below." },
+	  .doc = "The message archive of accounts and group chat rooms "
+		 "(XEP-0313); see below." },
 	{ "mam", "enabled", OPT_BOOL, CONF(mam.enabled), .def = "true",
 	  .doc = "Archive messages of accounts. Off: nothing new is archived, "
 		 "no XEP-0359 stanza-ids are added and the archive is not "
-		 "advertised; what was archived stays queryable." },
+		 "advertised; what was archived stays queryable. Rooms "
+		 "(docs/internals/muc.md) stop archiving, advertising and "
+		 "answering archive queries." },
 	{ "mam", "retention", OPT_DURATION, CONF(mam.retention_ms),
 	  .def = "0s", .min = 0, .max = 100 * 365 * DAY,
 	  .doc = "How long archived messages are kept; older ones are "
 		 "deleted (at start-up and then at most hourly) and never "
-		 "returned. 0: kept until the account is removed." },
+		 "returned. 0: kept until the account (or room) is removed. "
+		 "Applies to rooms' archives too." },
 	{ "mam", "queue_high", OPT_UINT, CONF(mam.queue_high),
 	  .def = "20000", .min = 2, .max = 10000000,
 	  .doc = "Messages waiting for the archive's writer at which the "

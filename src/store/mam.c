@@ -520,3 +520,106 @@ out:
 	mam_end(&c);
 	return ret;
 }
+
+int mam_store_get(struct store *st, int64_t uid, int64_t id, struct buf *out)
+{
+	struct mam_call c;
+	int ret = -1;
+	if (mam_begin(&c, st, "get",
+		      "SELECT value FROM mam WHERE id = ?2 AND uid = ?1") ==
+		    0 &&
+	    bind_int(&c, 1, uid) == 0 && bind_int(&c, 2, id) == 0) {
+		int rc = sqlite3_step(c.stmt);
+		size_t len;
+		if (rc == SQLITE_ROW) {
+			const void *v = column_bytes(&c, 0, &len);
+			ret = buf_append(out, v, len) < 0 ? -1 : 0;
+		} else if (rc == SQLITE_DONE) {
+			ret = 1;
+		} else {
+			mam_fail(&c, "step");
+		}
+	}
+	mam_end(&c);
+	return ret;
+}
+
+int mam_store_replace(struct store *st, int64_t uid, int64_t id,
+		      const void *value, size_t len)
+{
+	struct mam_call c;
+	int ret = -1;
+	if (mam_begin(&c, st, "replace",
+		      "UPDATE mam SET value = ?3 WHERE id = ?2 AND uid = ?1") ==
+		    0 &&
+	    bind_int(&c, 1, uid) == 0 && bind_int(&c, 2, id) == 0) {
+		int rc = len == 0 ? sqlite3_bind_zeroblob(c.stmt, 3, 0)
+				  : sqlite3_bind_blob64(c.stmt, 3, value, len,
+							SQLITE_STATIC);
+		if (rc != SQLITE_OK)
+			mam_fail(&c, "bind");
+		else if (sqlite3_step(c.stmt) != SQLITE_DONE)
+			mam_fail(&c, "step");
+		else
+			ret = sqlite3_changes(c.db) > 0 ? 0 : 1;
+	}
+	mam_end(&c);
+	return ret;
+}
+
+static int drop_step(struct store *st, const char *sql, int64_t uid,
+		     int64_t upto)
+{
+	struct mam_call c;
+	int ret = -1;
+	if (mam_begin(&c, st, "drop", sql) == 0 && bind_int(&c, 1, uid) == 0 &&
+	    (sqlite3_bind_parameter_count(c.stmt) < 2 ||
+	     bind_int(&c, 2, upto) == 0)) {
+		if (sqlite3_step(c.stmt) == SQLITE_DONE)
+			ret = 0;
+		else
+			mam_fail(&c, "step");
+	}
+	mam_end(&c);
+	return ret;
+}
+
+int mam_store_drop(struct store *st, int64_t uid, int64_t upto)
+{
+	/* The key goes only with its last row: a newer archive of the
+	 * same name (rows above upto) keeps it. */
+	if (drop_step(st, "DELETE FROM mam WHERE uid = ?1 AND id <= ?2",
+		      uid, upto) < 0)
+		return -1;
+	return drop_step(st,
+			 "DELETE FROM mam_users WHERE uid = ?1 "
+			 "AND NOT EXISTS (SELECT 1 FROM mam WHERE uid = ?1)",
+			 uid, upto);
+}
+
+int mam_store_archives(struct store *st, const char *host,
+		       mam_archive_fn *fn, void *ud)
+{
+	struct mam_call c;
+	int ret = -1;
+	if (mam_begin(&c, st, "archives",
+		      "SELECT uid, user FROM mam_users WHERE host = ?1") < 0 ||
+	    bind_text(&c, 1, host) < 0)
+		goto out;
+	int rc;
+	while ((rc = sqlite3_step(c.stmt)) == SQLITE_ROW) {
+		const char *user = (const char *)sqlite3_column_text(c.stmt, 1);
+		if (user != NULL &&
+		    fn(sqlite3_column_int64(c.stmt, 0), user, ud) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	if (rc != SQLITE_DONE)
+		mam_fail(&c, "step");
+	else
+		ret = 0;
+out:
+	mam_end(&c);
+	return ret;
+}

@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../core/buf.h"
 #include "store.h"
 
 #define MAM_PREFS_TABLE "mam_prefs"
@@ -102,6 +103,20 @@ int mam_store_set_high(struct store *st, int64_t high);
  * length is -1. */
 int mam_store_key(struct store *st, const unsigned char *fresh, size_t len,
 		  unsigned char *key_r);
+
+/* The stored message id of archive uid, appended to *out; 1: none. */
+int mam_store_get(struct store *st, int64_t uid, int64_t id, struct buf *out);
+/* Replaces the stored message id of archive uid (a moderated message's
+ * tombstone); 1: none. */
+int mam_store_replace(struct store *st, int64_t uid, int64_t id,
+		      const void *value, size_t len);
+/* Deletes archive uid's messages up to id upto (inclusive), and its key
+ * once no message is left (a destroyed room). */
+int mam_store_drop(struct store *st, int64_t uid, int64_t upto);
+/* Calls fn for every archive of host (a room service's rooms). */
+typedef int mam_archive_fn(int64_t uid, const char *user, void *ud);
+int mam_store_archives(struct store *st, const char *host,
+		       mam_archive_fn *fn, void *ud);
 
 /* Calls fn for every row of mam_prefs (start-up load). */
 typedef int mam_prefs_fn(const char *host, const char *user,

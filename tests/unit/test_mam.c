@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/arena.h"
+#include "core/xmalloc.h"
 #include "core/log.h"
 #include "mod/mam/request.h"
 #include "store/mam.h"
@@ -332,7 +333,7 @@ static void test_query_errors(void **state)
 		arena_destroy(&a);
 	}
 	/* more ids than allowed */
-	char *big = malloc(MAM_IDS_MAX * 24 + 512);
+	char *big = xmalloc(MAM_IDS_MAX * 24 + 512);
 	strcpy(big, FORM_HEAD "<field var='ids'>");
 	for (int i = 0; i <= MAM_IDS_MAX; i++)
 		sprintf(big + strlen(big), "<value>%d</value>", i + 1);
@@ -340,7 +341,7 @@ static void test_query_errors(void **state)
 	struct mam_request r;
 	enum stanza_err err;
 	struct arena *a = arena_new(0);
-	char *xml = malloc(strlen(big) + 64);
+	char *xml = xmalloc(strlen(big) + 64);
 	sprintf(xml, "<query xmlns='urn:xmpp:mam:2'>%s</query>", big);
 	struct xml_elem *e = xml_parse_elem(a, str_c(xml),
 					    STR_LIT("jabber:client"));

@@ -12,8 +12,8 @@
 #include <stdint.h>
 
 #include "../module.h"
+#include "mam.h"
 
-#define NS_MAM_EXTENDED "urn:xmpp:mam:2#extended"
 #define NS_SID "urn:xmpp:sid:0"
 #define NS_HINTS "urn:xmpp:hints"
 #define NS_FORWARD "urn:xmpp:forward:0"
@@ -21,11 +21,9 @@
 
 #define JID_TEXT_MAX 3200 /* a JID's string form (3 x 1023 + 2) */
 
-/* mod_mam.c: the clock of archive ids, in microseconds since the epoch;
- * the oldest id still kept (mam.retention), or 0. */
+/* mod_mam.c: the clock of archive ids, in microseconds since the epoch
+ * (mam.h: the ids themselves). */
 int64_t mam_now_us(void);
-int64_t mam_next_id(void);
-int64_t mam_retention_floor(void);
 
 /* prefs.c */
 enum mam_decision { MAM_ARCHIVE, MAM_SKIP, MAM_ASK_ROSTER };
@@ -48,9 +46,6 @@ void mam_writer_stop(struct store *st);
 void mam_archive(const struct stanza *st, const struct jid *account,
 		 const struct jid *contact, int64_t id, bool check_account,
 		 bool check_roster);
-/* Writes everything queued so far; pool threads (or the main thread
- * before and after the shards). */
-void mam_flush(struct store *st);
 /* Applies mam.retention now. */
 void mam_purge(struct store *st);
 

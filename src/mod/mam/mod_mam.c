@@ -99,6 +99,13 @@ static bool mam_enabled(void)
 	return server.conf->mam.enabled;
 }
 
+static bool started;
+
+bool mam_active(void)
+{
+	return started && mam_enabled();
+}
+
 /* XEP-0313 §6.1.1 (user archives) and XEP-0334 hints; nothing while the
  * archive is switched off (mam.enabled). */
 static bool archivable(const struct stanza *st)
@@ -260,8 +267,6 @@ static enum hook_ret mam_out(struct hook_ctx *ctx)
 }
 
 /* ---- start and stop ---- */
-
-static bool started;
 
 static int mam_start(struct store *store, char **error_r)
 {

@@ -23,50 +23,31 @@
 #include "../../xmpp/datetime.h"
 #include "../../xmpp/ns.h"
 #include "mam-private.h"
+#include "mam.h"
 #include "request.h"
-
-struct result {
-	int64_t id;
-	size_t off, len; /* in query_job.values */
-};
-
-struct query_job {
-	struct mam_request req;
-	const char *host, *user;
-	int64_t uid;
-	struct buf values;   /* the stored messages, back to back */
-	struct result *res;  /* nres results, in the order read */
-	size_t nres, cap;
-	bool more;
-	size_t count;
-	bool missing;        /* a named id is not in the archive */
-	int64_t first, last; /* metadata */
-	bool empty;
-};
 
 static int collect(const struct mam_store_item *it, void *ud)
 {
-	struct query_job *q = ud;
+	struct mam_page *q = ud;
 	if (q->nres == q->cap) {
 		q->cap = q->cap ? q->cap * 2 : 16;
 		q->res = xrealloc(q->res, q->cap * sizeof(*q->res));
 	}
-	q->res[q->nres++] = (struct result){ .id = it->id,
-					     .off = q->values.len,
-					     .len = it->len };
+	q->res[q->nres++] = (struct mam_result){ .id = it->id,
+						 .off = q->values.len,
+						 .len = it->len };
 	return buf_append(&q->values, it->value, it->len) < 0;
 }
 
-static void query_job_free(struct query_job *q)
+void mam_page_free(struct mam_page *q)
 {
 	buf_reset(&q->values);
 	free(q->res);
 	q->res = NULL;
 }
 
-static int query_work(struct store *store, struct iq_ctx *ctx)
+int mam_page_read(struct store *store, struct mam_page *q)
 {
-	struct query_job *q = ctx->ud;
 	struct mam_request *r = &q->req;
 	mam_flush(store);
 	int rc = mam_store_user(store, q->host, q->user, false, &q->uid);
@@ -82,7 +63,6 @@ static int query_work(struct store *store, struct iq_ctx *ctx)
 			return rc < 0 ? -1 : 0;
 		}
 	}
-	struct arena *a = ctx->st->a;
 	struct mam_store_query sq = {
 		.uid = q->uid,
 		.lo = r->lo,
@@ -95,10 +75,18 @@ static int query_work(struct store *store, struct iq_ctx *ctx)
 	int64_t floor = mam_retention_floor();
 	if (floor > 0 && sq.lo < floor - 1)
 		sq.lo = floor - 1;
+	char with[JID_TEXT_MAX], with_res[JID_TEXT_MAX];
 	if (r->has_with) {
-		sq.with = jid_to_str(a, &r->with, true).p;
-		if (r->with.resource.len > 0)
-			sq.with_res = arena_strdup(a, r->with.resource).p;
+		struct arena *a = arena_new(0);
+		snprintf(with, sizeof(with), "%s",
+			 jid_to_str(a, &r->with, true).p);
+		arena_destroy(&a);
+		sq.with = with;
+		if (r->with.resource.len > 0) {
+			snprintf(with_res, sizeof(with_res), "%.*s",
+				 (int)r->with.resource.len, r->with.resource.p);
+			sq.with_res = with_res;
+		}
 	}
 	if (r->count_only)
 		return mam_store_count(store, &sq, &q->count);
@@ -116,16 +104,13 @@ static void add_text_child(struct arena *a, struct xml_elem *parent,
 		xml_add_text(a, e, text);
 }
 
-/* <message from=account to=querier><result queryid id><forwarded>
- * <delay stamp/>MESSAGE</forwarded></result></message> */
-static void send_result(const struct iq_ctx *ctx, const struct sess_ref *to,
-			const struct query_job *q, const struct result *r)
+/* <message from to><result queryid id><forwarded><delay stamp/>MESSAGE
+ * </forwarded></result></message> */
+static void send_result(const struct mam_page *q, const struct mam_result *r,
+			const struct jid *from, const struct jid *to,
+			mam_send_fn *send, void *ud)
 {
-	const struct stanza *req = ctx->st;
-	struct jid account = req->from;
-	account.resource = STR_NULL;
-	struct stanza *m = stanza_new(STANZA_MESSAGE, &account, &req->from,
-				      NULL);
+	struct stanza *m = stanza_new(STANZA_MESSAGE, from, to, NULL);
 	struct arena *a = m->a;
 	char id[MAM_ID_LEN], stamp[XEP82_DATETIME_LEN];
 	mam_id_format(r->id, id);
@@ -150,34 +135,29 @@ static void send_result(const struct iq_ctx *ctx, const struct sess_ref *to,
 	xml_attr_set(a, res, "id", str_c(id));
 	xml_attr_set(a, delay, "stamp", str_c(stamp));
 	xml_append_elem(fwd, orig);
-	route_deliver(to, m);
+	send(m, orig, ud);
 }
 
-static void query_done(struct iq_ctx *ctx, int status)
+void mam_page_send(const struct mam_page *q, const struct jid *from,
+		   const struct jid *to, mam_send_fn *send, void *ud)
 {
-	struct query_job *q = ctx->ud; /* in the request's arena */
-	enum stanza_err err = q->missing ? STANZA_ERR_ITEM_NOT_FOUND
-					 : STANZA_ERR_NONE;
-	if (status < 0 || err != STANZA_ERR_NONE) {
-		query_job_free(q); /* before the reply frees q */
-		iq_done_error(ctx, status, err);
-		return;
-	}
 	/* Chronological order, unless the client asked for the page
 	 * flipped; a backward read came newest first. */
 	bool reverse = q->req.backward != q->req.flip;
-	struct sess_ref to;
-	struct arena *a = ctx->st->a;
-	struct str bare = jid_to_str(a, &ctx->st->from, true);
-	if (q->nres > 0 && sessions_find(bare, ctx->st->from.resource, &to)) {
-		for (size_t k = 0; k < q->nres; k++) {
-			size_t i = reverse ? q->nres - 1 - k : k;
-			send_result(ctx, &to, q, &q->res[i]);
-		}
+	for (size_t k = 0; k < q->nres; k++) {
+		size_t i = reverse ? q->nres - 1 - k : k;
+		send_result(q, &q->res[i], from, to, send, ud);
 	}
-	struct xml_elem *fin = iq_payload_new(ctx, NS_MAM, "fin");
+}
+
+struct xml_elem *mam_page_fin(struct arena *a, const struct mam_page *q)
+{
+	struct xml_elem *fin = xml_elem_new(a, STR_LIT(NS_MAM), STR_LIT("fin"));
 	struct xml_elem *set =
-		xml_add_child(a, fin, STR_LIT(NS_RSM), STR_LIT("set"));
+		fin ? xml_add_child(a, fin, STR_LIT(NS_RSM), STR_LIT("set"))
+		    : NULL;
+	if (set == NULL)
+		return fin;
 	if (!q->more && !q->req.count_only)
 		xml_attr_set(a, fin, "complete", STR_LIT("true"));
 	if (q->nres > 0) {
@@ -198,7 +178,41 @@ static void query_done(struct iq_ctx *ctx, int status)
 		add_text_child(a, set, NS_RSM, "count",
 			       arena_strdup(a, str_c(n)));
 	}
-	query_job_free(q);
+	return fin;
+}
+
+static int query_work(struct store *store, struct iq_ctx *ctx)
+{
+	return mam_page_read(store, ctx->ud);
+}
+
+static void deliver_result(struct stanza *m, struct xml_elem *orig, void *ud)
+{
+	(void)orig;
+	route_deliver(ud, m);
+}
+
+static void query_done(struct iq_ctx *ctx, int status)
+{
+	struct mam_page *q = ctx->ud; /* in the request's arena */
+	enum stanza_err err = q->missing ? STANZA_ERR_ITEM_NOT_FOUND
+					 : STANZA_ERR_NONE;
+	if (status < 0 || err != STANZA_ERR_NONE) {
+		mam_page_free(q); /* before the reply frees q */
+		iq_done_error(ctx, status, err);
+		return;
+	}
+	struct sess_ref to;
+	struct arena *a = ctx->st->a;
+	struct str bare = jid_to_str(a, &ctx->st->from, true);
+	if (q->nres > 0 && sessions_find(bare, ctx->st->from.resource, &to)) {
+		struct jid account = ctx->st->from;
+		account.resource = STR_NULL;
+		mam_page_send(q, &account, &ctx->st->from, deliver_result,
+			      &to);
+	}
+	struct xml_elem *fin = mam_page_fin(a, q);
+	mam_page_free(q);
 	iq_reply_result(ctx, fin);
 }
 
@@ -208,10 +222,10 @@ bool mam_own_archive(const struct iq_ctx *ctx)
 	return jid_bare_eq(&ctx->st->from, &ctx->st->to);
 }
 
-static struct query_job *job_new(struct iq_ctx *ctx)
+static struct mam_page *job_new(struct iq_ctx *ctx)
 {
 	struct stanza *st = ctx->st;
-	struct query_job *q = arena_zalloc(st->a, sizeof(*q));
+	struct mam_page *q = arena_zalloc(st->a, sizeof(*q));
 	if (q == NULL)
 		return NULL;
 	q->host = arena_strdup(st->a, st->to.domain).p;
@@ -224,7 +238,7 @@ enum hook_ret mam_query_set(struct iq_ctx *ctx)
 {
 	if (!mam_own_archive(ctx))
 		return iq_reply_error(ctx, STANZA_ERR_FORBIDDEN);
-	struct query_job *q = job_new(ctx);
+	struct mam_page *q = job_new(ctx);
 	if (q == NULL)
 		return iq_reply_error(ctx, STANZA_ERR_RESOURCE_CONSTRAINT);
 	enum stanza_err err;
@@ -237,15 +251,12 @@ enum hook_ret mam_query_set(struct iq_ctx *ctx)
 }
 
 /* §4.1.5: the fields a query may use. */
-enum hook_ret mam_query_form(struct iq_ctx *ctx)
+struct xml_elem *mam_form_new(struct arena *a)
 {
-	if (!mam_own_archive(ctx))
-		return iq_reply_error(ctx, STANZA_ERR_FORBIDDEN);
-	struct arena *a = ctx->st->a;
-	struct xml_elem *q = iq_payload_new(ctx, NS_MAM, "query");
+	struct xml_elem *q = xml_elem_new(a, STR_LIT(NS_MAM), STR_LIT("query"));
 	struct xml_elem *x = dataform_new(a, "form", NS_MAM);
 	if (q == NULL || x == NULL)
-		return iq_reply_error(ctx, STANZA_ERR_RESOURCE_CONSTRAINT);
+		return NULL;
 	xml_append_elem(q, x);
 	static const char *const fields[][2] = {
 		{ "with", "jid-single" },     { "start", "text-single" },
@@ -268,13 +279,22 @@ enum hook_ret mam_query_form(struct iq_ctx *ctx)
 			}
 		}
 	}
+	return q;
+}
+
+enum hook_ret mam_query_form(struct iq_ctx *ctx)
+{
+	if (!mam_own_archive(ctx))
+		return iq_reply_error(ctx, STANZA_ERR_FORBIDDEN);
+	struct xml_elem *q = mam_form_new(ctx->st->a);
+	if (q == NULL)
+		return iq_reply_error(ctx, STANZA_ERR_RESOURCE_CONSTRAINT);
 	return iq_reply_result(ctx, q);
 }
 
 /* §5: the first and last message of the archive. */
-static int metadata_work(struct store *store, struct iq_ctx *ctx)
+int mam_page_bounds(struct store *store, struct mam_page *q)
 {
-	struct query_job *q = ctx->ud;
 	mam_flush(store);
 	int64_t floor = mam_retention_floor();
 	int rc = mam_store_user(store, q->host, q->user, false, &q->uid);
@@ -285,10 +305,9 @@ static int metadata_work(struct store *store, struct iq_ctx *ctx)
 	return rc < 0 ? -1 : 0;
 }
 
-static void add_bound(struct iq_ctx *ctx, struct xml_elem *md,
-		      const char *name, int64_t id)
+static void add_bound(struct arena *a, struct xml_elem *md, const char *name,
+		      int64_t id)
 {
-	struct arena *a = ctx->st->a;
 	char ids[MAM_ID_LEN], stamp[XEP82_DATETIME_LEN];
 	mam_id_format(id, ids);
 	xep82_format_us(id, stamp);
@@ -300,17 +319,27 @@ static void add_bound(struct iq_ctx *ctx, struct xml_elem *md,
 	xml_attr_set(a, e, "timestamp", arena_strdup(a, str_c(stamp)));
 }
 
+struct xml_elem *mam_page_metadata(struct arena *a, const struct mam_page *q)
+{
+	struct xml_elem *md = xml_elem_new(a, STR_LIT(NS_MAM),
+					   STR_LIT("metadata"));
+	if (md != NULL && !q->empty) {
+		add_bound(a, md, "start", q->first);
+		add_bound(a, md, "end", q->last);
+	}
+	return md;
+}
+
+static int metadata_work(struct store *store, struct iq_ctx *ctx)
+{
+	return mam_page_bounds(store, ctx->ud);
+}
+
 static void metadata_done(struct iq_ctx *ctx, int status)
 {
-	struct query_job *q = ctx->ud;
 	if (iq_done_error(ctx, status, STANZA_ERR_NONE))
 		return;
-	struct xml_elem *md = iq_payload_new(ctx, NS_MAM, "metadata");
-	if (!q->empty) {
-		add_bound(ctx, md, "start", q->first);
-		add_bound(ctx, md, "end", q->last);
-	}
-	iq_reply_result(ctx, md);
+	iq_reply_result(ctx, mam_page_metadata(ctx->st->a, ctx->ud));
 }
 
 enum hook_ret mam_metadata_get(struct iq_ctx *ctx)
@@ -322,4 +351,3 @@ enum hook_ret mam_metadata_get(struct iq_ctx *ctx)
 	struct str key = jid_to_str(ctx->st->a, &ctx->st->to, true);
 	return iq_defer_keyed(ctx, key, metadata_work, metadata_done);
 }
-

@@ -377,26 +377,47 @@ static bool tree_small(const struct xml_elem *e, unsigned depth)
 	return true;
 }
 
-void mam_archive(const struct stanza *st, const struct jid *account,
-		    const struct jid *contact, int64_t id, bool check_account,
-		    bool check_roster)
+/* The copy as it is queued (serialized, checked to parse back), or
+ * NULL. */
+static struct pending *copy_new(const struct xml_elem *x, struct str host,
+				struct str user, struct str with,
+				struct str with_res, int64_t id)
 {
 	struct buf b = { 0 };
-	if (xml_serialize(&b, st->x, STR_LIT(NS_CLIENT)) < 0 ||
-	    (!tree_small(st->x, 1) && !xml_elem_readable(STR(b.data, b.len)))) {
+	if (xml_serialize(&b, x, STR_LIT(NS_CLIENT)) < 0 ||
+	    (!tree_small(x, 1) && !xml_elem_readable(STR(b.data, b.len)))) {
 		buf_reset(&b);
-		return;
+		return NULL;
 	}
-	struct arena *a = arena_new(0);
-	struct pending *p = pending_new(account->domain, account->node,
-					jid_to_str(a, contact, true),
-					contact->resource, &b);
-	arena_destroy(&a);
+	struct pending *p = pending_new(host, user, with, with_res, &b);
 	buf_reset(&b);
 	p->id = id;
+	return p;
+}
+
+void mam_archive(const struct stanza *st, const struct jid *account,
+		 const struct jid *contact, int64_t id, bool check_account,
+		 bool check_roster)
+{
+	struct arena *a = arena_new(0);
+	struct pending *p = copy_new(st->x, account->domain, account->node,
+				     jid_to_str(a, contact, true),
+				     contact->resource, id);
+	arena_destroy(&a);
+	if (p == NULL)
+		return;
 	p->check_account = check_account;
 	p->check_roster = check_roster;
 	enqueue(p);
+}
+
+void mam_archive_elem(const struct xml_elem *x, struct str host,
+		      struct str user, struct str with, struct str with_res,
+		      int64_t id)
+{
+	struct pending *p = copy_new(x, host, user, with, with_res, id);
+	if (p != NULL)
+		enqueue(p);
 }
 
 void mam_purge(struct store *st)

@@ -324,6 +324,7 @@ static void room_free(struct room *r)
 
 static void room_destroy(struct room *r)
 {
+	muc_archive_drop(r);
 	hmap_del(&rooms[room_shard(str_c(r->jid))], str_c(r->jid));
 	dir_update(r, true);
 	room_free(r);
@@ -632,6 +633,14 @@ static void iq_result(struct stanza *st, struct xml_elem *payload)
 		xml_append_elem(r->x, xml_copy(r->a, payload));
 	stanza_free(&st);
 	route(r);
+}
+
+void muc_iq_reply(struct stanza *st, struct xml_elem *payload, int err)
+{
+	if (err != STANZA_ERR_NONE)
+		reply_error(st, (enum stanza_err)err, NULL);
+	else
+		iq_result(st, payload);
 }
 
 /* ---- joining ---- */
@@ -1251,7 +1260,9 @@ static void groupchat(struct room *r, struct stanza *st)
 	}
 	add_occupant_id(a, m, o);
 	char sid[33];
-	stanza_id(sid);
+	int64_t aid = muc_archive_id(r, m, sid);
+	if (aid == 0)
+		stanza_id(sid);
 	struct xml_elem *se = xml_add_child(a, m, STR_LIT(NS_SID),
 					    STR_LIT("stanza-id"));
 	xml_attr_set(a, se, "id", str_c(sid));
@@ -1264,6 +1275,9 @@ static void groupchat(struct room *r, struct stanza *st)
 	}
 	broadcast(r, b, NULL, NULL);
 	shared_unref(&b);
+	if (aid != 0)
+		muc_archive_message(
+			r, o, jid_to_str(st->a, &st->from, false).p, m, aid);
 	if (body != NULL) {
 		char stamp[XEP82_DATETIME_LEN];
 		xep82_now(stamp);
@@ -1423,6 +1437,7 @@ static void room_info(struct room *r, struct stanza *st)
 	disco_add_feature(a, q, NS_MODERATE);
 	disco_add_feature(a, q, "urn:xmpp:ping");
 	disco_add_feature(a, q, NS_REGISTER);
+	muc_archive_features(r, a, q);
 	disco_add_feature(a, q, r->cfg.persistent ? "muc_persistent"
 					    : "muc_temporary");
 	disco_add_feature(a, q, r->cfg.public_ ? "muc_public" : "muc_hidden");
@@ -1487,6 +1502,8 @@ static struct xml_elem *config_form(struct arena *a, const struct room *r)
 	BOOL("muc#roomconfig_membersonly", "Members only",
 	     r->cfg.members_only);
 	BOOL("muc#roomconfig_moderatedroom", "Moderated", r->cfg.moderated);
+	BOOL("muc#roomconfig_enablearchiving", "Archive messages (XEP-0313)",
+	     !r->cfg.no_archive);
 	BOOL("muc#roomconfig_changesubject", "Participants set the subject",
 	     r->cfg.change_subject);
 	BOOL("muc#roomconfig_passwordprotectedroom", "Password protected",
@@ -1533,6 +1550,13 @@ int muc_config_apply(const struct dataform *f, struct room_cfg *cfg)
 		if (flag != NULL) {
 			if (dataform_bool(v, flag) < 0)
 				return -1;
+		} else if (strcmp(var, "muc#roomconfig_enablearchiving") == 0 ||
+			   strcmp(var, "mam") == 0) {
+			/* Prosody's name, and ejabberd's. */
+			bool on;
+			if (dataform_bool(v, &on) < 0)
+				return -1;
+			cfg->no_archive = !on;
 		} else if (strcmp(var, "muc#roomconfig_roomname") == 0) {
 			free(cfg->name);
 			cfg->name = v.len ? xstrdup(v.p) : NULL;
@@ -1988,10 +2012,12 @@ static void moderate(struct room *r, struct stanza *st, struct xml_elem *q)
 	xml_attr_set(a, md, "by", jid_to_str(a, &by, false));
 	add_occupant_id(a, md, me);
 	struct xml_elem *reason = xml_child(q, NS_MODERATE, "reason");
+	struct str why = reason ? xml_text(st->a, reason) : STR_NULL;
 	if (reason != NULL)
 		xml_add_text(a, xml_add_child(a, rt, STR_LIT(NS_RETRACT),
 					      STR_LIT("reason")),
-			     xml_text(st->a, reason));
+			     why);
+	muc_archive_retract(r, id, md, why);
 	broadcast_elem(r, m);
 	arena_destroy(&a);
 	iq_result(st, NULL);
@@ -2283,6 +2309,8 @@ static void handle_iq(struct room *r, struct stanza *st)
 			forward_iq(r, o, t, st, q);
 		return;
 	}
+	if (muc_archive_iq(r, st, q))
+		return;
 	bool get = str_eq_c(st->type, "get");
 	if (get && str_eq_c(q->ns, NS_DISCO_INFO) &&
 	    str_eq_c(xml_attr_get(q, "node"), "x-roomuser-item"))
@@ -2464,6 +2492,18 @@ static int load_room(const char *key, const void *value, size_t len,
 	return 0;
 }
 
+/* A room of w's service is still there (start-up: every room is a
+ * persistent one just loaded). */
+static bool room_kept(const char *node, void *ud)
+{
+	const struct load_walk *w = ud;
+	char *jid = NULL;
+	BUG_ON(asprintf(&jid, "%s@%s", node, w->domain) < 0);
+	bool kept = hmap_get(&rooms[room_shard(str_c(jid))], str_c(jid));
+	free(jid);
+	return kept;
+}
+
 static int muc_start(const char **why_r)
 {
 	if (!dir_init) {
@@ -2488,6 +2528,11 @@ static int muc_start(const char **why_r)
 		}
 		if (w.n > 0)
 			log_info("muc: %zu persistent rooms on %s", w.n, d);
+		if (muc_archive_sweep(server.store, d, room_kept, &w) < 0) {
+			free(d);
+			*why_r = "muc: cannot read the archives of rooms";
+			return -1;
+		}
 		free(d);
 	}
 	return 0;

@@ -36,6 +36,7 @@ struct room_cfg {
 	char *name, *desc, *password;
 	bool persistent, public_, members_only, moderated, password_protected,
 		whois_anyone, change_subject;
+	bool no_archive; /* muc#roomconfig_enablearchiving off */
 	unsigned max_users;
 };
 
@@ -118,6 +119,10 @@ void muc_store_save(struct room *r, bool del);
 struct arena;
 struct dataform;
 struct xml_elem;
+struct stanza;
+/* Answers the iq st (consumed) from the room: with payload (or none)
+ * when err is STANZA_ERR_NONE, else with the error. */
+void muc_iq_reply(struct stanza *st, struct xml_elem *payload, int err);
 /* Applies a submitted muc#roomconfig form to cfg; -1 for a value the
  * room refuses (the caller answers <not-acceptable/>; cfg may be half
  * changed then). server.conf->muc bounds maxusers. */
@@ -148,5 +153,38 @@ int muc_register_form(struct arena *a, const struct dataform *f,
  * visitor's nick), -1 for anything else (bad-request). */
 int muc_request_form(const struct dataform *f, bool *allow_r,
 		     struct str *nick_r);
+
+/* archive.c: the room's XEP-0313 archive (docs/internals/muc.md). */
+struct arena;
+struct store;
+/* Whether the room archives (mam.enabled, and the room's option). */
+bool muc_archive_on(const struct room *r);
+/* For a groupchat message msg the room is about to send: its archive id
+ * (and its wire form in sid, the room's stanza-id), or 0 when it is not
+ * archived (sid untouched). */
+int64_t muc_archive_id(const struct room *r, const struct xml_elem *msg,
+		       char sid[33]);
+/* Archives m (as the occupants got it, without 'to'), sent by o from its
+ * session real (a full JID), under id (from muc_archive_id). */
+void muc_archive_message(const struct room *r, const struct occupant *o,
+			 const char *real, const struct xml_elem *m,
+			 int64_t id);
+/* XEP-0425: the message with stanza-id sid becomes its tombstone
+ * (<retracted/> with a copy of moderated, and the reason if any). */
+void muc_archive_retract(const struct room *r, struct str sid,
+			 const struct xml_elem *moderated, struct str reason);
+/* The room is gone: so is its archive. */
+void muc_archive_drop(const struct room *r);
+/* Start-up: removes the archives of domain's rooms that kept() says are
+ * gone (temporary rooms of an earlier run). */
+int muc_archive_sweep(struct store *st, const char *domain,
+		      bool (*kept)(const char *node, void *ud), void *ud);
+/* The archive's disco#info features, when the room archives. */
+void muc_archive_features(const struct room *r, struct arena *a,
+			  struct xml_elem *q);
+/* Takes st if q is an archive request (urn:xmpp:mam:2) the room
+ * answers; false: not one (st untouched). */
+bool muc_archive_iq(const struct room *r, struct stanza *st,
+		    const struct xml_elem *q);
 
 #endif

@@ -54,6 +54,7 @@ static const struct {
 	{ "k", offsetof(struct room_cfg, password_protected) },
 	{ "w", offsetof(struct room_cfg, whois_anyone) },
 	{ "s", offsetof(struct room_cfg, change_subject) },
+	{ "A", offsetof(struct room_cfg, no_archive) },
 };
 
 struct aff_walk {
