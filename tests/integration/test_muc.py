@@ -973,6 +973,75 @@ async def test_moderation(server):
         await clients.disconnect(alice, bob, carol)
 
 
+NS_MODERATE_0 = 'urn:xmpp:message-moderate:0'
+NS_RETRACT_0 = 'urn:xmpp:message-retract:0'
+NS_FASTEN = 'urn:xmpp:fasten:0'
+
+
+@pytest.mark.parametrize('version', ['0.2', '0.3'])
+async def test_moderation_both_versions(server, version):
+    """XEP-0425 0.2 (what Gajim 1.7 and older Converse.js send:
+    <apply-to xmlns=fasten:0> around <moderate xmlns=message-moderate:0>)
+    is answered like 0.3, and every announcement carries both forms, so
+    an occupant's client reads it whichever version its moderator's
+    spoke."""
+    alice = await muc_client(server, 'alice/a')
+    bob = await muc_client(server, 'bob/b')
+    try:
+        room = f'mod2@{SERVICE}'
+        await create(alice, 'mod2', 'Alice')
+        await enter(bob, 'mod2', 'Bob')
+        info = ok(await iq(bob, 'get', f"<query xmlns='{NS_INFO}'/>",
+                           to=room))
+        feats = {f.get('var') for f in info.iter(q(NS_INFO, 'feature'))}
+        assert {NS_MODERATE, NS_MODERATE_0} <= feats
+        groupchat(bob, 'mod2', 'spam')
+        m = await next_muc(alice, is_msg('spam'))
+        sid = m.find(q(NS_SID, 'stanza-id')).get('id')
+        if version == '0.2':
+            def req(msg_id, inner=None):
+                inner = inner if inner is not None else (
+                    f"<moderate xmlns='{NS_MODERATE_0}'>"
+                    f"<retract xmlns='{NS_RETRACT_0}'/>"
+                    '<reason>no spam</reason></moderate>')
+                return (f"<apply-to xmlns='{NS_FASTEN}' id='{msg_id}'>"
+                        f'{inner}</apply-to>')
+            e = await iq(bob, 'set', req(sid), to=room)
+            assert error_of(e)[1] == 'forbidden'
+            # no <retract/> inside: bad-request, as with 0.3
+            e = await iq(alice, 'set', req(sid, f"<moderate xmlns="
+                                           f"'{NS_MODERATE_0}'/>"),
+                         to=room)
+            assert error_of(e)[1] == 'bad-request'
+            # fastening something else is not a moderation
+            e = await iq(alice, 'set', req(sid, "<x xmlns='urn:example'/>"),
+                         to=room)
+            assert error_of(e)[1] == 'feature-not-implemented'
+            ok(await iq(alice, 'set', req(sid), to=room))
+        else:
+            ok(await iq(alice, 'set',
+                        f"<moderate xmlns='{NS_MODERATE}' id='{sid}'>"
+                        f"<retract xmlns='{NS_RETRACT}'/>"
+                        '<reason>no spam</reason></moderate>', to=room))
+        for c in (alice, bob):
+            x = await next_muc(c, lambda x: x.find(q(NS_FASTEN, 'apply-to'))
+                               is not None)
+            assert x.get('from') == room and x.get('type') == 'groupchat'
+            ap = x.find(q(NS_FASTEN, 'apply-to'))
+            assert ap.get('id') == sid
+            md0 = ap.find(q(NS_MODERATE_0, 'moderated'))
+            assert md0.get('by') == f'{room}/Alice'
+            assert md0.find(q(NS_RETRACT_0, 'retract')) is not None
+            assert md0.find(q(NS_MODERATE_0, 'reason')).text == 'no spam'
+            rt = x.find(q(NS_RETRACT, 'retract'))
+            assert rt.get('id') == sid
+            assert rt.find(q(NS_MODERATE, 'moderated')).get('by') == \
+                f'{room}/Alice'
+            assert rt.find(q(NS_RETRACT, 'reason')).text == 'no spam'
+    finally:
+        await clients.disconnect(alice, bob)
+
+
 async def test_presence_payload_bounded(server):
     """What a room keeps of an occupant's presence is bounded (8 KiB):
     a bigger one is shown without its children."""

@@ -1435,6 +1435,7 @@ static void room_info(struct room *r, struct stanza *st)
 	disco_add_feature(a, q, NS_OCCUPANT_ID);
 	disco_add_feature(a, q, NS_SID);
 	disco_add_feature(a, q, NS_MODERATE);
+	disco_add_feature(a, q, NS_MODERATE_0);
 	disco_add_feature(a, q, "urn:xmpp:ping");
 	disco_add_feature(a, q, NS_REGISTER);
 	muc_archive_features(r, a, q);
@@ -1981,9 +1982,19 @@ static void admin_iq(struct room *r, struct stanza *st, struct xml_elem *q)
 
 /* XEP-0425: a moderator retracts a message by the room's stanza id:
  * every occupant is told (XEP-0424 <retract/> with <moderated/>), and
- * the message leaves the history new joiners get. A message older than
- * the history is announced all the same: clients keep it. */
-static void moderate(struct room *r, struct stanza *st, struct xml_elem *q)
+ * the message leaves the history new joiners get and becomes its
+ * tombstone in the archive. A message older than the history is
+ * announced all the same: clients keep it.
+ *
+ * Two versions of the request are answered: 0.3 (message-moderate:1,
+ * `<moderate id><retract/><reason/></moderate>`) and 0.2
+ * (`<apply-to xmlns=fasten:0 id><moderate xmlns=message-moderate:0>
+ * <retract xmlns=message-retract:0/><reason/></moderate></apply-to>`),
+ * which clients in use still send. One announcement carries both forms
+ * (as Prosody's does), so each occupant's client finds the one it reads,
+ * whichever version the moderator's spoke. */
+static void moderate(struct room *r, struct stanza *st, struct str id,
+		     const struct xml_elem *retract, const struct xml_elem *why_el)
 {
 	struct occupant *me =
 		hmap_get(&r->by_jid, jid_to_str(st->a, &st->from, false));
@@ -1991,9 +2002,7 @@ static void moderate(struct room *r, struct stanza *st, struct xml_elem *q)
 		reply_error(st, STANZA_ERR_FORBIDDEN, NULL);
 		return;
 	}
-	struct str id = xml_attr_get(q, "id");
-	if (id.p == NULL || id.len == 0 ||
-	    xml_child(q, NS_RETRACT, "retract") == NULL) {
+	if (id.p == NULL || id.len == 0 || retract == NULL) {
 		reply_error(st, STANZA_ERR_BAD_REQUEST, NULL);
 		return;
 	}
@@ -2003,24 +2012,60 @@ static void moderate(struct room *r, struct stanza *st, struct xml_elem *q)
 	char mid[33];
 	stanza_id(mid);
 	xml_attr_set(a, m, "id", str_c(mid));
+	struct jid by = room_jid(r, me->nick);
+	struct str by_s = jid_to_str(a, &by, false);
+	struct str why = why_el ? xml_text(st->a, why_el) : STR_NULL;
+	/* 0.3 */
 	struct xml_elem *rt = xml_add_child(a, m, STR_LIT(NS_RETRACT),
 					    STR_LIT("retract"));
 	xml_attr_set(a, rt, "id", id);
 	struct xml_elem *md = xml_add_child(a, rt, STR_LIT(NS_MODERATE),
 					    STR_LIT("moderated"));
-	struct jid by = room_jid(r, me->nick);
-	xml_attr_set(a, md, "by", jid_to_str(a, &by, false));
+	xml_attr_set(a, md, "by", by_s);
 	add_occupant_id(a, md, me);
-	struct xml_elem *reason = xml_child(q, NS_MODERATE, "reason");
-	struct str why = reason ? xml_text(st->a, reason) : STR_NULL;
-	if (reason != NULL)
+	if (why_el != NULL)
 		xml_add_text(a, xml_add_child(a, rt, STR_LIT(NS_RETRACT),
+					      STR_LIT("reason")),
+			     why);
+	/* 0.2 */
+	struct xml_elem *ap = xml_add_child(a, m, STR_LIT(NS_FASTEN),
+					    STR_LIT("apply-to"));
+	xml_attr_set(a, ap, "id", id);
+	struct xml_elem *md0 = xml_add_child(a, ap, STR_LIT(NS_MODERATE_0),
+					     STR_LIT("moderated"));
+	xml_attr_set(a, md0, "by", by_s);
+	xml_add_child(a, md0, STR_LIT(NS_RETRACT_0), STR_LIT("retract"));
+	if (why_el != NULL)
+		xml_add_text(a, xml_add_child(a, md0, STR_LIT(NS_MODERATE_0),
 					      STR_LIT("reason")),
 			     why);
 	muc_archive_retract(r, id, md, why);
 	broadcast_elem(r, m);
 	arena_destroy(&a);
 	iq_result(st, NULL);
+}
+
+/* 0.3: <moderate xmlns=message-moderate:1 id><retract/>... */
+static void moderate_1(struct room *r, struct stanza *st, struct xml_elem *q)
+{
+	moderate(r, st, xml_attr_get(q, "id"),
+		 xml_child(q, NS_RETRACT, "retract"),
+		 xml_child(q, NS_MODERATE, "reason"));
+}
+
+/* 0.2: <apply-to xmlns=fasten:0 id><moderate xmlns=message-moderate:0>
+ * <retract xmlns=message-retract:0/>... (an apply-to with anything else
+ * inside is not a moderation: feature-not-implemented). */
+static void moderate_0(struct room *r, struct stanza *st, struct xml_elem *q)
+{
+	struct xml_elem *mo = xml_child(q, NS_MODERATE_0, "moderate");
+	if (mo == NULL) {
+		reply_error(st, STANZA_ERR_FEATURE_NOT_IMPLEMENTED, NULL);
+		return;
+	}
+	moderate(r, st, xml_attr_get(q, "id"),
+		 xml_child(mo, NS_RETRACT_0, "retract"),
+		 xml_child(mo, NS_MODERATE_0, "reason"));
 }
 
 /* ---- voice requests (§7.13, §8.6) ---- */
@@ -2330,7 +2375,10 @@ static void handle_iq(struct room *r, struct stanza *st)
 		admin_iq(r, st, q);
 	else if (!get && str_eq_c(q->ns, NS_MODERATE) &&
 		 str_eq_c(q->name, "moderate"))
-		moderate(r, st, q);
+		moderate_1(r, st, q);
+	else if (!get && str_eq_c(q->ns, NS_FASTEN) &&
+		 str_eq_c(q->name, "apply-to"))
+		moderate_0(r, st, q);
 	else if (get && str_eq_c(q->ns, "urn:xmpp:ping"))
 		iq_result(st, NULL);
 	else

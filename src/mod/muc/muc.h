@@ -28,6 +28,11 @@
 #define NS_MUC_STORE "urn:stanzad:muc"
 #define NS_MODERATE "urn:xmpp:message-moderate:1"
 #define NS_RETRACT "urn:xmpp:message-retract:1"
+/* XEP-0425 0.2 (XEP-0422 fastening around XEP-0424 0.3), what Gajim 1.7
+ * and older Converse.js send and read: answered and announced too. */
+#define NS_MODERATE_0 "urn:xmpp:message-moderate:0"
+#define NS_RETRACT_0 "urn:xmpp:message-retract:0"
+#define NS_FASTEN "urn:xmpp:fasten:0"
 
 enum muc_aff { AFF_NONE, AFF_OUTCAST, AFF_MEMBER, AFF_ADMIN, AFF_OWNER };
 enum muc_role { ROLE_NONE, ROLE_VISITOR, ROLE_PARTICIPANT, ROLE_MODERATOR };
