@@ -252,8 +252,13 @@ SSL_CTX *tls_ctx_new(const char *cert, const char *key, char **error_r)
 	SSL_CTX_set_ciphersuites(ctx, tls13_suites);
 	SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
 	SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
-	/* Stateless tickets keep no per-session server memory. */
+	/* Stateless tickets keep no per-session server memory. One per
+	 * handshake, not OpenSSL's two: an XMPP client keeps one connection
+	 * per account and resumes with one ticket (the second is for
+	 * parallel connections, as browsers make); each ticket costs a
+	 * session serialized and encrypted here and parsed by the client. */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_num_tickets(ctx, 1);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
 		*error_r = ssl_error("cannot load certificate", cert);
 	} else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {

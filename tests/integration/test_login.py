@@ -230,6 +230,53 @@ def test_tls13_suite_server_preference(server, port_kind):
         assert stream.tls.get_cipher_name() == 'TLS_AES_128_GCM_SHA256'
 
 
+def test_tls13_one_ticket_and_resumption(server):
+    """One TLS 1.3 session ticket per handshake (OpenSSL's default is
+    two; an XMPP client resumes one connection), and resuming with it
+    works on the next connection."""
+    import socket
+    import ssl
+
+    tickets = []
+
+    def count(conn, direction, version, content_type, msg_type, data):
+        if (direction == 'read' and
+                content_type == ssl._TLSContentType.HANDSHAKE and
+                msg_type == ssl._TLSMessageType.NEWSESSION_TICKET):
+            tickets.append(1)
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx._msg_callback = count
+
+    def connect(session=None):
+        sock = socket.create_connection(('127.0.0.1', server.tls_port),
+                                        timeout=10)
+        tls = ctx.wrap_socket(sock, server_hostname='localhost',
+                              session=session)
+        header = rawstream.stream_header()
+        tls.sendall(header.encode() if isinstance(header, str) else header)
+        got = b''
+        while b'</stream:features>' not in got:
+            data = tls.recv(4096)
+            assert data, got
+            got += data
+        return tls
+
+    first = connect()
+    assert first.version() == 'TLSv1.3'
+    session, reused = first.session, first.session_reused
+    first.close()
+    assert not reused
+    assert len(tickets) == 1, tickets
+    again = connect(session)
+    try:
+        assert again.session_reused
+    finally:
+        again.close()
+
+
 def test_features_tls12_no_exporter(server):
     stream, features = open_secured(server, 'direct_tls',
                                     tls_max_version=SSL.TLS1_2_VERSION)
