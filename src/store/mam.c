@@ -101,6 +101,19 @@ static const void *column_bytes(struct mam_call *c, int col, size_t *len)
 	return *len > 0 ? p : "";
 }
 
+/* Steps a statement that yields at most one row: 0 a row (its first
+ * column, when v is not NULL, in *v), 1 none, -1 a failure (logged). */
+static int step_row(struct mam_call *c, int64_t *v)
+{
+	int rc = sqlite3_step(c->stmt);
+	if (rc == SQLITE_ROW) {
+		if (v != NULL)
+			*v = sqlite3_column_int64(c->stmt, 0);
+		return 0;
+	}
+	return rc == SQLITE_DONE ? 1 : mam_fail(c, "step");
+}
+
 static int find_user(struct store *st, const char *host, const char *user,
 		     int64_t *uid_r)
 {
@@ -110,15 +123,7 @@ static int find_user(struct store *st, const char *host, const char *user,
 		      "SELECT uid FROM mam_users WHERE host = ?1 "
 		      "AND user = ?2") == 0 &&
 	    bind_user(&c, host, user) == 0) {
-		int rc = sqlite3_step(c.stmt);
-		if (rc == SQLITE_ROW) {
-			*uid_r = sqlite3_column_int64(c.stmt, 0);
-			ret = 0;
-		} else if (rc == SQLITE_DONE) {
-			ret = 1;
-		} else {
-			mam_fail(&c, "step");
-		}
+		ret = step_row(&c, uid_r);
 	}
 	mam_end(&c);
 	return ret;
@@ -180,13 +185,7 @@ int mam_store_exists(struct store *st, int64_t uid, int64_t id)
 	if (mam_begin(&c, st, "exists",
 		      "SELECT 1 FROM mam WHERE id = ?2 AND uid = ?1") == 0 &&
 	    bind_int(&c, 1, uid) == 0 && bind_int(&c, 2, id) == 0) {
-		int rc = sqlite3_step(c.stmt);
-		if (rc == SQLITE_ROW)
-			ret = 0;
-		else if (rc == SQLITE_DONE)
-			ret = 1;
-		else
-			mam_fail(&c, "step");
+		ret = step_row(&c, NULL);
 	}
 	mam_end(&c);
 	return ret;
@@ -370,15 +369,7 @@ static int bound(struct store *st, const char *sql, int64_t uid, int64_t lo,
 	int ret = -1;
 	if (mam_begin(&c, st, "bounds", sql) == 0 &&
 	    bind_int(&c, 1, uid) == 0 && bind_int(&c, 3, lo) == 0) {
-		int rc = sqlite3_step(c.stmt);
-		if (rc == SQLITE_ROW) {
-			*id_r = sqlite3_column_int64(c.stmt, 0);
-			ret = 0;
-		} else if (rc == SQLITE_DONE) {
-			ret = 1;
-		} else {
-			mam_fail(&c, "step");
-		}
+		ret = step_row(&c, id_r);
 	}
 	mam_end(&c);
 	return ret;
