@@ -385,6 +385,20 @@ static void route_bytes(const struct occ_sess *o,
 	route(st);
 }
 
+/* b to session s: appended to out with s's 'to' spliced in (a joiner of
+ * ours, whose join is one write), or, out NULL, routed. */
+static void splice_or_route(struct buf *out, const struct occ_sess *s,
+			    const struct shared_bytes *b)
+{
+	if (out != NULL) {
+		buf_append(out, b->data, b->at);
+		buf_append_c(out, s->to_attr);
+		buf_append(out, b->data + b->at, b->len - b->at);
+	} else {
+		route_bytes(s, b);
+	}
+}
+
 /* One stanza to one session. */
 static void sess_send(const struct occ_sess *s, struct shared_bytes *b)
 {
@@ -745,15 +759,8 @@ static void send_history(const struct room *r, const struct occ_sess *o,
 {
 	size_t first = muc_history_first(r, h, (int64_t)time(NULL));
 	for (size_t i = first; i < r->hist_n; i++) {
-		struct shared_bytes *b =
-			r->hist[(r->hist_head + i) % r->hist_cap].b;
-		if (out != NULL) {
-			buf_append(out, b->data, b->at);
-			buf_append_c(out, o->to_attr);
-			buf_append(out, b->data + b->at, b->len - b->at);
-		} else {
-			route_bytes(o, b);
-		}
+		splice_or_route(out, o,
+				r->hist[(r->hist_head + i) % r->hist_cap].b);
 	}
 }
 
@@ -890,14 +897,7 @@ static void join_send(const struct room *r, const struct occupant *o,
 		const struct occupant *p = r->occ[i];
 		if (p == o)
 			continue;
-		struct shared_bytes *b = p->pres[see_jids];
-		if (bp != NULL) {
-			buf_append(bp, b->data, b->at);
-			buf_append_c(bp, s->to_attr);
-			buf_append(bp, b->data + b->at, b->len - b->at);
-		} else {
-			route_bytes(s, b);
-		}
+		splice_or_route(bp, s, p->pres[see_jids]);
 	}
 	struct arena *a = arena_new(0);
 	int codes[2];
