@@ -10,7 +10,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +24,7 @@
 #include "store/store.h"
 #include "xml/parser.h"
 #include "xmpp/datetime.h"
+#include "tmpstore.h"
 
 /* ---- date-times ---- */
 
@@ -363,38 +363,22 @@ static void test_query_errors(void **state)
 
 /* ---- the tables ---- */
 
-static char dir[4096];
+static struct tmpstore db;
 static struct store *st;
-
-static int rm_entry(const char *path, const struct stat *sb, int flag,
-		    struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static const struct store_schema *const schemas[] = { &mam_schema, NULL };
 
 static int db_setup(void **state)
 {
 	(void)state;
-	const char *tmp = getenv("TMPDIR");
-	snprintf(dir, sizeof(dir), "%s/test_mam.XXXXXX",
-		 tmp != NULL && tmp[0] != '\0' ? tmp : P_tmpdir);
-	assert_non_null(mkdtemp(dir));
-	store_register_schemas(schemas);
-	char *err = NULL;
-	assert_int_equal(store_open(dir, &st, &err), 0);
+	assert_int_equal(tmpstore_open(&db, "test_mam", schemas, &st), 0);
 	return 0;
 }
 
 static int db_teardown(void **state)
 {
 	(void)state;
-	store_close(st);
-	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	tmpstore_close(&db, &st);
 	return 0;
 }
 

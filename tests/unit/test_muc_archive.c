@@ -11,7 +11,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +23,7 @@
 #include "xml/dataform.h"
 #include "xml/parser.h"
 #include "xmpp/ns.h"
+#include "tmpstore.h"
 
 static struct config conf = {
 	.muc = { .max_occupants = 300, .max_history = 10 },
@@ -99,38 +99,22 @@ static void test_record(void **state)
 
 /* ---- the tables ---- */
 
-static char dir[4096];
+static struct tmpstore db;
 static struct store *st;
-
-static int rm_entry(const char *path, const struct stat *sb, int flag,
-		    struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static int open_db(void **state)
 {
 	(void)state;
 	static const struct store_schema *const schemas[] = { &mam_schema,
 							      NULL };
-	const char *tmp = getenv("TMPDIR");
-	snprintf(dir, sizeof(dir), "%s/test_muc_archive.XXXXXX",
-		 tmp != NULL && tmp[0] != '\0' ? tmp : P_tmpdir);
-	assert_non_null(mkdtemp(dir));
-	store_register_schemas(schemas);
-	char *err = NULL;
-	assert_int_equal(store_open(dir, &st, &err), 0);
+	assert_int_equal(tmpstore_open(&db, "test_muc_archive", schemas, &st), 0);
 	return 0;
 }
 
 static int close_db(void **state)
 {
 	(void)state;
-	store_close(st);
-	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	tmpstore_close(&db, &st);
 	return 0;
 }
 
