@@ -503,10 +503,7 @@ int mam_store_prefs_all(struct store *st, mam_prefs_fn *fn, void *ud)
 			break;
 		}
 	}
-	if (rc != SQLITE_DONE)
-		mam_fail(&c, "step");
-	else
-		ret = 0;
+	ret = rc == SQLITE_DONE ? 0 : mam_fail(&c, "step");
 out:
 	mam_end(&c);
 	return ret;
@@ -606,10 +603,7 @@ int mam_store_archives(struct store *st, const char *host,
 			break;
 		}
 	}
-	if (rc != SQLITE_DONE)
-		mam_fail(&c, "step");
-	else
-		ret = 0;
+	ret = rc == SQLITE_DONE ? 0 : mam_fail(&c, "step");
 out:
 	mam_end(&c);
 	return ret;
