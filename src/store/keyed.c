@@ -6,8 +6,9 @@
  * one's done callback returned. So everything a job's done does (routing
  * presence, pushing roster items) happens before the next job for that
  * account even reads the database, and stanzas about one account leave in
- * the order their causes arrived. Jobs of different keys run in parallel on
- * the thread pool.
+ * the order their causes arrived. Jobs of different keys queued on
+ * different shards run in parallel on the thread pool (one shard's jobs
+ * run in the order queued: store_queue_work).
  *
  * The table of busy keys is shared by all shards behind one mutex; a key
  * is in it only while a job of it is running or waiting. A job starts on

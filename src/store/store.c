@@ -517,9 +517,28 @@ void store_set_txn_open(struct store *st, bool open)
 	st->txn_open = open;
 }
 
+/*
+ * Pool jobs go out in batches, one batch per loop at a time (a lane).
+ *
+ * Every job takes the one database connection's mutex, so jobs run one at
+ * a time whatever the number of pool threads. Handed to the pool one by
+ * one, each job cost a pool thread's wake-up, a wait for the mutex that
+ * another pool thread holds (a futex sleep and wake), and an async wake-up
+ * of the loop: context switches that take more CPU than a small job does
+ * (profiled under a login storm). So each loop keeps its own queue: while
+ * a batch of its jobs is on the pool, new jobs wait in the queue, and when
+ * the batch's after-work callback has called their done callbacks in
+ * order, what queued meanwhile leaves as the next batch. Under load a
+ * batch carries many jobs for one wake-up each way; with little load it
+ * carries one, as before. Jobs of one loop run in submission order, loops
+ * in parallel.
+ */
+#define STORE_BATCH_MAX 64
+
 /* One queued call; lives from store_queue_work() to the done callback. */
 struct store_req {
-	uv_work_t work_req;
+	uv_work_t work_req; /* the first job of a batch carries the batch */
+	struct store_req *next;
 	struct store *st;
 	store_work_fn *work;
 	store_done_fn *done;
@@ -527,41 +546,94 @@ struct store_req {
 	int status;
 };
 
+/* The calling thread's lane: its loop's jobs not yet on the pool, and
+ * whether a batch is. A thread runs one loop at a time (a shard's; a
+ * test's). */
+struct store_lane {
+	uv_loop_t *loop;
+	struct store_req *head, **tail;
+	bool running;
+};
+static _Thread_local struct store_lane lane;
+
 /* On a pool thread. A -1 becomes the reason of the job's last failed
  * store call, if that was a full disk or a lock (the note is this
  * thread's, and reset first, so it is this job's). */
 static void store_work_cb(uv_work_t *w)
 {
-	struct store_req *r = w->data;
-	store_last_fail = 0;
-	r->status = r->work(r->st, r->ud);
-	if (r->status == -1 && store_last_fail < -1)
-		r->status = store_last_fail;
+	for (struct store_req *r = w->data; r != NULL; r = r->next) {
+		store_last_fail = 0;
+		r->status = r->work(r->st, r->ud);
+		if (r->status == -1 && store_last_fail < -1)
+			r->status = store_last_fail;
+	}
 }
 
-/* On the loop's thread; status is 0 or UV_ECANCELED (uv_cancel). */
+static void lane_submit(void);
+
+/* Calls the done callbacks of a batch, or of jobs that could not be
+ * queued (status < 0 for all of them). */
+static void lane_finish(struct store_req *r, int status)
+{
+	while (r != NULL) {
+		struct store_req *next = r->next;
+		STATS_ADD(pool_done, 1);
+		r->done(r->st, r->ud, status < 0 ? status : r->status);
+		free(r);
+		r = next;
+	}
+}
+
+/* On the loop's thread; status is 0 or UV_ECANCELED (uv_cancel). Jobs
+ * the done callbacks queue go out with the next batch. */
 static void store_after_work_cb(uv_work_t *w, int status)
 {
-	struct store_req *r = w->data;
-	STATS_ADD(pool_done, 1);
-	r->done(r->st, r->ud, status < 0 ? status : r->status);
-	free(r);
+	lane_finish(w->data, status);
+	lane.running = false;
+	lane_submit();
+}
+
+/* Sends up to STORE_BATCH_MAX queued jobs to the pool as one batch. */
+static void lane_submit(void)
+{
+	struct store_req *first = lane.head;
+	if (first == NULL || lane.running)
+		return;
+	struct store_req *last = first;
+	for (int n = 1; n < STORE_BATCH_MAX && last->next != NULL; n++)
+		last = last->next;
+	lane.head = last->next;
+	if (lane.head == NULL)
+		lane.tail = &lane.head;
+	last->next = NULL;
+	first->work_req.data = first;
+	if (uv_queue_work(lane.loop, &first->work_req, store_work_cb,
+			  store_after_work_cb) < 0) {
+		/* Not queued, and nothing will call the done callbacks
+		 * (store_queue_work already said yes): cancel the batch. */
+		lane_finish(first, UV_ECANCELED);
+		lane_submit();
+		return;
+	}
+	lane.running = true;
 }
 
 int store_queue_work(uv_loop_t *loop, struct store *st, store_work_fn *work,
 		     store_done_fn *done, void *ud)
 {
 	BUG_ON(work == NULL || done == NULL);
+	if (lane.loop != loop) {
+		/* A thread moves to another loop only when its lane is idle. */
+		BUG_ON(lane.running || lane.head != NULL);
+		lane = (struct store_lane){ .loop = loop, .tail = &lane.head };
+	}
 	struct store_req *r = xcalloc(1, sizeof(*r));
 	*r = (struct store_req){
 		.st = st, .work = work, .done = done, .ud = ud,
 	};
-	r->work_req.data = r;
-	int rc = uv_queue_work(loop, &r->work_req, store_work_cb,
-			       store_after_work_cb);
-	if (rc < 0)
-		free(r); /* libuv's rule: no callback after an error */
-	else
-		STATS_ADD(pool_queued, 1);
-	return rc;
+	*lane.tail = r;
+	lane.tail = &r->next;
+	STATS_ADD(pool_queued, 1);
+	lane_submit();
+	return 0;
 }

@@ -85,7 +85,9 @@ int store_fail(sqlite3 *db);
  * status) on the loop's thread; status is work's return value, or
  * UV_ECANCELED. When work returns -1 after a store call of its own failed
  * because the disk was full or the database locked, status is STORE_EFULL
- * or STORE_EBUSY instead. Follows libuv's rule: if this returns an error
+ * or STORE_EBUSY instead. Call on loop's thread. The jobs of one loop run
+ * one at a time in the order queued, in batches (store.c); loops run
+ * theirs in parallel. Follows libuv's rule: if this returns an error
  * (< 0), done is never called; otherwise done is called exactly once.
  */
 typedef int store_work_fn(struct store *st, void *ud);
