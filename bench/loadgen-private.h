@@ -303,7 +303,7 @@ struct lg_opts {
 	int size, server_pid, threads;
 	int fill, queries, page;  /* mam */
 	double duration, rate, timeout, hold, grace, settle;
-	bool tls_verify;
+	bool tls_verify, warmup;
 	uint32_t src_lo, src_hi;  /* host order; 0 = no source binding */
 };
 
@@ -324,6 +324,7 @@ struct lg_run {
 	uint32_t src_next;
 	unsigned live;       /* connections not yet freed */
 	bool stopping;
+	bool warmup;             /* login: the --warmup pass */
 	uint64_t t0;
 	struct lg_counts fails;  /* connection failures by reason */
 	struct lg_window window; /* the measured phase's CPU (main run) */
@@ -346,9 +347,13 @@ void lg_scenario_roster(struct lg_run *run, int *status_r);
 void lg_scenario_msg(struct lg_run *run, int *status_r);
 void lg_scenario_fanout(struct lg_run *run, int *status_r);
 /* After every thread's loop has ended: the login RESULT of all threads
- * (`runs`, n of them) with the CPU window of `base`. */
+ * (`runs`, n of them) with the CPU window of `base`; warmup_failed:
+ * logins of the --warmup pass that failed (they fail the run). */
 void lg_login_report(struct lg_run *base, struct lg_run *runs, int n,
-		     int *status_r);
+		     uint64_t warmup_failed, int *status_r);
+/* After a --warmup pass on `run`'s loop: frees its login state and
+ * returns how many of its logins failed. */
+uint64_t lg_login_forget(struct lg_run *run);
 void lg_scenario_muc(struct lg_run *run, int *status_r);
 void lg_scenario_mam(struct lg_run *run, int *status_r);
 

@@ -48,6 +48,8 @@ static const char usage_text[] =
 	"                     idle: also its RSS/PSS\n"
 	"  --threads N        login: N threads, each with its own loop and\n"
 	"                     share of accounts, concurrency and rate (1)\n"
+	"  --warmup           login: log every account in once before the\n"
+	"                     measured phase (not counted)\n"
 	"  --fill N           mam: messages to archive first (100000)\n"
 	"  --queries R        mam: rounds of the four page queries (200)\n"
 	"  --page P           mam: items per page (50)\n"
@@ -76,7 +78,7 @@ enum {
 	OPT_PAIRS, OPT_WINDOW, OPT_SIZE, OPT_CONTACTS, OPT_TOGGLERS,
 	OPT_HOLD, OPT_SERVER_PID, OPT_GRACE, OPT_SETTLE, OPT_TIMEOUT,
 	OPT_TLS_VERIFY, OPT_CA_FILE, OPT_SRC_RANGE, OPT_MECHANISM, OPT_THREADS,
-	OPT_FILL, OPT_QUERIES, OPT_PAGE, OPT_HELP,
+	OPT_FILL, OPT_QUERIES, OPT_PAGE, OPT_WARMUP, OPT_HELP,
 };
 
 static const struct option long_opts[] = {
@@ -108,6 +110,7 @@ static const struct option long_opts[] = {
 	{ "fill", required_argument, NULL, OPT_FILL },
 	{ "queries", required_argument, NULL, OPT_QUERIES },
 	{ "page", required_argument, NULL, OPT_PAGE },
+	{ "warmup", no_argument, NULL, OPT_WARMUP },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -216,6 +219,7 @@ static void set_opt(struct lg_opts *o, int opt, const char *arg)
 		o->queries = parse_int(arg, 1, 1000000, "--queries");
 		break;
 	case OPT_PAGE: o->page = parse_int(arg, 1, 1000, "--page"); break;
+	case OPT_WARMUP: o->warmup = true; break;
 	case OPT_HELP: fputs(usage_text, stdout); exit(0);
 	default: usage_exit(NULL);
 	}
@@ -248,6 +252,8 @@ static void parse_opts(struct lg_opts *o, int argc, char **argv)
 		o->timeout = o->duration + o->hold + o->grace + o->settle + 120;
 	if (o->threads > 1 && strcmp(o->scenario, "login") != 0)
 		usage_exit("--threads: only the login scenario has threads");
+	if (o->warmup && strcmp(o->scenario, "login") != 0)
+		usage_exit("--warmup: only the login scenario warms up");
 	if (o->threads > o->count || o->threads > o->concurrency)
 		usage_exit("--threads: at most --count and --concurrency");
 }
@@ -464,6 +470,48 @@ static void *login_thread(void *arg)
 	return NULL;
 }
 
+/* Runs login_thread on each of runs[0..n-1] (runs[0] on this thread) on
+ * fresh loops, and waits for all. */
+static void login_threads(struct lg_run *runs, uv_loop_t *loops, int n)
+{
+	pthread_t *tids = lg_xcalloc((size_t)n, sizeof(*tids));
+	for (int t = 0; t < n; t++) {
+		runs[t].loop = &loops[t];
+		if (uv_loop_init(runs[t].loop) != 0) {
+			fputs("loadgen: cannot create an event loop\n", stderr);
+			exit(2);
+		}
+	}
+	for (int t = 1; t < n; t++) {
+		if (pthread_create(&tids[t], NULL, login_thread, &runs[t])) {
+			fputs("loadgen: cannot start a thread\n", stderr);
+			exit(2);
+		}
+	}
+	login_thread(&runs[0]);
+	for (int t = 1; t < n; t++)
+		pthread_join(tids[t], NULL);
+	free(tids);
+}
+
+/* --warmup: every thread logs each of its accounts in once, so that the
+ * measured phase has no first logins in it: the generator's PBKDF2 per
+ * account (its SCRAM cache, scram.c) and whatever a server does only at
+ * an account's first login. Returns the logins that failed. */
+static uint64_t login_warmup(struct lg_run *runs, uv_loop_t *loops, int n)
+{
+	for (int t = 0; t < n; t++)
+		runs[t].warmup = true;
+	login_threads(runs, loops, n);
+	uint64_t failed = 0;
+	for (int t = 0; t < n; t++) {
+		failed += lg_login_forget(&runs[t]);
+		runs[t].warmup = false;
+		runs[t].live = 0;
+	}
+	return failed;
+}
+
 /* The login scenario on --threads loops, one per thread (the first on
  * this thread), each a copy of `base` with its own loop and counters;
  * then one RESULT for all. The source addresses of thread t start at
@@ -474,7 +522,6 @@ static void run_login(struct lg_run *base, int *status_r)
 	int n = base->o.threads;
 	struct lg_run *runs = lg_xcalloc((size_t)n, sizeof(*runs));
 	uv_loop_t *loops = lg_xcalloc((size_t)n, sizeof(*loops));
-	pthread_t *tids = lg_xcalloc((size_t)n, sizeof(*tids));
 	uint32_t span = base->o.src_hi - base->o.src_lo + 1;
 	for (int t = 0; t < n; t++) {
 		struct lg_run *r = &runs[t];
@@ -482,23 +529,13 @@ static void run_login(struct lg_run *base, int *status_r)
 		r->fails = (struct lg_counts){ 0 };
 		r->thread = t;
 		r->nthreads = n;
-		r->loop = &loops[t];
 		r->src_next = base->o.src_lo + (uint32_t)((uint64_t)span * t / n);
-		if (uv_loop_init(r->loop) != 0) {
-			fputs("loadgen: cannot create an event loop\n", stderr);
-			exit(2);
-		}
 	}
+	uint64_t warm_failed = 0;
+	if (base->o.warmup)
+		warm_failed = login_warmup(runs, loops, n);
 	lg_window_begin(&base->window, base->o.server_pid);
-	for (int t = 1; t < n; t++) {
-		if (pthread_create(&tids[t], NULL, login_thread, &runs[t])) {
-			fputs("loadgen: cannot start a thread\n", stderr);
-			exit(2);
-		}
-	}
-	login_thread(&runs[0]);
-	for (int t = 1; t < n; t++)
-		pthread_join(tids[t], NULL);
+	login_threads(runs, loops, n);
 	lg_window_end(&base->window, base->o.server_pid);
 	for (int t = 0; t < n; t++) {
 		for (size_t i = 0; i < runs[t].fails.len; i++)
@@ -506,8 +543,7 @@ static void run_login(struct lg_run *base, int *status_r)
 				      runs[t].fails.items[i].n);
 		lg_counts_free(&runs[t].fails);
 	}
-	lg_login_report(base, runs, n, status_r);
-	free(tids);
+	lg_login_report(base, runs, n, warm_failed, status_r);
 	free(loops);
 	free(runs);
 }

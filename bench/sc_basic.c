@@ -118,6 +118,7 @@ struct login_state {
 	uv_timer_t tick, end;
 	bool launching;
 	int inflight, concurrency, share;
+	uint64_t limit;          /* logins to start; 0: until the end timer */
 	uint64_t next;
 	double rate;
 	uint64_t started, ok, failed, close_failed;
@@ -178,9 +179,15 @@ static void login_launch(struct login_state *L)
 	uint64_t due = UINT64_MAX;
 	if (L->rate > 0)
 		due = (uint64_t)(L->rate * (lg_now_ns() - L->t_start) / 1e9);
+	if (L->limit != 0 && due > L->limit)
+		due = L->limit;
 	while (L->launching && L->inflight < L->concurrency &&
 	       L->started < due)
 		login_start_one(L);
+	if (L->limit != 0 && L->started == L->limit) {
+		L->launching = false; /* the warm-up's last ones are out */
+		login_maybe_done(L);
+	}
 }
 
 static void login_tick(uv_timer_t *t)
@@ -213,6 +220,14 @@ void lg_scenario_login(struct lg_run *run, int *status_r)
 	L->share = thread_share(run, run->nusers);
 	L->rate = run->o.rate / run->nthreads;
 	L->t_start = lg_now_ns();
+	if (run->warmup) {
+		/* Each of the thread's accounts once, closed loop, no timers:
+		 * the loop ends with the last close. */
+		L->rate = 0;
+		L->limit = (uint64_t)L->share;
+		login_launch(L);
+		return;
+	}
 	uv_timer_init(run->loop, &L->tick);
 	uv_timer_init(run->loop, &L->end);
 	L->tick.data = L->end.data = L;
@@ -223,10 +238,19 @@ void lg_scenario_login(struct lg_run *run, int *status_r)
 	login_launch(L);
 }
 
+uint64_t lg_login_forget(struct lg_run *run)
+{
+	struct login_state *L = run->sc;
+	uint64_t failed = L->failed + L->close_failed;
+	free(L);
+	run->sc = NULL;
+	return failed;
+}
+
 /* Sums the threads' counts and histograms; the rate is over the span from
  * the first thread's start to the last one's end. */
 void lg_login_report(struct lg_run *base, struct lg_run *runs, int n,
-		     int *status_r)
+		     uint64_t warmup_failed, int *status_r)
 {
 	struct login_state sum = { 0 };
 	uint64_t t_start = UINT64_MAX, t_done = 0;
@@ -268,10 +292,13 @@ void lg_login_report(struct lg_run *base, struct lg_run *runs, int n,
 	for (int t = 0; t < n; t++)
 		printf("%s%llu", t ? "," : " ok_per_thread=",
 		       (unsigned long long)((struct login_state *)runs[t].sc)->ok);
+	if (base->o.warmup)
+		printf(" warmup_failed=%llu", (unsigned long long)warmup_failed);
 	lg_hist_print(&sum.hist, "lat");
 	lg_window_print(&base->window, (double)sum.ok, "login");
 	lg_result_end(base);
-	*status_r = sum.failed || sum.close_failed || !sum.ok ? 1 : 0;
+	*status_r = sum.failed || sum.close_failed || warmup_failed ||
+		    !sum.ok ? 1 : 0;
 	for (int t = 0; t < n; t++)
 		free(runs[t].sc);
 }

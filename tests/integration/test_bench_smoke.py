@@ -152,6 +152,32 @@ def test_login_fixed_rate_scram_sha1(server):
     assert_latencies(run)
 
 
+def logins_ok(srv):
+    """The server's count of successful logins (stanzactl metrics)."""
+    out = srv.ctl('metrics').stdout
+    m = re.search(r'^stanzad_logins_total\{result="ok"\} (\d+)', out, re.M)
+    return int(m.group(1)) if m else 0
+
+
+def test_login_warmup(server):
+    bench_users(server, 'wu', 5)
+    before = logins_ok(server)
+    run = loadgen(server.c2s_port, 'login', '--users', 'wu', '--count', 5,
+                  '--password', 'pw-%d', '--duration', 1,
+                  '--concurrency', 2, '--threads', 2, '--warmup')
+    assert_clean(run)
+    assert run.int('warmup_failed') == 0, run
+    assert run.int('ok') > 0, run
+    # Every account once before the measured phase, not counted in it.
+    assert logins_ok(server) - before == run.int('ok') + 5, run
+    # An account that cannot log in fails the warm-up, and the run.
+    run = loadgen(server.c2s_port, 'login', '--users', 'wu', '--count', 6,
+                  '--password', 'pw-%d', '--duration', 1,
+                  '--concurrency', 2, '--warmup')
+    assert run.status == 1, run
+    assert run.int('warmup_failed') == 1, run
+
+
 def proc_cpu_s(pid):
     """utime + stime of a process, all threads, in seconds."""
     with open(f'/proc/{pid}/stat') as f:
