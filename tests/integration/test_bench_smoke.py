@@ -820,7 +820,7 @@ def test_compare_quick_stanzad_only(tmp_path):
         assert num(cell(tables[heading], label, 'stanzad')) > 0, \
             (heading, label, tables[heading])
     assert cell(tables['Logins'], 'generator threads', 'stanzad') == '2'
-    assert re.search(r'^\[stanzad\] \S*loadgen login .*--threads 2 '
+    assert re.search(r'^\[stanzad\] \S*loadgen login .*--threads 2 --warmup '
                      r'--server-pid \d+$', text, re.M), text
     assert not re.search(r'^\[stanzad\] \S*loadgen (register|roster) '
                          r'.*--server-pid', text, re.M), text
