@@ -358,12 +358,36 @@ void conn_flush_dirty(struct shard *s)
 	}
 }
 
+/* Bytes queued for c and not yet taken by the socket. */
+static size_t queued(const struct conn *c)
+{
+	return c->plain.len + c->out.len + c->inflight.len;
+}
+
+/*
+ * Whether len more bytes fit under max_output. Output is normally handed
+ * to the socket at the tick, after a whole loop iteration of input; a
+ * burst from other streams in one iteration can queue more than the limit
+ * for a client that reads everything. So before saying no, hand the
+ * socket what it takes now: only what the peer has not taken counts.
+ */
+static bool room_for(struct conn *c, size_t len)
+{
+	if (c->max_output == 0 || queued(c) + len <= c->max_output)
+		return true;
+	if (c->state != CONN_OPEN)
+		return false;
+	if (c->ssl != NULL && c->plain.len > 0 && seal(c) < 0)
+		return false;
+	flush(c);
+	return c->state == CONN_OPEN && queued(c) + len <= c->max_output;
+}
+
 int conn_write(struct conn *c, const void *p, size_t len)
 {
 	if (c->state == CONN_CLOSED || len == 0)
 		return 0;
-	if (c->max_output && c->plain.len + c->out.len + c->inflight.len +
-					     len > c->max_output)
+	if (!room_for(c, len))
 		return -1;
 	/* Sealed at the flush (see the top of the file). */
 	if (buf_append(c->ssl != NULL ? &c->plain : &c->out, p, len) < 0)
@@ -377,15 +401,6 @@ int conn_write_bulk(struct conn *c, const void *p, size_t len)
 	const char *q = p;
 	while (len > 0) {
 		size_t n = len < 64 * 1024 ? len : 64 * 1024;
-		if (c->state == CONN_OPEN && c->max_output &&
-		    c->plain.len + c->out.len + c->inflight.len + n >
-			    c->max_output) {
-			/* Hand the socket what it takes now, so that only
-			 * what the peer has not taken counts. */
-			if (c->ssl != NULL && c->plain.len > 0 && seal(c) < 0)
-				return -1;
-			flush(c);
-		}
 		if (conn_write(c, q, n) < 0)
 			return -1;
 		q += n;

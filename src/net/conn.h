@@ -146,7 +146,9 @@ void conn_start_tls(struct conn *c, size_t host_idx);
 void conn_start_tls_with(struct conn *c, SSL *ssl);
 
 /* Queues bytes for the peer (encrypting when TLS is on). Returns 0, or -1
- * when the queue would pass max_output: the caller must end the stream. */
+ * when the queue would pass max_output even after the socket took what it
+ * takes now (only what the peer has not read counts): the caller must end
+ * the stream. */
 int conn_write(struct conn *c, const void *p, size_t len);
 static inline int conn_write_str(struct conn *c, const char *s)
 {
@@ -154,10 +156,8 @@ static inline int conn_write_str(struct conn *c, const char *s)
 }
 
 /* As conn_write, for output that may be larger than max_output at once
- * (a group chat join sends the whole room): written in pieces, and
- * before a piece would pass max_output what is queued goes to the socket
- * right away, so the bound holds only what the peer has not taken yet.
- * Returns 0, or -1 as conn_write. */
+ * (a group chat join sends the whole room): written in pieces of at most
+ * 64 KiB, each a conn_write. Returns 0, or -1 as conn_write. */
 int conn_write_bulk(struct conn *c, const void *p, size_t len);
 
 /* Stops and restarts reading from the socket (while a request for this
