@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import clients
+import rawstream
 from conftest import (DOMAIN, REPO_ROOT, STANZAD_BIN, free_ports,
                       sanitizer_env, sanitizer_reports)
 
@@ -316,6 +317,70 @@ def test_msg_fixed_rate(server):
     assert run.int('lost') == 0 and run.int('duplicated') == 0, run
     assert 150 < run.num('msgs_per_s') < 250, run
     assert_latencies(run)
+
+
+BURST_CLEAN = ('lost', 'duplicated', 'out_of_order', 'errors',
+               'unexpected', 'bogus', 'not_online', 'write_errors')
+
+
+@pytest.mark.parametrize('shards', [1, 2])
+def test_burst(server_factory, shards):
+    """Pre-encrypted burst: every message delivered once and in order
+    after being kept raw; 4 KiB chunks, so the kept input of each
+    receiver spans several chunks and TLS records cross their edges."""
+    srv = server_factory(shards=shards)
+    bench_users(srv, 'bu', 8)
+    run = loadgen(srv.c2s_port, 'burst', '--users', 'bu', '--count', 8,
+                  '--password', 'pw-%d', '--pairs', 4, '--messages', 300,
+                  '--size', 100, '--chunk-kb', 4, '--quiet-ms', 300,
+                  '--server-pid', srv.proc.pid)
+    assert_clean(run)
+    assert run.result['status'] == 'ok', run
+    assert run.int('sent') == 1200 and run.int('delivered') == 1200, run
+    for key in BURST_CLEAN:
+        assert run.int(key) == 0, (key, run)
+    assert run.num('msgs_per_s') > 0, run
+    # 300 messages of over 100 bytes per receiver: many 4 KiB chunks
+    assert run.int('bytes_in') > 4 * 300 * 100, run
+    assert run.int('bytes_out') > 4 * 300 * 100, run
+    # the window ends at the last byte, not after the quiet time
+    assert 0 < run.num('window_s') < 5, run
+    assert run.num('server_cpu_s') > 0, run
+    assert 'gen_cpu_s' in run.result and run.num('gen_cpu_s') >= 0, run
+    assert run.num('gen_cpu_ms_per_msg') >= 0, run
+
+
+def test_burst_loss_detected(server_factory):
+    """The control: the receiver of pair 0 blocks its sender (XEP-0191),
+    so the server bounces pair 0's messages instead of delivering them;
+    the burst must count them lost and fail, and still see the others."""
+    srv = server_factory()
+    bench_users(srv, 'bl', 4)
+    with rawstream.logged_in(srv, 'bl2', password='pw-2') as s:
+        reply = s.iq('set', "<block xmlns='urn:xmpp:blocking'><item "
+                     f"jid='bl1@{DOMAIN}'/></block>")
+        assert reply.get('type') == 'result', ET.tostring(reply)
+    run = loadgen(srv.c2s_port, 'burst', '--users', 'bl', '--count', 4,
+                  '--password', 'pw-%d', '--pairs', 2, '--messages', 200,
+                  '--quiet-ms', 300)
+    assert run.status == 1, run
+    assert run.result['status'] == 'failed', run
+    assert run.int('sent') == 400, run
+    assert run.int('lost') == 200 and run.int('delivered') == 200, run
+    assert run.int('errors') == 200, run
+    assert run.int('err_service-unavailable') == 200, run
+    assert run.int('duplicated') == 0 and run.int('out_of_order') == 0
+
+
+def test_burst_memory_bound():
+    """A burst whose buffers would exceed --max-mem-mb is refused before
+    connecting (usage error)."""
+    run = subprocess.run(
+        [str(LOADGEN_BIN), 'burst', '--port', '1', '--pairs', '1000',
+         '--messages', '100000', '--max-mem-mb', '100'],
+        capture_output=True, text=True, env=sanitizer_env(), timeout=30)
+    assert run.returncode == 2, run.stderr
+    assert 'over --max-mem-mb 100' in run.stderr, run.stderr
 
 
 @pytest.mark.parametrize('shards', [1, 2])
