@@ -866,6 +866,21 @@ def test_compare_quick_stanzad_only(tmp_path):
     shard = tables['stanzad: 1 shard vs 2']
     assert num(cell(shard, 'logins/s', '2 / 1')) > 0, shard
     assert num(cell(shard, 'server CPU per login (ms)', 'shards: 2')) > 0
+    # the burst: one run per shard count with --quick, every message
+    # delivered, its median the target's row
+    for col in ('shards: 1', 'shards: 2'):
+        assert num(cell(shard, 'burst messages/s, run 1', col)) > 0, shard
+        assert cell(shard, 'burst runs with every message delivered',
+                    col) == '1 of 1', shard
+        assert num(cell(shard, 'burst: server CPU per message (µs, '
+                        'median)', col)) > 0, shard
+        cell(shard, 'burst: generator CPU in the window (ms, median)', col)
+    assert num(cell(shard, 'burst messages/s, median', '2 / 1')) > 0
+    target = cell(tables['Targets (issue 5)'],
+                  'msg (burst, median): 2 shards ≥ 1.7x 1 shard', 'measured')
+    assert num(target) > 0, target
+    assert re.search(r'^\[stanzad-shards2\] \S*loadgen burst .*--pairs 20 '
+                     r'--messages 500 .*--server-pid \d+$', text, re.M), text
     # a sanitizer build of sizes has no glibc heap statistics
     assert 'struct c2s' in text and ('OpenSSL server SSL object' in text or
                                      'heap: not measurable' in text), text
