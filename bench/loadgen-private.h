@@ -305,6 +305,9 @@ bool lg_conn_seal(struct lg_conn *c, const char *xml, size_t len,
 		  struct lg_sbuf *out);
 int lg_conn_write_raw(struct lg_conn *c, uv_write_t *req, const char *data,
 		      size_t len, uv_write_cb cb);
+/* Bytes written but not yet taken by the peer (libuv's queue and the
+ * socket's send queue: on loopback, what the server has not read). */
+uint64_t lg_conn_unsent(struct lg_conn *c);
 void lg_conn_capture(struct lg_conn *c, size_t chunk);
 void lg_conn_replay(struct lg_conn *c);
 

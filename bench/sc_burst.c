@@ -46,6 +46,8 @@ static struct {
 	uint64_t not_online, write_errors, writes_pending;
 	uint64_t bytes_out, bytes_in;
 	uint64_t t_prep, t0, t_written, t_end, t_checked;
+	uint64_t quiet_from;        /* lg_now_ns since nothing happened */
+	double quiet_cpu;           /* the server's CPU s then; < 0 unknown */
 	bool window_ended;
 } burst;
 
@@ -126,10 +128,11 @@ static void burst_check_all(void)
 }
 
 /* The latest arrival on any connection still up (dropped ones end the
- * run as failures anyway), and the bytes kept so far. */
-static uint64_t burst_last_arrival(uint64_t *bytes_r)
+ * run as failures anyway), the bytes kept so far and those written but
+ * not yet read by the server. */
+static uint64_t burst_last_arrival(uint64_t *bytes_r, uint64_t *unsent_r)
 {
-	uint64_t last = 0, bytes = 0;
+	uint64_t last = 0, bytes = 0, unsent = 0;
 	for (int i = 0; i < burst.pool.count; i++) {
 		struct lg_conn *c = burst.pool.conns[i];
 		if (!c)
@@ -137,25 +140,52 @@ static uint64_t burst_last_arrival(uint64_t *bytes_r)
 		bytes += c->cap_bytes;
 		if (c->cap_last > last)
 			last = c->cap_last;
+		if (i % 2 == 0)
+			unsent += lg_conn_unsent(c);
 	}
 	*bytes_r = bytes;
+	*unsent_r = unsent;
 	return last;
 }
 
+static void burst_quiet_restart(uint64_t now)
+{
+	int pid = burst.run->o.server_pid;
+	burst.quiet_from = now;
+	burst.quiet_cpu = pid ? lg_proc_cpu_s(pid) : -1;
+}
+
+/* The window ends at the last byte received, once the server has had
+ * everything and has been done for --quiet-ms: every write completed and
+ * read by the server, nothing received since, and with --server-pid the
+ * server (nearly) idle meanwhile. Silence alone is not enough: stanzad,
+ * for one, reads every ready connection before it flushes the output of
+ * a loop iteration, so under a burst it can work for a second or more
+ * between two deliveries. */
 static void burst_tick(uv_timer_t *t)
 {
-	if (burst.writes_pending)
+	struct lg_run *run = burst.run;
+	uint64_t now = lg_now_ns(), bytes, unsent;
+	uint64_t last = burst_last_arrival(&bytes, &unsent);
+	if (burst.writes_pending || unsent || last > burst.quiet_from) {
+		burst_quiet_restart(now);
 		return;
-	uint64_t bytes;
-	uint64_t last = burst_last_arrival(&bytes);
-	uint64_t quiet_from = last > burst.t_written ? last : burst.t_written;
-	if (lg_now_ns() - quiet_from < burst.run->o.quiet_ms * 1000000ull)
+	}
+	double quiet_s = run->o.quiet_ms / 1e3;
+	if (now - burst.quiet_from < quiet_s * 1e9)
 		return;
+	if (burst.quiet_cpu >= 0) {
+		double cpu = lg_proc_cpu_s(run->o.server_pid);
+		if (cpu >= 0 && cpu - burst.quiet_cpu > 0.1 * quiet_s) {
+			burst_quiet_restart(now);
+			return;
+		}
+	}
 	/* The CPU readings include the quiet tail, where the server has
 	 * nothing left to do; the window itself ends at the last byte. */
-	lg_window_end(&burst.run->window, burst.run->o.server_pid);
+	lg_window_end(&run->window, run->o.server_pid);
 	burst.t_end = last > burst.t0 ? last : burst.t_written;
-	burst.run->window.t1 = burst.t_end;
+	run->window.t1 = burst.t_end;
 	burst.window_ended = true;
 	burst.bytes_in = bytes;
 	uv_timer_stop(&burst.timer);
@@ -198,6 +228,7 @@ static void burst_start(uv_timer_t *t)
 	}
 	if (!burst.writes_pending)
 		burst.t_written = lg_now_ns();
+	burst_quiet_restart(lg_now_ns());
 	uv_timer_start(&burst.timer, burst_tick, BURST_CHECK_MS,
 		       BURST_CHECK_MS);
 }

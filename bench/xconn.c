@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <linux/sockios.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <openssl/err.h>
 
 #include "loadgen-private.h"
@@ -651,6 +653,17 @@ int lg_conn_write_raw(struct lg_conn *c, uv_write_t *req, const char *data,
 		return UV_EINVAL;
 	uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
 	return uv_write(req, (uv_stream_t *)&c->tcp, &b, 1, cb);
+}
+
+uint64_t lg_conn_unsent(struct lg_conn *c)
+{
+	uv_os_fd_t fd;
+	int n = 0;
+	if (c->phase == LG_CLOSED ||
+	    uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 ||
+	    ioctl(fd, SIOCOUTQ, &n) != 0)
+		return 0;
+	return c->tcp.write_queue_size + (uint64_t)(n > 0 ? n : 0);
 }
 
 /* The free tail of the newest chunk, or a new chunk: the kernel copies
