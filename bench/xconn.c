@@ -10,6 +10,7 @@
  * stream restart (after <proceed/> and <success/>) happens only between
  * parser calls, and no byte may follow the restart point in that read.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -651,6 +652,8 @@ int lg_conn_write_raw(struct lg_conn *c, uv_write_t *req, const char *data,
 	/* Anything held back would carry earlier TLS sequence numbers. */
 	if (c->phase == LG_CLOSED || c->corked || c->out.len)
 		return UV_EINVAL;
+	if (len > UINT_MAX)
+		return UV_E2BIG; /* a uv_buf_t's length */
 	uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
 	return uv_write(req, (uv_stream_t *)&c->tcp, &b, 1, cb);
 }
