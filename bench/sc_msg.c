@@ -6,8 +6,9 @@
  * receiver got one. Fixed rate: --rate messages/s in total, stamped with
  * their scheduled time so a stalled server cannot hide latency
  * (coordinated omission). Every sequence number is tracked in a bitmap
- * per pair: a message is lost unless it arrived by the end plus --grace,
- * duplicated if it arrived twice, out of order if after a later one.
+ * per pair (msgcheck.c, shared with burst): a message is lost unless it
+ * arrived by the end plus --grace, duplicated if it arrived twice, out
+ * of order if after a later one.
  */
 #include <stdio.h>
 #include <stdlib.h>
