@@ -266,6 +266,11 @@ struct lg_conn {
 	struct lg_arena arena;
 	struct lg_scram scram;
 	unsigned id_seq;
+	/* lg_conn_capture: received bytes kept raw, oldest chunk first */
+	struct lg_chunk *cap_head, *cap_tail;
+	size_t cap_chunk;        /* 0: not capturing */
+	uint64_t cap_bytes, cap_last;  /* bytes kept; lg_now_ns of the last */
+	int cap_end;             /* the read error or EOF seen, else 0 */
 };
 
 /* Opens a connection for user `user`; callbacks fire later (never from
@@ -285,6 +290,27 @@ void lg_conn_fail(struct lg_conn *c, const char *reason);
 /* Returns a fresh iq id ("lgN") in `buf`. */
 const char *lg_conn_next_id(struct lg_conn *c, char *buf, size_t size);
 
+/* Pre-encrypted traffic (the burst scenario). lg_conn_seal encrypts
+ * `xml` (complete stanzas) as one TLS record and appends the ciphertext
+ * to `out` instead of sending it; false if the connection cannot (not
+ * online, or TLS failed). The ciphertext must reach the socket before
+ * anything else is sent on the connection: lg_conn_write_raw writes it
+ * as it is (`data` must live until `cb`; req->data is the caller's).
+ * lg_conn_capture stops the normal read path: received bytes are kept
+ * raw, undecrypted, in chunks of `chunk` bytes that the kernel reads
+ * into directly; lg_conn_replay feeds them through TLS and the parser
+ * in order (stanza callbacks fire then), frees them and reads normally
+ * again. */
+bool lg_conn_seal(struct lg_conn *c, const char *xml, size_t len,
+		  struct lg_sbuf *out);
+int lg_conn_write_raw(struct lg_conn *c, uv_write_t *req, const char *data,
+		      size_t len, uv_write_cb cb);
+/* Bytes written but not yet taken by the peer (libuv's queue and the
+ * socket's send queue: on loopback, what the server has not read). */
+uint64_t lg_conn_unsent(struct lg_conn *c);
+void lg_conn_capture(struct lg_conn *c, size_t chunk);
+void lg_conn_replay(struct lg_conn *c);
+
 /* ---- loadgen.c: the run ---- */
 
 struct lg_user {
@@ -302,6 +328,7 @@ struct lg_opts {
 	int count, sessions, pairs, concurrency, window, contacts, togglers;
 	int size, server_pid, threads;
 	int fill, queries, page;  /* mam */
+	int messages, quiet_ms, max_mem_mb, chunk_kb;  /* burst */
 	double duration, rate, timeout, hold, grace, settle;
 	bool tls_verify, warmup;
 	uint32_t src_lo, src_hi;  /* host order; 0 = no source binding */
@@ -356,6 +383,47 @@ void lg_login_report(struct lg_run *base, struct lg_run *runs, int n,
 uint64_t lg_login_forget(struct lg_run *run);
 void lg_scenario_muc(struct lg_run *run, int *status_r);
 void lg_scenario_mam(struct lg_run *run, int *status_r);
+void lg_scenario_burst(struct lg_run *run, int *status_r);
+
+/* ---- msgcheck.c: the 1:1 message accounting of msg and burst ---- */
+
+struct lg_msg_pair {
+	char *to_jid, *from_jid;  /* receiver's, sender's full JIDs */
+	uint32_t next_seq, max_seen;
+	uint64_t received, dup, ooo;
+	uint8_t *seen;            /* bit per sequence number */
+	size_t seen_cap;          /* bytes */
+};
+
+struct lg_msgcheck {
+	struct lg_msg_pair *pairs;
+	int npairs;
+	char *padding;            /* " xxx..." for --size, or "" */
+	uint64_t sent, received, dup, ooo, errors, unexpected, bogus;
+	struct lg_counts error_conds;
+};
+
+/* --pairs (default count/2; exits with a usage error below 1) and the
+ * --size padding. */
+void lg_msgcheck_init(struct lg_msgcheck *m, const struct lg_run *run,
+		      const char *scenario);
+void lg_msgcheck_free(struct lg_msgcheck *m);
+/* Records the full JID of a session of a pair once it is online. */
+void lg_msgcheck_up(struct lg_msgcheck *m, const struct lg_conn *c);
+/* Appends pair p's next message (stamped `stamp`) to `b`; counts it sent. */
+void lg_msgcheck_build(struct lg_msgcheck *m, int p, uint64_t stamp,
+		       struct lg_sbuf *b);
+/* Accounts a stanza received on `c`: the pair of a message delivered
+ * for the first time (its stamp in *stamp_r), else -1 (not a message,
+ * an error bounce, a duplicate, an unexpected or bogus one). */
+int lg_msgcheck_stanza(struct lg_msgcheck *m, const struct lg_conn *c,
+		       struct lg_elem *st, uint64_t *stamp_r);
+/* Prints " sent=… RECEIVED_KEY=… lost=… duplicated=… out_of_order=…
+ * errors=… unexpected=… bogus=…" and the error conditions (err_…). */
+void lg_msgcheck_print(const struct lg_msgcheck *m, const char *received_key);
+/* True when anything was lost, duplicated, out of order, bounced,
+ * unexpected or bogus, or nothing arrived. */
+bool lg_msgcheck_failed(const struct lg_msgcheck *m);
 
 /* ---- pool.c: a set of sessions opened with a concurrency limit ---- */
 

@@ -24,7 +24,7 @@
 
 static const char usage_text[] =
 	"usage: loadgen SCENARIO [options]\n"
-	"scenarios: register login idle roster msg fanout muc mam\n"
+	"scenarios: register login idle roster msg burst fanout muc mam\n"
 	"  --host ADDR        server address (127.0.0.1)\n"
 	"  --port N           c2s STARTTLS port (5222)\n"
 	"  --domain D         XMPP domain (localhost)\n"
@@ -37,10 +37,15 @@ static const char usage_text[] =
 	"                     muc: room messages/s (10)\n"
 	"  --concurrency C    handshakes (or logins) in flight (50)\n"
 	"  --sessions N       idle: sessions to open (count)\n"
-	"  --pairs N          msg: sender/receiver pairs (count/2)\n"
+	"  --pairs N          msg, burst: sender/receiver pairs (count/2)\n"
 	"  --window W         msg: messages in flight per pair (1);\n"
 	"                     mam: per contact while filling\n"
-	"  --size B           msg: body size in bytes (minimum used)\n"
+	"  --size B           msg, burst: body size in bytes (minimum used)\n"
+	"  --messages M       burst: messages per pair (1000)\n"
+	"  --quiet-ms T       burst: the window ends after T ms without\n"
+	"                     input, at the last byte (1000)\n"
+	"  --max-mem-mb N     burst: refuse bursts needing more buffers (4096)\n"
+	"  --chunk-kb K       burst: size of the chunks input is kept in (1024)\n"
 	"  --contacts K       roster/fanout: contacts per user (10)\n"
 	"  --togglers M       fanout: users changing presence (count/10)\n"
 	"  --hold S           idle: seconds to hold after READY (0)\n"
@@ -78,7 +83,8 @@ enum {
 	OPT_PAIRS, OPT_WINDOW, OPT_SIZE, OPT_CONTACTS, OPT_TOGGLERS,
 	OPT_HOLD, OPT_SERVER_PID, OPT_GRACE, OPT_SETTLE, OPT_TIMEOUT,
 	OPT_TLS_VERIFY, OPT_CA_FILE, OPT_SRC_RANGE, OPT_MECHANISM, OPT_THREADS,
-	OPT_FILL, OPT_QUERIES, OPT_PAGE, OPT_WARMUP, OPT_HELP,
+	OPT_FILL, OPT_QUERIES, OPT_PAGE, OPT_MESSAGES, OPT_QUIET_MS,
+	OPT_MAX_MEM_MB, OPT_CHUNK_KB, OPT_WARMUP, OPT_HELP,
 };
 
 static const struct option long_opts[] = {
@@ -110,6 +116,10 @@ static const struct option long_opts[] = {
 	{ "fill", required_argument, NULL, OPT_FILL },
 	{ "queries", required_argument, NULL, OPT_QUERIES },
 	{ "page", required_argument, NULL, OPT_PAGE },
+	{ "messages", required_argument, NULL, OPT_MESSAGES },
+	{ "quiet-ms", required_argument, NULL, OPT_QUIET_MS },
+	{ "max-mem-mb", required_argument, NULL, OPT_MAX_MEM_MB },
+	{ "chunk-kb", required_argument, NULL, OPT_CHUNK_KB },
 	{ "warmup", no_argument, NULL, OPT_WARMUP },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
@@ -219,6 +229,18 @@ static void set_opt(struct lg_opts *o, int opt, const char *arg)
 		o->queries = parse_int(arg, 1, 1000000, "--queries");
 		break;
 	case OPT_PAGE: o->page = parse_int(arg, 1, 1000, "--page"); break;
+	case OPT_MESSAGES:
+		o->messages = parse_int(arg, 1, 100000000, "--messages");
+		break;
+	case OPT_QUIET_MS:
+		o->quiet_ms = parse_int(arg, 1, 600000, "--quiet-ms");
+		break;
+	case OPT_MAX_MEM_MB:
+		o->max_mem_mb = parse_int(arg, 1, 1 << 20, "--max-mem-mb");
+		break;
+	case OPT_CHUNK_KB:
+		o->chunk_kb = parse_int(arg, 1, 1 << 20, "--chunk-kb");
+		break;
 	case OPT_WARMUP: o->warmup = true; break;
 	case OPT_HELP: fputs(usage_text, stdout); exit(0);
 	default: usage_exit(NULL);
@@ -234,6 +256,8 @@ static void parse_opts(struct lg_opts *o, int argc, char **argv)
 		.contacts = 10, .grace = 5, .settle = 1, .tls_verify = true,
 		.threads = 1,
 		.fill = 100000, .queries = 200, .page = 50,
+		.messages = 1000, .quiet_ms = 1000, .max_mem_mb = 4096,
+		.chunk_kb = 1024,
 		.src_lo = 0x7f000101, .src_hi = 0x7f00fffe,
 	};
 	if (argc < 2 || argv[1][0] == '-')
@@ -437,6 +461,7 @@ static const struct {
 	{ "idle", lg_scenario_idle },
 	{ "roster", lg_scenario_roster },
 	{ "msg", lg_scenario_msg },
+	{ "burst", lg_scenario_burst },
 	{ "fanout", lg_scenario_fanout },
 	{ "muc", lg_scenario_muc },
 	{ "mam", lg_scenario_mam },

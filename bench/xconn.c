@@ -10,11 +10,14 @@
  * stream restart (after <proceed/> and <success/>) happens only between
  * parser calls, and no byte may follow the restart point in that read.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <linux/sockios.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <openssl/err.h>
 
 #include "loadgen-private.h"
@@ -35,6 +38,13 @@
 #define LG_MAX_STANZA (4u << 20)
 #define LG_HANDSHAKE_MS 30000
 #define LG_CLOSE_MS 5000
+
+/* A piece of the raw input kept by lg_conn_capture. */
+struct lg_chunk {
+	struct lg_chunk *next;
+	size_t len;
+	char data[];
+};
 
 static void conn_dispatch(struct lg_conn *c, struct lg_elem *st);
 static void conn_send_header(struct lg_conn *c);
@@ -110,6 +120,11 @@ static void conn_free(struct lg_conn *c)
 	lg_sbuf_free(&c->text);
 	lg_sbuf_free(&c->out);
 	lg_scram_clear(&c->scram);
+	while (c->cap_head) {
+		struct lg_chunk *k = c->cap_head;
+		c->cap_head = k->next;
+		free(k);
+	}
 	free(c->jid);
 	free(c->fail_owned);
 	free(c);
@@ -611,6 +626,120 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	else
 		xml_input(c, buf->base, (size_t)n);
 	conn_uncork(c);
+}
+
+/* ---- pre-encrypted traffic and raw capture (the burst scenario) ---- */
+
+bool lg_conn_seal(struct lg_conn *c, const char *xml, size_t len,
+		  struct lg_sbuf *out)
+{
+	if (c->phase != LG_ONLINE || !c->ssl || len == 0)
+		return false;
+	if (SSL_write(c->ssl, xml, (int)len) <= 0) {
+		lg_conn_fail(c, "tls-write");
+		return false;
+	}
+	char tmp[16384];
+	int n;
+	while ((n = BIO_read(c->net_out, tmp, sizeof(tmp))) > 0)
+		lg_sbuf_add(out, tmp, (size_t)n);
+	return true;
+}
+
+int lg_conn_write_raw(struct lg_conn *c, uv_write_t *req, const char *data,
+		      size_t len, uv_write_cb cb)
+{
+	/* Anything held back would carry earlier TLS sequence numbers. */
+	if (c->phase == LG_CLOSED || c->corked || c->out.len)
+		return UV_EINVAL;
+	if (len > UINT_MAX)
+		return UV_E2BIG; /* a uv_buf_t's length */
+	uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+	return uv_write(req, (uv_stream_t *)&c->tcp, &b, 1, cb);
+}
+
+uint64_t lg_conn_unsent(struct lg_conn *c)
+{
+	uv_os_fd_t fd;
+	int n = 0;
+	if (c->phase == LG_CLOSED ||
+	    uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 ||
+	    ioctl(fd, SIOCOUTQ, &n) != 0)
+		return 0;
+	return c->tcp.write_queue_size + (uint64_t)(n > 0 ? n : 0);
+}
+
+/* The free tail of the newest chunk, or a new chunk: the kernel copies
+ * straight into the store, nothing is moved afterwards. */
+static void on_capture_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	struct lg_conn *c = h->data;
+	struct lg_chunk *k = c->cap_tail;
+	if (!k || k->len == c->cap_chunk) {
+		k = lg_xmalloc(sizeof(*k) + c->cap_chunk);
+		k->next = NULL;
+		k->len = 0;
+		if (c->cap_tail)
+			c->cap_tail->next = k;
+		else
+			c->cap_head = k;
+		c->cap_tail = k;
+	}
+	*buf = uv_buf_init(k->data + k->len, (unsigned)(c->cap_chunk - k->len));
+}
+
+static void on_capture_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct lg_conn *c = s->data;
+	if (n == 0 || c->phase == LG_CLOSED)
+		return;
+	if (n < 0) {
+		/* Handled in order at the replay, after the bytes before it. */
+		c->cap_end = (int)n;
+		uv_read_stop(s);
+		return;
+	}
+	c->cap_tail->len += (size_t)n;
+	c->cap_bytes += (uint64_t)n;
+	c->cap_last = lg_now_ns();
+}
+
+void lg_conn_capture(struct lg_conn *c, size_t chunk)
+{
+	if (c->phase == LG_CLOSED || c->cap_chunk)
+		return;
+	c->cap_chunk = chunk;
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	if (uv_read_start((uv_stream_t *)&c->tcp, on_capture_alloc,
+			  on_capture_read) < 0)
+		lg_conn_fail(c, "read-start");
+}
+
+void lg_conn_replay(struct lg_conn *c)
+{
+	if (!c->cap_chunk)
+		return;
+	c->cap_chunk = 0;
+	if (c->phase != LG_CLOSED)
+		uv_read_stop((uv_stream_t *)&c->tcp);
+	struct lg_chunk *k;
+	while ((k = c->cap_head)) {
+		c->cap_head = k->next;
+		if (k->len && c->phase != LG_CLOSED) {
+			uv_buf_t b = uv_buf_init(k->data, (unsigned)k->len);
+			on_read((uv_stream_t *)&c->tcp, (ssize_t)k->len, &b);
+		}
+		free(k);
+	}
+	c->cap_tail = NULL;
+	if (c->phase == LG_CLOSED)
+		return;
+	if (c->cap_end) {
+		on_read((uv_stream_t *)&c->tcp, c->cap_end, NULL);
+		return;
+	}
+	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
+		lg_conn_fail(c, "read-start");
 }
 
 static void on_connect(uv_connect_t *req, int status)

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import clients
+import rawstream
 from conftest import (DOMAIN, REPO_ROOT, STANZAD_BIN, free_ports,
                       sanitizer_env, sanitizer_reports)
 
@@ -342,6 +343,70 @@ def test_msg_fixed_rate(server):
     assert run.int('lost') == 0 and run.int('duplicated') == 0, run
     assert 150 < run.num('msgs_per_s') < 250, run
     assert_latencies(run)
+
+
+BURST_CLEAN = ('lost', 'duplicated', 'out_of_order', 'errors',
+               'unexpected', 'bogus', 'not_online', 'write_errors')
+
+
+@pytest.mark.parametrize('shards', [1, 2])
+def test_burst(server_factory, shards):
+    """Pre-encrypted burst: every message delivered once and in order
+    after being kept raw; 4 KiB chunks, so the kept input of each
+    receiver spans several chunks and TLS records cross their edges."""
+    srv = server_factory(shards=shards)
+    bench_users(srv, 'bu', 8)
+    run = loadgen(srv.c2s_port, 'burst', '--users', 'bu', '--count', 8,
+                  '--password', 'pw-%d', '--pairs', 4, '--messages', 300,
+                  '--size', 100, '--chunk-kb', 4, '--quiet-ms', 300,
+                  '--server-pid', srv.proc.pid)
+    assert_clean(run)
+    assert run.result['status'] == 'ok', run
+    assert run.int('sent') == 1200 and run.int('delivered') == 1200, run
+    for key in BURST_CLEAN:
+        assert run.int(key) == 0, (key, run)
+    assert run.num('msgs_per_s') > 0, run
+    # 300 messages of over 100 bytes per receiver: many 4 KiB chunks
+    assert run.int('bytes_in') > 4 * 300 * 100, run
+    assert run.int('bytes_out') > 4 * 300 * 100, run
+    # the window ends at the last byte, not after the quiet time
+    assert 0 < run.num('window_s') < 5, run
+    assert run.num('server_cpu_s') > 0, run
+    assert 'gen_cpu_s' in run.result and run.num('gen_cpu_s') >= 0, run
+    assert run.num('gen_cpu_ms_per_msg') >= 0, run
+
+
+def test_burst_loss_detected(server_factory):
+    """The control: the receiver of pair 0 blocks its sender (XEP-0191),
+    so the server bounces pair 0's messages instead of delivering them;
+    the burst must count them lost and fail, and still see the others."""
+    srv = server_factory()
+    bench_users(srv, 'bl', 4)
+    with rawstream.logged_in(srv, 'bl2', password='pw-2') as s:
+        reply = s.iq('set', "<block xmlns='urn:xmpp:blocking'><item "
+                     f"jid='bl1@{DOMAIN}'/></block>")
+        assert reply.get('type') == 'result', ET.tostring(reply)
+    run = loadgen(srv.c2s_port, 'burst', '--users', 'bl', '--count', 4,
+                  '--password', 'pw-%d', '--pairs', 2, '--messages', 200,
+                  '--quiet-ms', 300)
+    assert run.status == 1, run
+    assert run.result['status'] == 'failed', run
+    assert run.int('sent') == 400, run
+    assert run.int('lost') == 200 and run.int('delivered') == 200, run
+    assert run.int('errors') == 200, run
+    assert run.int('err_service-unavailable') == 200, run
+    assert run.int('duplicated') == 0 and run.int('out_of_order') == 0
+
+
+def test_burst_memory_bound():
+    """A burst whose buffers would exceed --max-mem-mb is refused before
+    connecting (usage error)."""
+    run = subprocess.run(
+        [str(LOADGEN_BIN), 'burst', '--port', '1', '--pairs', '1000',
+         '--messages', '100000', '--max-mem-mb', '100'],
+        capture_output=True, text=True, env=sanitizer_env(), timeout=30)
+    assert run.returncode == 2, run.stderr
+    assert 'over --max-mem-mb 100' in run.stderr, run.stderr
 
 
 @pytest.mark.parametrize('shards', [1, 2])
@@ -827,6 +892,21 @@ def test_compare_quick_stanzad_only(tmp_path):
     shard = tables['stanzad: 1 shard vs 2']
     assert num(cell(shard, 'logins/s', '2 / 1')) > 0, shard
     assert num(cell(shard, 'server CPU per login (ms)', 'shards: 2')) > 0
+    # the burst: one run per shard count with --quick, every message
+    # delivered, its median the target's row
+    for col in ('shards: 1', 'shards: 2'):
+        assert num(cell(shard, 'burst messages/s, run 1', col)) > 0, shard
+        assert cell(shard, 'burst runs with every message delivered',
+                    col) == '1 of 1', shard
+        assert num(cell(shard, 'burst: server CPU per message (µs, '
+                        'median)', col)) > 0, shard
+        cell(shard, 'burst: generator CPU in the window (ms, median)', col)
+    assert num(cell(shard, 'burst messages/s, median', '2 / 1')) > 0
+    target = cell(tables['Targets (issue 5)'],
+                  'msg (burst, median): 2 shards ≥ 1.7x 1 shard', 'measured')
+    assert num(target) > 0, target
+    assert re.search(r'^\[stanzad-shards2\] \S*loadgen burst .*--pairs 20 '
+                     r'--messages 500 .*--server-pid \d+$', text, re.M), text
     # a sanitizer build of sizes has no glibc heap statistics
     assert 'struct c2s' in text and ('OpenSSL server SSL object' in text or
                                      'heap: not measurable' in text), text
