@@ -9,7 +9,7 @@
 #include "bug.h"
 #include "xmalloc.h"
 
-static int buf_reserve(struct buf *b, size_t n)
+int buf_reserve(struct buf *b, size_t n)
 {
 	if (n > SIZE_MAX - b->len || (b->max && b->len + n > b->max))
 		return -1;

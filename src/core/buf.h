@@ -19,6 +19,9 @@ struct buf {
 	size_t len, cap, max;
 };
 
+/* Makes room for n more bytes after len. Returns 0, or -1 if len + n
+ * would pass max (buffer unchanged). */
+int buf_reserve(struct buf *b, size_t n);
 /* Returns 0, or -1 if len + n would pass max (buffer unchanged). */
 int buf_append(struct buf *b, const void *p, size_t n);
 static inline int buf_append_str(struct buf *b, struct str s)

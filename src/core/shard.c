@@ -47,12 +47,13 @@ static void on_wakeup(uv_async_t *h)
 	drain_inbox(h->data);
 }
 
-void shard_post(struct shard *s, struct shard_msg *m)
+/* Appends the list first..*last to s's inbox and wakes s. */
+static void inbox_put(struct shard *s, struct shard_msg *first,
+		      struct shard_msg **last)
 {
-	m->next = NULL;
 	uv_mutex_lock(&s->lock);
-	*s->inbox_tail = m;
-	s->inbox_tail = &m->next;
+	*s->inbox_tail = first;
+	s->inbox_tail = last;
 	/* Once the thread has left its loop the wakeup handle is gone;
 	 * shards_stop() hands what arrives later to its handlers. */
 	if (!s->dead)
@@ -60,10 +61,123 @@ void shard_post(struct shard *s, struct shard_msg *m)
 	uv_mutex_unlock(&s->lock);
 }
 
+/* ---- records: small posts packed into one buffer per receiver ---- */
+
+struct rec_hdr {
+	shard_rec_fn *fn;
+	size_t len; /* of the payload that follows, before padding */
+};
+
+/* A sealed buffer of records, posted as one message. */
+struct rec_batch {
+	struct shard_msg m;
+	char *data;
+	size_t len;
+};
+
+#define REC_ALIGN 8
+#define REC_PAD(n) (((n) + REC_ALIGN - 1) & ~(size_t)(REC_ALIGN - 1))
+
+static void on_rec_batch(struct shard *s, struct shard_msg *m)
+{
+	struct rec_batch *b = (struct rec_batch *)m;
+	for (size_t at = 0; at < b->len;) {
+		struct rec_hdr *h = (struct rec_hdr *)(b->data + at);
+		void *p = b->data + at + sizeof(*h);
+		h->fn(s, p, h->len);
+		at += sizeof(*h) + REC_PAD(h->len);
+	}
+	free(b->data);
+	free(b);
+}
+
+static void outbox_append(struct shard *self, unsigned to,
+			  struct shard_msg *m);
+
+/* Turns the open record buffer for shard `to` into a message in the
+ * outbox, behind what was posted before it. */
+static void rec_seal(struct shard *self, unsigned to)
+{
+	struct buf *r = &self->rec[to];
+	struct rec_batch *b = xmalloc(sizeof(*b));
+	b->m.fn = on_rec_batch;
+	b->m.next = NULL;
+	b->data = r->data;
+	b->len = r->len;
+	*r = (struct buf){ 0 };
+	self->rec_mask &= ~(UINT64_C(1) << to);
+	outbox_append(self, to, &b->m);
+}
+
+void *shard_post_record(struct shard *s, shard_rec_fn *fn, size_t len)
+{
+	struct shard *self = shard_self;
+	if (self == NULL || !self->outbox_open || s == self)
+		return NULL;
+	struct buf *r = &self->rec[s->id];
+	size_t need = sizeof(struct rec_hdr) + REC_PAD(len);
+	if (r->len == 0 && buf_reserve(r, need > 16384 ? need : 16384) < 0)
+		return NULL;
+	if (buf_reserve(r, need) < 0)
+		return NULL;
+	struct rec_hdr *h = (struct rec_hdr *)(r->data + r->len);
+	h->fn = fn;
+	h->len = len;
+	r->len += need;
+	self->rec_mask |= UINT64_C(1) << s->id;
+	shard_want_tick(self);
+	return h + 1;
+}
+
+/* Hands the calling shard's collected posts to their shards. */
+static void outbox_flush(struct shard *self)
+{
+	while (self->rec_mask != 0)
+		rec_seal(self, (unsigned)__builtin_ctzll(self->rec_mask));
+	while (self->out_mask != 0) {
+		unsigned i = (unsigned)__builtin_ctzll(self->out_mask);
+		self->out_mask &= self->out_mask - 1;
+		inbox_put(&self->all[i], self->out_head[i], self->out_tail[i]);
+		self->out_head[i] = NULL;
+	}
+}
+
+void shard_post(struct shard *s, struct shard_msg *m)
+{
+	m->next = NULL;
+	struct shard *self = shard_self;
+	if (self == NULL || !self->outbox_open) {
+		inbox_put(s, m, &m->next);
+		return;
+	}
+	/* Records posted before m go before it. */
+	if (self->rec_mask & (UINT64_C(1) << s->id))
+		rec_seal(self, s->id);
+	outbox_append(self, s->id, m);
+}
+
+/* Under load a loop iteration makes many posts to the same shard
+ * (deliveries to its sessions): they go over in one hand-over at this
+ * iteration's tick, which the idle handle makes sure comes without
+ * waiting for I/O. */
+static void outbox_append(struct shard *self, unsigned to,
+			  struct shard_msg *m)
+{
+	if (self->out_head[to] == NULL) {
+		self->out_head[to] = m;
+		self->out_mask |= UINT64_C(1) << to;
+	} else {
+		*self->out_tail[to] = m;
+	}
+	self->out_tail[to] = &m->next;
+	shard_want_tick(self);
+}
+
 static void on_check(uv_check_t *h)
 {
 	struct shard *s = h->data;
 	tick_hook(s);
+	outbox_flush(s);
 	uv_idle_stop(&s->idle);
 }
 
@@ -84,6 +198,9 @@ void shard_conn_removed(struct shard *s)
 	 * last connection to go closes it. */
 	if (s->stopped_hook_ran && s->conns.count == 0 &&
 	    !uv_is_closing((uv_handle_t *)&s->check)) {
+		/* No more ticks: posts from now on go straight over. */
+		s->outbox_open = false;
+		outbox_flush(s);
 		uv_close((uv_handle_t *)&s->check, NULL);
 		uv_close((uv_handle_t *)&s->idle, NULL);
 	}
@@ -94,8 +211,11 @@ static void shard_main(void *arg)
 	struct shard *s = arg;
 	shard_self = s;
 	log_set_thread_name(s->name);
+	s->outbox_open = true;
 	start_hook(s);
 	uv_run(&s->loop, UV_RUN_DEFAULT);
+	s->outbox_open = false;
+	outbox_flush(s);
 	uv_mutex_lock(&s->lock);
 	s->dead = true;
 	uv_mutex_unlock(&s->lock);
@@ -117,6 +237,7 @@ struct shard *shards_start(unsigned n, shard_hook_fn *start,
 	for (unsigned i = 0; i < n; i++) {
 		struct shard *s = &shards[i];
 		s->id = i;
+		s->all = shards;
 		snprintf(s->name, sizeof(s->name), "s%u", i);
 		BUG_ON(uv_loop_init(&s->loop) != 0);
 		BUG_ON(uv_mutex_init(&s->lock) != 0);

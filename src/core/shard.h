@@ -34,12 +34,17 @@ struct shard_msg {
 	shard_msg_fn *fn;
 };
 
+/* Runs on the receiving shard's thread for a record of len bytes at p
+ * (shard_post_record); p is valid only during the call. */
+typedef void shard_rec_fn(struct shard *s, void *p, size_t len);
+
 /* Called on the shard's thread: at start (to open listeners) and when the
  * shard is asked to stop (to close everything it owns, so the loop ends). */
 typedef void shard_hook_fn(struct shard *s);
 
 struct shard {
 	unsigned id;
+	struct shard *all; /* the array of every shard, this one at [id] */
 	char name[16]; /* "s0", "s1"... for logs */
 	uv_loop_t loop;
 	uv_thread_t thread;
@@ -51,6 +56,15 @@ struct shard {
 	bool stopping;
 	bool stopped_hook_ran;
 	bool dead;        /* the thread has left its loop (under lock) */
+	/* Posts this shard's thread made during the current loop iteration,
+	 * per receiving shard, handed over together by the tick (one lock and
+	 * one wake-up per receiver instead of one per post); out_mask has a
+	 * bit per non-empty list. Used while outbox_open. */
+	struct shard_msg *out_head[SHARDS_MAX], **out_tail[SHARDS_MAX];
+	uint64_t out_mask;
+	struct buf rec[SHARDS_MAX]; /* shard_post_record, per receiver */
+	uint64_t rec_mask;
+	bool outbox_open;
 	struct hmap conns;        /* conn id -> struct conn * */
 	struct conn *dirty;       /* conns with output to flush (list) */
 	void *listeners;          /* owned by net/listener.c */
@@ -79,7 +93,19 @@ void shard_want_tick(struct shard *s);
 /* Called (on s's thread) when a connection has left s->conns. */
 void shard_conn_removed(struct shard *s);
 
-/* Queues m for shard s (any thread, including s itself). Takes ownership. */
+/* Queues m for shard s (any thread, including s itself). Takes ownership.
+ * Posts from one thread to one shard arrive in the order made; a shard's
+ * own posts leave at the end of its loop iteration. */
 void shard_post(struct shard *s, struct shard_msg *m);
+
+/* Reserves a record of len bytes for shard s, to be handed to fn on s;
+ * returns where to write them (aligned for any scalar; valid until the
+ * next post from this thread), or NULL where records are not possible
+ * (not on a running shard, s is this shard, no memory): then post a
+ * message instead. Records from one shard to another are packed into one
+ * buffer per loop iteration, in order with its shard_post messages: for
+ * many small posts (deliveries of serialized stanzas) without a malloc,
+ * a free on another thread and a cache miss each. */
+void *shard_post_record(struct shard *s, shard_rec_fn *fn, size_t len);
 
 #endif

@@ -25,6 +25,7 @@
 #include "../store/accounts.h"
 #include "../xmpp/ns.h"
 #include "components.h"
+#include "fanout.h"
 #include "hooks.h"
 #include "iq.h"
 #include "route.h"
@@ -288,6 +289,67 @@ void route_deliver(const struct sess_ref *ref, struct stanza *st)
 	shard_post(&server.shards[ref->shard], &dm->m);
 }
 
+/*
+ * A message for a session on another shard leaves serialized, as a record
+ * (shard_post_record): the sending shard has the stanza in its cache and
+ * frees it itself, and the receiving shard only copies bytes into the
+ * connection. Handing over the parsed stanza instead cost that shard cache
+ * misses over the whole tree and frees into this shard's heap: a second
+ * shard made every message about a third dearer (docs/internals/
+ * performance.md). Only messages as they are (no 'to' rewriting) take
+ * this path; the payload is the connection id, then a struct
+ * shared_bytes without splice, which deliver_shared takes.
+ */
+static void on_message_rec(struct shard *s, void *p, size_t len)
+{
+	(void)len;
+	uint64_t conn_id;
+	memcpy(&conn_id, p, sizeof(conn_id));
+	const struct shared_bytes *b =
+		(const struct shared_bytes *)((char *)p + sizeof(conn_id));
+	struct conn *c = hmap_get(&s->conns, hmap_u64(&conn_id));
+	/* The session ended meanwhile: as if it had never been, as in
+	 * deliver_local. */
+	if (s->stopped_hook_ran || c == NULL || conn_closing(c) ||
+	    c->ops->deliver_shared == NULL)
+		return;
+	STATS_ADD(stanzas_out[STANZA_MESSAGE], 1);
+	c->ops->deliver_shared(c, b, NULL);
+}
+
+/* route_deliver for a message to a client session (ref from the session
+ * table). */
+static void deliver_message(const struct sess_ref *ref, struct stanza *st)
+{
+	if (ref->shard == shard_self->id || st->to_session ||
+	    st->op != STANZA_OP_DELIVER) {
+		route_deliver(ref, st);
+		return;
+	}
+	struct buf *scratch = &shard_self->scratch;
+	scratch->len = 0;
+	void *p = NULL;
+	size_t head = sizeof(uint64_t) + sizeof(struct shared_bytes);
+	if (xml_serialize(scratch, st->x, STR_LIT(NS_CLIENT)) == 0)
+		p = shard_post_record(&server.shards[ref->shard],
+				      on_message_rec, head + scratch->len + 1);
+	if (p == NULL) {
+		route_deliver(ref, st);
+		return;
+	}
+	memcpy(p, &ref->conn_id, sizeof(ref->conn_id));
+	struct shared_bytes *b =
+		(struct shared_bytes *)((char *)p + sizeof(uint64_t));
+	atomic_init(&b->refs, 1);
+	b->len = scratch->len;
+	b->at = SHARED_NO_SPLICE;
+	memcpy(b->data, scratch->data, scratch->len);
+	b->data[scratch->len] = '\0';
+	if (scratch->cap > 64 * 1024)
+		buf_reset(scratch);
+	stanza_free(&st);
+}
+
 struct kick_msg {
 	struct shard_msg m;
 	uint64_t conn_id;
@@ -388,8 +450,8 @@ static void message_to_bare(struct stanza *st, struct str bare,
 		return;
 	}
 	for (size_t i = 1; i < n; i++)
-		route_deliver(&refs[i], stanza_copy(st));
-	route_deliver(&refs[0], st);
+		deliver_message(&refs[i], stanza_copy(st));
+	deliver_message(&refs[0], st);
 }
 
 /* RFC 6121 §8.5.3.2.1: a message to a full JID that matches no resource
@@ -498,9 +560,12 @@ static void to_account(struct stanza *st, size_t host_idx)
 	if (st->to.resource.len > 0) {
 		struct sess_ref ref;
 		if (sessions_find(bare, st->to.resource, &ref)) {
-			if (st->kind == STANZA_MESSAGE)
+			if (st->kind == STANZA_MESSAGE) {
 				message_delivering(st, &ref, 1, host_idx);
-			route_deliver(&ref, st);
+				deliver_message(&ref, st);
+			} else {
+				route_deliver(&ref, st);
+			}
 			return;
 		}
 		/* RFC 6121 §8.5.3.2: no such resource. A chat goes as if to

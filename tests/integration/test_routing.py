@@ -196,3 +196,72 @@ async def test_large_message_arrives_whole(server):
         a.send_message(mto=b.boundjid.full, mbody=body, mtype='chat')
         msg = await b.next_message(body, timeout=10)
         assert len(msg['body']) == len(body)
+
+
+def raw_pair_on_two_shards(srv):
+    """Two raw streams bound on different shards of a 2-shard server (the
+    kernel spreads connections over the shards' listening sockets)."""
+    streams, on_shard = [], {}
+    for i in range(32):
+        user = f'xs{i}'
+        srv.add_user(user, f'pw-{i}')
+        s = rawstream.logged_in(srv, user, 'r')
+        streams.append(s)
+        m = srv.wait_for_log(rf'bound {re.escape(s.jid)} on shard (\d)')
+        on_shard.setdefault(m[-1].group(1), s)
+        if len(on_shard) == 2:
+            break
+    assert len(on_shard) == 2, f'{len(streams)} streams, all on one shard'
+    for s in streams:
+        if s not in on_shard.values():
+            s.close()
+    return on_shard['0'], on_shard['1']
+
+
+def test_cross_shard_bytes_order_and_size(server_factory):
+    """Messages to a session on another shard travel serialized: what
+    arrives is the same XML, in the order sent, messages and other
+    stanzas interleaved, large ones whole, in both directions."""
+    srv = server_factory(shards=2)
+    a, b = raw_pair_on_two_shards(srv)
+    try:
+        for src, dst in ((a, b), (b, a)):
+            body = 'a < b & c > d "q" \'s\' \u00e9\u4e2d\U0001F600'
+            escaped = (body.replace('&', '&amp;').replace('<', '&lt;')
+                       .replace('>', '&gt;'))
+            stanzas = []
+            for i in range(120):
+                if i % 40 == 39:
+                    stanzas.append(f"<presence to='{dst.jid}' id='p{i}'/>")
+                stanzas.append(
+                    f"<message to='{dst.jid}' id='m{i}' type='chat'>"
+                    f'<body>{escaped}</body>'
+                    "<x xmlns='urn:example:ext' k='v&amp;w'>"
+                    "<y:deep xmlns:y='urn:example:y' y:attr='1'>t</y:deep>"
+                    '</x></message>')
+            big = 'x' * (200 * 1024)
+            stanzas.append(f"<message to='{dst.jid}' id='big' type='chat'>"
+                           f'<body>{big}</body></message>')
+            src.send(''.join(stanzas))
+            want = [s.split("id='")[1].split("'")[0] for s in stanzas]
+            got = []
+            while len(got) < len(want):
+                el = dst.read_element(timeout=10)
+                if el.get('id') is None:
+                    continue
+                got.append(el.get('id'))
+                assert el.get('from') == src.jid, el.attrib
+                if el.get('id') == 'big':
+                    assert el.findtext(q(NS_CLIENT, 'body')) == big
+                elif el.tag == q(NS_CLIENT, 'message'):
+                    assert el.get('to') == dst.jid
+                    assert el.findtext(q(NS_CLIENT, 'body')) == body
+                    ext = el.find('{urn:example:ext}x')
+                    assert ext is not None and ext.get('k') == 'v&w'
+                    deep = ext.find('{urn:example:y}deep')
+                    assert deep is not None and deep.text == 't'
+                    assert deep.get('{urn:example:y}attr') == '1'
+            assert got == want
+    finally:
+        a.close()
+        b.close()
