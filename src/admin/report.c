@@ -74,6 +74,7 @@ static void sum_stats(const struct proc_snap *p,
 		t->pool_queued += s->pool_queued;
 		t->pool_done += s->pool_done;
 		t->read_throttles += s->read_throttles;
+		t->rate_limited += s->rate_limited;
 	}
 }
 
@@ -270,6 +271,9 @@ void report_metrics(struct buf *b, const struct proc_snap *p,
 	metric(b, "read_throttles_total", "counter",
 	       "Streams whose reading stopped until the message archive's "
 	       "writer caught up (back-pressure).", t.read_throttles);
+	metric(b, "rate_limited_total", "counter",
+	       "Times a client stream's reading stopped because it sent more "
+	       "than limits.c2s_rate allows.", t.rate_limited);
 	metric(b, "store_queue_waiting", "gauge",
 	       "Storage jobs waiting behind another of their account.",
 	       p->keyed_waiting);

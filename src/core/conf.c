@@ -171,6 +171,17 @@ static const struct opt opts[] = {
 	  .max = 24 * HOUR,
 	  .doc = "Least time between two in-band registrations (XEP-0077) "
 		 "from one address; 0 turns the limit off." },
+	{ "limits", "c2s_rate", OPT_SIZE, CONF(limits.c2s_rate),
+	  .def = "32KiB", .min = 0, .max = 1024 * MIB,
+	  .doc = "Bytes per second an authenticated client stream may send "
+		 "on average; past it the server stops reading it until it "
+		 "is back under (the client's TCP connection waits). 0 turns "
+		 "the limit off." },
+	{ "limits", "c2s_burst", OPT_SIZE, CONF(limits.c2s_burst),
+	  .def = "512KiB", .min = 16 * KIB, .max = 1024 * MIB,
+	  .doc = "Bytes a client stream may send at once above "
+		 "`limits.c2s_rate` (a photo, a burst of messages after "
+		 "being offline)." },
 	{ "", "store", OPT_SECTION,
 	  .doc = "The database; see below." },
 	{ "store", "busy_timeout", OPT_DURATION,

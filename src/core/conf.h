@@ -58,6 +58,8 @@ struct limits_conf {
 	unsigned max_connections;     /* per process; default 10000 */
 	unsigned max_offline_messages; /* per account (XEP-0160); 1000 */
 	unsigned registration_interval_ms; /* XEP-0077, per address; 60 s */
+	size_t c2s_rate;              /* bytes/s per client stream; 0: off */
+	size_t c2s_burst;             /* bytes the rate lets through at once */
 };
 
 struct store_conf {

@@ -418,6 +418,52 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 	*b = uv_buf_init(c->shard->rbuf, sizeof(c->shard->rbuf));
 }
 
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b);
+
+/* Whether c should be reading now. */
+static bool may_read(const struct conn *c)
+{
+	return c->state == CONN_OPEN && !c->paused && !c->throttled &&
+	       !c->limited;
+}
+
+static void on_rate_timer(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+	c->limited = false;
+	if (may_read(c) && uv_read_start((uv_stream_t *)&c->tcp, on_alloc,
+					 on_read) != 0)
+		conn_abort(c);
+}
+
+/* Counts n bytes read against c's bucket; stops reading while it owes. */
+static void rate_take(struct conn *c, size_t n)
+{
+	uint64_t now = uv_now(&c->shard->loop);
+	int64_t refill = (int64_t)((now - c->tokens_at) * c->rate / 1000);
+	c->tokens_at = now;
+	c->tokens += refill;
+	if (c->tokens > (int64_t)c->burst)
+		c->tokens = c->burst;
+	c->tokens -= (int64_t)n;
+	if (c->tokens >= 0 || c->limited)
+		return;
+	/* Back at zero after this long; what was read meanwhile is owed. */
+	uint64_t wait = ((uint64_t)-c->tokens * 1000 + c->rate - 1) / c->rate;
+	c->limited = true;
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	uv_timer_start(&c->timer, on_rate_timer, wait, 0);
+	STATS_ADD(rate_limited, 1);
+}
+
+void conn_set_rate(struct conn *c, uint32_t rate, uint32_t burst)
+{
+	c->rate = rate;
+	c->burst = burst;
+	c->tokens = burst;
+	c->tokens_at = uv_now(&c->shard->loop);
+}
+
 static void read_tls(struct conn *c, const char *p, size_t n)
 {
 	c->rx = p;
@@ -475,6 +521,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 	else
 		c->ops->data(c, b->base, (size_t)nread);
 	reading = NULL;
+	if (c->rate != 0 && c->state == CONN_OPEN)
+		rate_take(c, (size_t)nread);
 }
 
 struct conn *conn_current(void)
@@ -492,7 +540,7 @@ void conn_pause(struct conn *c)
 void conn_resume(struct conn *c)
 {
 	c->paused = false;
-	if (c->state == CONN_OPEN && !c->throttled &&
+	if (may_read(c) &&
 	    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
 		conn_abort(c);
 }
@@ -520,7 +568,7 @@ void conn_unthrottle_all(struct shard *s)
 		if (c == NULL || !c->throttled)
 			continue;
 		c->throttled = false;
-		if (c->state == CONN_OPEN && !c->paused &&
+		if (may_read(c) &&
 		    uv_read_start((uv_stream_t *)&c->tcp, on_alloc,
 				  on_read) != 0)
 			conn_abort(c);

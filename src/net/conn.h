@@ -114,7 +114,11 @@ struct conn {
 	bool dirty, writing, tls_up, ip_counted;
 	bool paused;    /* conn_pause: a request of the stream's own runs */
 	bool throttled; /* conn_throttle: a shared writer is behind */
+	bool limited;   /* over its rate (conn_set_rate) until the timer */
 	uint8_t handles_open;
+	uint32_t rate, burst; /* conn_set_rate: bytes/s, bucket; rate 0: none */
+	int64_t tokens;       /* bytes the bucket holds (< 0: owed) */
+	uint64_t tokens_at;   /* loop time (ms) tokens was counted at */
 	size_t max_output;
 	char ip[INET6_ADDRSTRLEN];
 };
@@ -193,6 +197,13 @@ static inline bool conn_closing(const struct conn *c)
 {
 	return c->state != CONN_OPEN;
 }
+
+/* Limits what is read from c to rate bytes/s on average, burst at once
+ * (a token bucket; rate 0: no limit). Past it, reading stops until the
+ * bucket has refilled, so the peer's TCP connection waits: nothing is
+ * dropped. Uses the conn's timer: call once the stream no longer needs
+ * conn_set_timer (a client stream after authentication). */
+void conn_set_rate(struct conn *c, uint32_t rate, uint32_t burst);
 
 /* (Re)arms the conn's single timer; 0 stops it. */
 void conn_set_timer(struct conn *c, uint64_t ms);

@@ -378,6 +378,9 @@ static void sasl_succeeded(struct c2s *c)
 	c->reset_pending = true; /* §6.4.6: a new stream follows */
 	c->header_sent = false;
 	conn_set_timer(&c->conn, 0);
+	/* From now on the timer is the rate limit's. */
+	conn_set_rate(&c->conn, (uint32_t)limits()->c2s_rate,
+		      (uint32_t)limits()->c2s_burst);
 }
 
 static int sasl_work(struct store *st, void *ud)

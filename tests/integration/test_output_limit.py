@@ -8,7 +8,8 @@ import time
 
 import rawstream
 
-MAX_OUTPUT = '64KiB'
+# Input is not rate-limited here: these tests are about output.
+LIMITS = {'max_output': '64KiB', 'c2s_rate': 0}
 BODY = 'x' * 1000
 
 
@@ -19,7 +20,7 @@ def burst(to, n, tag):
 
 
 def test_reading_recipient_survives_a_burst(server_factory):
-    srv = server_factory(limits={'max_output': MAX_OUTPUT})
+    srv = server_factory(limits=LIMITS)
     srv.add_user('fast', 'pw-fast')
     srv.add_user('reader', 'pw-reader')
     n = 600  # ~600 KiB in one write: many times the limit
@@ -56,7 +57,7 @@ def c2s_sessions(srv):
 
 
 def test_recipient_that_does_not_read_is_dropped(server_factory):
-    srv = server_factory(limits={'max_output': MAX_OUTPUT})
+    srv = server_factory(limits=LIMITS)
     srv.add_user('fast', 'pw-fast')
     srv.add_user('stuck', 'pw-stuck')
     with rawstream.logged_in(srv, 'stuck') as s, \
