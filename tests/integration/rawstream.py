@@ -19,6 +19,7 @@ import itertools
 import select
 import socket
 import ssl
+import threading
 import time
 import xml.etree.ElementTree as ET
 
@@ -438,6 +439,34 @@ def stanza_error(reply):
              if c.tag.startswith(f'{{{NS_STANZA_ERRORS}}}')
              and c.tag != q(NS_STANZA_ERRORS, 'text')]
     return err.get('type'), conds
+
+
+def burst_to_reader(sender, reader, n, body='x' * 1000, timeout=30):
+    """sender writes n messages (ids m0..m<n-1>) to reader in one send
+    while a thread reads them; returns the seconds until the last arrived
+    and the message ids in arrival order. Raises what the reader met."""
+    got, failed = [], []
+
+    def drain():
+        try:
+            while len(got) < n:
+                el = reader.read_element(timeout=timeout)
+                if el.tag == q(NS_CLIENT, 'message'):
+                    got.append(el.get('id'))
+        except Exception as e:  # re-raised below
+            failed.append(e)
+
+    t = threading.Thread(target=drain)
+    t.start()
+    start = time.monotonic()
+    sender.send(''.join(f"<message to='{reader.jid}' type='chat' "
+                        f"id='m{i}'><body>{body}</body></message>"
+                        for i in range(n)), timeout=timeout)
+    t.join(timeout + 10)
+    elapsed = time.monotonic() - start
+    if failed:
+        raise failed[0]
+    return elapsed, got
 
 
 def logged_in(server, user, resource=None, *, direct_tls=False,

@@ -3,12 +3,8 @@ than its rate is slowed down (the server stops reading it until its
 bucket refills), never cut off, and nothing it sent is lost."""
 
 import re
-import threading
-import time
 
 import rawstream
-
-BODY = 'x' * 1000
 
 
 def metric(srv, name):
@@ -17,33 +13,14 @@ def metric(srv, name):
     return int(m.group(1))
 
 
-def send_and_collect(srv, n):
-    """fast sends n ~1 KiB messages to reader in one write; returns the
-    seconds until the last arrived and the ids in arrival order."""
+def burst(srv, n):
+    """fast sends n ~1 KiB messages to reader in one write: the seconds
+    until the last arrived, and the ids in arrival order."""
     srv.add_user('fast', 'pw-fast')
     srv.add_user('reader', 'pw-reader')
     with rawstream.logged_in(srv, 'reader') as r, \
             rawstream.logged_in(srv, 'fast') as f:
-        got, failed = [], []
-
-        def drain():
-            try:
-                while len(got) < n:
-                    el = r.read_element(timeout=30)
-                    if el.tag == rawstream.q(rawstream.NS_CLIENT, 'message'):
-                        got.append(el.get('id'))
-            except Exception as e:  # reported by the caller
-                failed.append(e)
-
-        t = threading.Thread(target=drain)
-        t.start()
-        start = time.monotonic()
-        f.send(''.join(f"<message to='{r.jid}' type='chat' id='m{i}'>"
-                       f'<body>{BODY}</body></message>'
-                       for i in range(n)), timeout=30)
-        t.join(40)
-        elapsed = time.monotonic() - start
-        assert not failed, failed
+        elapsed, got = rawstream.burst_to_reader(f, r, n)
         # The sender was slowed down, not cut off.
         assert f.iq('get', "<ping xmlns='urn:xmpp:ping'/>",
                     to='localhost').get('type') == 'result'
@@ -54,7 +31,7 @@ def test_fast_client_is_slowed_down_not_dropped(server_factory):
     srv = server_factory(limits={'c2s_rate': '128KiB',
                                  'c2s_burst': '32KiB'})
     n = 288  # ~300 KiB: the burst, then ~2 s at 128 KiB/s
-    elapsed, got = send_and_collect(srv, n)
+    elapsed, got = burst(srv, n)
     assert got == [f'm{i}' for i in range(n)]
     assert elapsed >= 1.5, f'{elapsed:.2f} s: the rate was not applied'
     assert metric(srv, 'stanzad_rate_limited_total') > 0
@@ -63,6 +40,6 @@ def test_fast_client_is_slowed_down_not_dropped(server_factory):
 def test_rate_zero_turns_the_limit_off(server_factory):
     srv = server_factory(limits={'c2s_rate': 0})
     n = 288
-    elapsed, got = send_and_collect(srv, n)
+    elapsed, got = burst(srv, n)
     assert got == [f'm{i}' for i in range(n)]
     assert metric(srv, 'stanzad_rate_limited_total') == 0

@@ -107,29 +107,40 @@ async def test_message_order_preserved(server):
         assert got == [f'n{i}' for i in range(200)]
 
 
-def test_payload_preserved(server):
-    """Escapes, non-ASCII text, namespaces and unknown extension elements
-    go through unchanged (checked on the raw XML)."""
-    body = 'a < b & c > d "q" \'s\' \u00e9\u4e2d\U0001F600'
-    escaped = (body.replace('&', '&amp;').replace('<', '&lt;')
+# Escapes, non-ASCII text, namespaces and unknown extension elements.
+PAYLOAD_BODY = 'a < b & c > d "q" \'s\' \u00e9\u4e2d\U0001F600'
+
+
+def payload_message(to, msg_id):
+    escaped = (PAYLOAD_BODY.replace('&', '&amp;').replace('<', '&lt;')
                .replace('>', '&gt;'))
+    return (f"<message to='{to}' id='{msg_id}' type='chat'>"
+            f'<body>{escaped}</body>'
+            "<x xmlns='urn:example:ext' k='v&amp;w'>"
+            "<y:deep xmlns:y='urn:example:y' y:attr='1'>t</y:deep>"
+            '</x></message>')
+
+
+def check_payload(msg, src, dst):
+    """msg is payload_message's, from src to dst, unchanged."""
+    assert msg.get('from') == src.jid
+    assert msg.get('to') == dst.jid
+    assert msg.findtext(q(NS_CLIENT, 'body')) == PAYLOAD_BODY
+    ext = msg.find('{urn:example:ext}x')
+    assert ext is not None and ext.get('k') == 'v&w'
+    deep = ext.find('{urn:example:y}deep')
+    assert deep is not None and deep.text == 't'
+    assert deep.get('{urn:example:y}attr') == '1'
+
+
+def test_payload_preserved(server):
+    """The payload goes through unchanged (checked on the raw XML)."""
     with rawstream.logged_in(server, 'alice', 'a') as a, \
             rawstream.logged_in(server, 'bob', 'b') as b:
-        a.send(f"<message to='{b.jid}' id='m1' type='chat'>"
-               f'<body>{escaped}</body>'
-               "<x xmlns='urn:example:ext' k='v&amp;w'>"
-               "<y:deep xmlns:y='urn:example:y' y:attr='1'>t</y:deep>"
-               '</x></message>')
+        a.send(payload_message(b.jid, 'm1'))
         msg = b.wait_for(lambda e: e.tag == q(NS_CLIENT, 'message'))
-        assert msg.get('from') == a.jid
-        assert msg.get('to') == b.jid
         assert msg.get('id') == 'm1'
-        assert msg.findtext(q(NS_CLIENT, 'body')) == body
-        ext = msg.find('{urn:example:ext}x')
-        assert ext is not None and ext.get('k') == 'v&w'
-        deep = ext.find('{urn:example:y}deep')
-        assert deep is not None and deep.text == 't'
-        assert deep.get('{urn:example:y}attr') == '1'
+        check_payload(msg, a, b)
 
 
 async def test_many_clients_fan_in(server):
@@ -226,19 +237,11 @@ def test_cross_shard_bytes_order_and_size(server_factory):
     a, b = raw_pair_on_two_shards(srv)
     try:
         for src, dst in ((a, b), (b, a)):
-            body = 'a < b & c > d "q" \'s\' \u00e9\u4e2d\U0001F600'
-            escaped = (body.replace('&', '&amp;').replace('<', '&lt;')
-                       .replace('>', '&gt;'))
             stanzas = []
             for i in range(120):
                 if i % 40 == 39:
                     stanzas.append(f"<presence to='{dst.jid}' id='p{i}'/>")
-                stanzas.append(
-                    f"<message to='{dst.jid}' id='m{i}' type='chat'>"
-                    f'<body>{escaped}</body>'
-                    "<x xmlns='urn:example:ext' k='v&amp;w'>"
-                    "<y:deep xmlns:y='urn:example:y' y:attr='1'>t</y:deep>"
-                    '</x></message>')
+                stanzas.append(payload_message(dst.jid, f'm{i}'))
             big = 'x' * (200 * 1024)
             stanzas.append(f"<message to='{dst.jid}' id='big' type='chat'>"
                            f'<body>{big}</body></message>')
@@ -254,13 +257,7 @@ def test_cross_shard_bytes_order_and_size(server_factory):
                 if el.get('id') == 'big':
                     assert el.findtext(q(NS_CLIENT, 'body')) == big
                 elif el.tag == q(NS_CLIENT, 'message'):
-                    assert el.get('to') == dst.jid
-                    assert el.findtext(q(NS_CLIENT, 'body')) == body
-                    ext = el.find('{urn:example:ext}x')
-                    assert ext is not None and ext.get('k') == 'v&w'
-                    deep = ext.find('{urn:example:y}deep')
-                    assert deep is not None and deep.text == 't'
-                    assert deep.get('{urn:example:y}attr') == '1'
+                    check_payload(el, src, dst)
             assert got == want
     finally:
         a.close()
