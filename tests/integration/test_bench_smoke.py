@@ -903,7 +903,8 @@ def test_compare_quick_stanzad_only(tmp_path):
         cell(shard, 'burst: generator CPU in the window (ms, median)', col)
     assert num(cell(shard, 'burst messages/s, median', '2 / 1')) > 0
     target = cell(tables['Targets (issue 5)'],
-                  'msg (burst, median): 2 shards ≥ 1.7x 1 shard', 'measured')
+                  'messages/s (burst, median): 2 shards ≥ 1.7x 1 shard',
+                  'measured')
     assert num(target) > 0, target
     assert re.search(r'^\[stanzad-shards2\] \S*loadgen burst .*--pairs 20 '
                      r'--messages 500 .*--server-pid \d+$', text, re.M), text
