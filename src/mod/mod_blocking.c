@@ -73,6 +73,18 @@ static uv_once_t bl_once = UV_ONCE_INIT;
 static struct hmap bl_cache; /* bare JID -> struct bl_entry */
 static uint64_t bl_gen;      /* under the write lock */
 static struct hmap bl_empty; /* bare JID -> present: known empty */
+/*
+ * Stanzas held for an owner and not yet released, by owner (bare JID ->
+ * count as a pointer). While any wait, later stanzas of that owner wait
+ * behind them even when the list is loaded: the held ones may still sit
+ * in the account's queue behind other jobs (a bind queues some) after the
+ * load finished, and a later stanza passing at once would overtake them.
+ */
+static struct hmap bl_held;
+/* The stanza being released (held_done) and the owner it waited for: it
+ * is the one the others wait behind. */
+static _Thread_local const struct stanza *releasing;
+static _Thread_local const char *releasing_owner;
 static uint64_t bl_blocks;   /* blocks queued; under the write lock */
 
 static void bl_init(void)
@@ -115,8 +127,11 @@ static bool set_matches(const struct hmap *set, const struct jid *j)
 }
 
 /* Whether the cached list of owner (a bare JID string) blocks other;
- * BL_UNKNOWN when owner's list is not cached. */
-static enum bl_state bl_check(struct str owner, const struct jid *other)
+ * BL_UNKNOWN when owner's list is not cached. With st, BL_LOADING also
+ * while stanzas held for owner wait (bl_held), unless st is the one
+ * being released for owner. */
+static enum bl_state bl_check(struct str owner, const struct jid *other,
+			      const struct stanza *st)
 {
 	uv_once(&bl_once, bl_init);
 	enum bl_state r = BL_PASS;
@@ -128,8 +143,28 @@ static enum bl_state bl_check(struct str owner, const struct jid *other)
 		r = BL_LOADING;
 	else if (e != NULL && set_matches(&e->items, other))
 		r = BL_BLOCKED;
+	if (st != NULL && r != BL_LOADING && bl_held.count > 0 &&
+	    hmap_get(&bl_held, owner) != NULL &&
+	    !(st == releasing && str_eq_c(owner, releasing_owner)))
+		r = BL_LOADING;
 	uv_rwlock_rdunlock(&bl_lock);
 	return r;
+}
+
+/* Counts a stanza held for owner (delta 1) or released (-1). */
+static void held_count(struct str owner, int delta)
+{
+	uv_rwlock_wrlock(&bl_lock);
+	uintptr_t n = (uintptr_t)hmap_get(&bl_held, owner);
+	if (delta > 0)
+		hmap_put(&bl_held, owner, (void *)(n + 1));
+	else if (ALWAYS(n > 0) && n > 1)
+		hmap_put(&bl_held, owner, (void *)(n - 1));
+	else
+		hmap_del(&bl_held, owner);
+	if (bl_held.count == 0)
+		hmap_clear(&bl_held); /* nothing left at shutdown */
+	uv_rwlock_wrunlock(&bl_lock);
 }
 
 /* Adds (or removes) keys in the cached list of owner, if it is loaded. */
@@ -343,6 +378,7 @@ struct held {
 	size_t host_idx;
 	bool initial;
 	char *pinned; /* the owner pinned for this stanza, or NULL */
+	const char *owner; /* whose list it waits for (in st's arena) */
 };
 
 static void held_route(struct held *h, int status)
@@ -371,7 +407,17 @@ static void held_done(struct store *store, void *ud, int status)
 	(void)store;
 	struct held *h = ud;
 	char *pinned = h->pinned; /* h lives in the stanza's arena */
+	char *owner = xstrdup(h->owner);
+	held_count(str_c(owner), -1);
+	/* (a release may release another, nested: restore, not clear) */
+	const struct stanza *outer = releasing;
+	const char *outer_owner = releasing_owner;
+	releasing = h->st;
+	releasing_owner = owner;
 	held_route(h, status);
+	releasing = outer;
+	releasing_owner = outer_owner;
+	free(owner);
 	if (pinned != NULL) {
 		unpin(str_c(pinned));
 		free(pinned);
@@ -393,9 +439,16 @@ static enum hook_ret hold(struct hook_ctx *ctx, struct str owner,
 	*h = (struct held){ .st = st, .ev = ctx->ev, .conn_id = ctx->conn_id,
 			    .shard = ctx->shard, .host_idx = ctx->host_idx,
 			    .initial = ctx->initial,
-			    .pinned = pin_user ? str_xdup(owner) : NULL };
+			    .pinned = pin_user ? str_xdup(owner) : NULL,
+			    .owner = arena_strdup(st->a, owner).p };
+	if (h->owner == NULL) {
+		free(h->pinned);
+		stanza_free(&st);
+		return HOOK_STOP;
+	}
 	if (pin_user != NULL)
 		pin(owner, pin_user, false);
+	held_count(owner, 1);
 	store_queue_keyed(server.store, owner, NULL, held_done, h);
 	return HOOK_STOP;
 }
@@ -456,7 +509,7 @@ static enum hook_ret stanza_in(struct hook_ctx *ctx)
 	    is_local_host(&st->from))
 		return HOOK_PASS;
 	struct str owner = bare_str(st->a, &st->to);
-	enum bl_state s = bl_check(owner, &st->from);
+	enum bl_state s = bl_check(owner, &st->from, st);
 	if (s == BL_UNKNOWN && needs_check(st))
 		return hold(ctx, owner, &st->to);
 	if (s == BL_LOADING)
@@ -467,7 +520,8 @@ static enum hook_ret stanza_in(struct hook_ctx *ctx)
 	}
 	if (st->kind == STANZA_PRESENCE && st->from.node.len > 0 &&
 	    !str_eq_c(st->type, "unavailable") &&
-	    bl_check(bare_str(st->a, &st->from), &st->to) == BL_BLOCKED) {
+	    bl_check(bare_str(st->a, &st->from), &st->to, NULL) ==
+		    BL_BLOCKED) {
 		stanza_free(&st);
 		return HOOK_STOP;
 	}
@@ -503,7 +557,7 @@ static enum hook_ret stanza_out(struct hook_ctx *ctx)
 	if (is_local_host(&st->to))
 		return HOOK_PASS;
 	struct str owner = bare_str(st->a, ctx->user);
-	enum bl_state s = bl_check(owner, &st->to);
+	enum bl_state s = bl_check(owner, &st->to, st);
 	if (s == BL_LOADING)
 		return hold(ctx, owner, NULL);
 	if (s == BL_PASS || s == BL_UNKNOWN)

@@ -451,3 +451,19 @@ def test_enforced_for_an_account_with_no_session(server):
         assert not [e for e in a.skipped
                     if e.tag == q(NS_CLIENT, 'presence') and
                     e.get('type') == 'subscribe'], a.skipped
+
+
+def test_burst_right_after_bind_keeps_order(server):
+    """Messages sent at once after bind wait while the sender's list
+    loads; the bind queues more jobs of the account behind the load, and
+    messages read after the load must not pass the held ones (they did,
+    now and then: m120.. arrived before m0..). Twenty fresh pairs, since
+    the race needs the load to finish between two reads."""
+    for k in range(20):
+        server.add_user(f'ord-r{k}', 'pw')
+        server.add_user(f'ord-s{k}', 'pw')
+        with rawstream.logged_in(server, f'ord-r{k}') as r, \
+                rawstream.logged_in(server, f'ord-s{k}') as s:
+            _, got = rawstream.burst_to_reader(s, r, 288)
+            assert got == [f'm{i}' for i in range(288)], \
+                f'pair {k}: ' + ' '.join(got[:5])
