@@ -40,20 +40,20 @@ static void usage(FILE *f)
 }
 
 /* New connections go to the stream of their listener's type. */
-static void accept_conn(struct shard *s, uv_stream_t *handle,
+static void accept_conn(struct shard *s, int fd, const struct sockaddr *peer,
 			const struct listener_conf *lc)
 {
 	switch (lc->type) {
 	case LISTENER_C2S:
 	case LISTENER_C2S_TLS:
-		c2s_accept(s, handle, lc);
+		c2s_accept(s, fd, peer, lc);
 		return;
 	case LISTENER_S2S:
 	case LISTENER_S2S_TLS:
-		s2s_accept(s, handle, lc);
+		s2s_accept(s, fd, peer, lc);
 		return;
 	case LISTENER_COMPONENT:
-		component_accept(s, handle, lc);
+		component_accept(s, fd, peer, lc);
 		return;
 	}
 }

@@ -161,6 +161,8 @@ void report_status(struct buf *b, const struct proc_snap *p,
 	buf_printf(b, "uptime %" PRIu64 "\n", p->uptime_s);
 	buf_printf(b, "shards %u\n", p->nshards);
 	buf_printf(b, "connections %zu\n", p->connections);
+	for (unsigned i = 0; i < p->nshards; i++)
+		buf_printf(b, "shard_connections %u %zu\n", i, snaps[i].nconns);
 	buf_printf(b, "c2s_connections %zu\n", n.c2s);
 	buf_printf(b, "c2s_sessions %zu\n", p->sessions);
 	for (size_t h = 0; h < server.conf->nhosts; h++)
@@ -202,7 +204,7 @@ static void metrics_by_kind(struct buf *b, const char *name,
 }
 
 static void metrics_conns(struct buf *b, const struct proc_snap *p,
-			  const struct tally *n)
+			  const struct shard_snap *snaps, const struct tally *n)
 {
 	metric_head(b, "connections", "gauge",
 		    "Open connections by type.");
@@ -211,6 +213,11 @@ static void metrics_conns(struct buf *b, const struct proc_snap *p,
 		      "stanzad_connections{type=\"s2s_out\"} %zu\n"
 		      "stanzad_connections{type=\"component\"} %zu\n",
 		   n->c2s, n->s2s_in, n->s2s_out, n->components);
+	metric_head(b, "shard_connections", "gauge",
+		    "Open connections by shard.");
+	for (unsigned i = 0; i < p->nshards; i++)
+		buf_printf(b, "stanzad_shard_connections{shard=\"%u\"} %zu\n",
+			   i, snaps[i].nconns);
 	metric_head(b, "c2s_sessions", "gauge",
 		    "Bound client sessions by host.");
 	for (size_t h = 0; h < server.conf->nhosts; h++)
@@ -246,7 +253,7 @@ void report_metrics(struct buf *b, const struct proc_snap *p,
 	metric(b, "uptime_seconds", "gauge", "Seconds since start.",
 	       p->uptime_s);
 	metric(b, "shards", "gauge", "Shard threads.", p->nshards);
-	metrics_conns(b, p, &n);
+	metrics_conns(b, p, snaps, &n);
 	metrics_by_kind(b, "stanzas_in_total",
 			"Stanzas accepted from clients, servers and "
 			"components.", t.stanzas_in);

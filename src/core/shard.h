@@ -11,6 +11,7 @@
 #ifndef STANZAD_SHARD_H
 #define STANZAD_SHARD_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -66,6 +67,11 @@ struct shard {
 	uint64_t rec_mask;
 	bool outbox_open;
 	struct hmap conns;        /* conn id -> struct conn * */
+	/* For the listeners' choice of shard (read by every shard): conns'
+	 * count, and accepted connections posted to this shard not yet
+	 * taken. */
+	atomic_uint nconns;
+	atomic_uint incoming;
 	struct conn *dirty;       /* conns with output to flush (list) */
 	void *listeners;          /* owned by net/listener.c */
 	size_t nlisteners;

@@ -20,6 +20,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 
@@ -184,6 +185,7 @@ static void on_handle_closed(uv_handle_t *h)
 	buf_reset(&c->inflight);
 	atomic_fetch_sub(&open_conns, 1);
 	struct shard *s = c->shard;
+	atomic_fetch_sub(&s->nconns, 1);
 	c->ops->destroy(c);
 	shard_conn_removed(s);
 }
@@ -599,25 +601,25 @@ void conn_set_timer(struct conn *c, uint64_t ms)
 static void conn_init(struct conn *c, struct shard *s,
 		      const struct conn_ops *ops, size_t max_output);
 
-int conn_accept(struct conn *c, struct shard *s, uv_stream_t *server,
-		const struct conn_ops *ops, size_t max_output)
+int conn_accept(struct conn *c, struct shard *s, int fd,
+		const struct sockaddr *peer, const struct conn_ops *ops,
+		size_t max_output)
 {
 	conn_init(c, s, ops, max_output);
-	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+	if (uv_tcp_open(&c->tcp, fd) != 0) {
+		close(fd);
 		conn_abort(c);
 		return -1;
 	}
-	struct sockaddr_storage ss;
-	int len = sizeof(ss);
-	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-		if (ss.ss_family == AF_INET6)
-			uv_ip6_name((struct sockaddr_in6 *)&ss, c->ip,
+	if (peer != NULL) {
+		if (peer->sa_family == AF_INET6)
+			uv_ip6_name((const struct sockaddr_in6 *)peer, c->ip,
 				    sizeof(c->ip));
 		else
-			uv_ip4_name((struct sockaddr_in *)&ss, c->ip,
+			uv_ip4_name((const struct sockaddr_in *)peer, c->ip,
 				    sizeof(c->ip));
+		uv_tcp_nodelay(&c->tcp, 1);
 	}
-	uv_tcp_nodelay(&c->tcp, 1);
 	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
 		conn_abort(c);
 		return -1;
@@ -664,19 +666,8 @@ static void conn_init(struct conn *c, struct shard *s,
 	c->timer.data = c;
 	c->handles_open = 2;
 	atomic_fetch_add(&open_conns, 1);
+	atomic_fetch_add(&s->nconns, 1);
 	hmap_put(&s->conns, hmap_u64(&c->id), c);
-}
-
-int conn_adopt(struct conn *c, struct shard *s, int fd,
-	       const struct conn_ops *ops, size_t max_output)
-{
-	conn_init(c, s, ops, max_output);
-	if (uv_tcp_open(&c->tcp, fd) != 0 ||
-	    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
-		conn_abort(c);
-		return -1;
-	}
-	return 0;
 }
 
 static void on_connect(uv_connect_t *req, int status)

@@ -123,11 +123,14 @@ struct conn {
 	char ip[INET6_ADDRSTRLEN];
 };
 
-/* Initialises c (memory owned by the caller's session object) and accepts
- * the pending connection of server. Returns 0, or -1 if accept failed (c
- * is then already closing and ops->destroy will be called). */
-int conn_accept(struct conn *c, struct shard *s, uv_stream_t *server,
-		const struct conn_ops *ops, size_t max_output);
+/* Initialises c (memory owned by the caller's session object) on fd, a
+ * connected socket it owns from now on, from the remote address peer
+ * (NULL for a socketpair, as the fuzz targets use). Returns 0, or -1 if
+ * the loop would not take it (c is then already closing and ops->destroy
+ * will be called). */
+int conn_accept(struct conn *c, struct shard *s, int fd,
+		const struct sockaddr *peer, const struct conn_ops *ops,
+		size_t max_output);
 
 /* Initialises c and connects it to sa (an outgoing server connection).
  * cb runs once with 0 (reading has started) or a libuv error; it does not
@@ -136,11 +139,6 @@ int conn_accept(struct conn *c, struct shard *s, uv_stream_t *server,
 int conn_connect(struct conn *c, struct shard *s, const struct sockaddr *sa,
 		 const struct conn_ops *ops, size_t max_output,
 		 conn_connect_fn *cb);
-
-/* Initialises c on an already connected socket fd (the fuzz targets use a
- * socketpair). Returns 0 or -1 as conn_accept. */
-int conn_adopt(struct conn *c, struct shard *s, int fd,
-	       const struct conn_ops *ops, size_t max_output);
 
 /* Starts TLS on the connection (after <proceed/>, or at once for direct
  * TLS) with host host_idx's context. */

@@ -1,5 +1,6 @@
 /*
- * listener.c - SO_REUSEPORT listening sockets per shard; see listener.h.
+ * listener.c - SO_REUSEPORT listening sockets per shard, and the hand-over
+ * of each new connection to the least loaded shard; see listener.h.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,14 +19,33 @@
 #include "listener.h"
 
 struct listener {
-	uv_tcp_t tcp;
+	uv_poll_t poll;
+	uv_timer_t pause; /* out of file descriptors: try again later */
+	int fd;
 	const struct listener_conf *lc;
 	listener_accept_fn *fn;
 	struct shard *shard;
+	int handles_open;
 };
+
+/* A connection on its way to the shard that takes it. */
+struct handoff {
+	struct shard_msg m;
+	int fd;
+	struct sockaddr_storage peer;
+	const struct listener_conf *lc;
+	listener_accept_fn *fn;
+};
+
+/* Connections accepted per poll callback: the rest wait for the next loop
+ * iteration, so a flood of connections cannot stall everything else. */
+#define ACCEPT_BATCH 64
+/* How long a listener rests when the process is out of descriptors. */
+#define EMFILE_PAUSE_MS 100
 
 static int *fds; /* [shard * nlisteners + i] */
 static size_t nfds;
+static unsigned nshards;
 
 static int bind_one(const struct listener_conf *lc, char **error_r)
 {
@@ -67,14 +87,14 @@ static int bind_one(const struct listener_conf *lc, char **error_r)
 	return fd;
 }
 
-int listeners_bind(const struct config *conf, unsigned nshards,
-		   char **error_r)
+int listeners_bind(const struct config *conf, unsigned n, char **error_r)
 {
-	nfds = (size_t)nshards * conf->nlisteners;
+	nshards = n;
+	nfds = (size_t)n * conf->nlisteners;
 	fds = xcalloc(nfds, sizeof(*fds));
 	for (size_t i = 0; i < nfds; i++)
 		fds[i] = -1;
-	for (unsigned s = 0; s < nshards; s++)
+	for (unsigned s = 0; s < n; s++)
 		for (size_t i = 0; i < conf->nlisteners; i++) {
 			int fd = bind_one(&conf->listeners[i], error_r);
 			if (fd < 0) {
@@ -90,14 +110,90 @@ int listeners_bind(const struct config *conf, unsigned nshards,
 	return 0;
 }
 
-static void on_connection(uv_stream_t *server, int status)
+/* The shard with the fewest connections, open or on their way; from
+ * equals, s itself. */
+static struct shard *least_loaded(struct shard *s)
 {
-	struct listener *l = server->data;
+	struct shard *best = s;
+	unsigned least = atomic_load_explicit(&s->nconns, memory_order_relaxed) +
+			 atomic_load_explicit(&s->incoming, memory_order_relaxed);
+	for (unsigned i = 0; i < nshards; i++) {
+		struct shard *o = &s->all[i];
+		unsigned n =
+			atomic_load_explicit(&o->nconns, memory_order_relaxed) +
+			atomic_load_explicit(&o->incoming, memory_order_relaxed);
+		if (n < least) {
+			least = n;
+			best = o;
+		}
+	}
+	return best;
+}
+
+static void on_handoff(struct shard *s, struct shard_msg *m)
+{
+	struct handoff *h = (struct handoff *)m;
+	atomic_fetch_sub(&s->incoming, 1);
+	if (s->stopped_hook_ran) /* shutting down: nothing new starts */
+		close(h->fd);
+	else
+		h->fn(s, h->fd, (struct sockaddr *)&h->peer, h->lc);
+	free(h);
+}
+
+static void on_readable(uv_poll_t *p, int status, int events);
+
+static void resume_listener(uv_timer_t *t)
+{
+	struct listener *l = t->data;
+	uv_poll_start(&l->poll, UV_READABLE, on_readable);
+}
+
+static void on_readable(uv_poll_t *p, int status, int events)
+{
+	(void)events;
+	struct listener *l = p->data;
 	if (status < 0) {
-		log_warnx("accept: %s", uv_strerror(status));
+		log_warnx("listener on port %u: %s", l->lc->port,
+			  uv_strerror(status));
 		return;
 	}
-	l->fn(l->shard, server, l->lc);
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			/* EMFILE, ENFILE, ENOBUFS, ENOMEM: the pending
+			 * connections wait in the backlog meanwhile. */
+			log_warn("accept on port %u", l->lc->port);
+			uv_poll_stop(&l->poll);
+			uv_timer_start(&l->pause, resume_listener,
+				       EMFILE_PAUSE_MS, 0);
+			return;
+		}
+		struct shard *to = least_loaded(l->shard);
+		if (to == l->shard) {
+			l->fn(to, fd, (struct sockaddr *)&ss, l->lc);
+			continue;
+		}
+		struct handoff *h = malloc(sizeof(*h));
+		if (h == NULL) {
+			close(fd);
+			continue;
+		}
+		h->m.fn = on_handoff;
+		h->fd = fd;
+		memcpy(&h->peer, &ss, sizeof(ss));
+		h->lc = l->lc;
+		h->fn = l->fn;
+		atomic_fetch_add(&to->incoming, 1);
+		shard_post(to, &h->m);
+	}
 }
 
 void listeners_start(struct shard *s, const struct config *conf,
@@ -111,13 +207,15 @@ void listeners_start(struct shard *s, const struct config *conf,
 		l->lc = &conf->listeners[i];
 		l->fn = fn;
 		l->shard = s;
-		BUG_ON(uv_tcp_init(&s->loop, &l->tcp) != 0);
-		l->tcp.data = l;
 		size_t k = s->id * conf->nlisteners + i;
-		BUG_ON(uv_tcp_open(&l->tcp, fds[k]) != 0);
-		fds[k] = -1; /* the handle owns it now */
-		BUG_ON(uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection) !=
-		       0);
+		l->fd = fds[k];
+		fds[k] = -1; /* the listener owns it now */
+		BUG_ON(uv_poll_init_socket(&s->loop, &l->poll, l->fd) != 0);
+		BUG_ON(uv_timer_init(&s->loop, &l->pause) != 0);
+		l->poll.data = l;
+		l->pause.data = l;
+		l->handles_open = 2;
+		BUG_ON(uv_poll_start(&l->poll, UV_READABLE, on_readable) != 0);
 	}
 }
 
@@ -125,6 +223,9 @@ static void on_listener_closed(uv_handle_t *h)
 {
 	struct listener *l = h->data;
 	struct shard *s = l->shard;
+	if (--l->handles_open > 0)
+		return;
+	close(l->fd);
 	if (--s->nlisteners == 0) {
 		free(s->listeners);
 		s->listeners = NULL;
@@ -135,8 +236,10 @@ void listeners_stop(struct shard *s)
 {
 	struct listener *ls = s->listeners;
 	size_t n = s->nlisteners;
-	for (size_t i = 0; i < n; i++)
-		uv_close((uv_handle_t *)&ls[i].tcp, on_listener_closed);
+	for (size_t i = 0; i < n; i++) {
+		uv_close((uv_handle_t *)&ls[i].poll, on_listener_closed);
+		uv_close((uv_handle_t *)&ls[i].pause, on_listener_closed);
+	}
 }
 
 void listeners_free(void)

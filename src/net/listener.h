@@ -4,19 +4,27 @@
  * The main thread binds every socket at start-up (so a busy port stops the
  * server with a clear message before any thread runs), with SO_REUSEPORT so
  * the kernel spreads new connections over the shards. Each shard then
- * adopts its own sockets into its loop.
+ * polls its own sockets and accepts what arrives on them.
+ *
+ * The kernel's spread is a hash of the addresses, so it is even only on
+ * average: a few percent more connections on one shard leave the other
+ * idle at the end of a burst. So each accepted connection goes to the
+ * shard with the fewest (open plus on their way), before any byte of it is
+ * read: the socket is posted to that shard, which takes it into its loop.
  */
 #ifndef STANZAD_NET_LISTENER_H
 #define STANZAD_NET_LISTENER_H
 
-#include <uv.h>
+#include <sys/socket.h>
 
 struct config;
 struct listener_conf;
 struct shard;
 
-/* Called on the shard's thread for each pending connection of server. */
-typedef void listener_accept_fn(struct shard *s, uv_stream_t *server,
+/* Called on shard s's thread for each new connection: fd (now owned by the
+ * callee) from the peer address peer, accepted on a listener of lc. */
+typedef void listener_accept_fn(struct shard *s, int fd,
+				const struct sockaddr *peer,
 				const struct listener_conf *lc);
 
 /* Binds conf->nlisteners sockets for each of nshards shards. Returns 0 or

@@ -1173,7 +1173,7 @@ void c2s_init(void)
 	stream_xml_limits(&xml_limits);
 }
 
-void c2s_accept(struct shard *s, uv_stream_t *server_handle,
+void c2s_accept(struct shard *s, int fd, const struct sockaddr *peer,
 		const struct listener_conf *lc)
 {
 	const struct limits_conf *lim = limits();
@@ -1181,8 +1181,7 @@ void c2s_accept(struct shard *s, uv_stream_t *server_handle,
 	c->lc = lc;
 	c->xs = xml_stream_new(&xml_limits, &c2s_xml_cbs, c);
 	c->phase = lc->type == LISTENER_C2S_TLS ? PHASE_AUTH : PHASE_TLS;
-	if (conn_accept(&c->conn, s, server_handle, &c2s_ops,
-			lim->max_output) < 0)
+	if (conn_accept(&c->conn, s, fd, peer, &c2s_ops, lim->max_output) < 0)
 		return;
 	unsigned n = conn_ip_acquire(&c->conn);
 	c->over_limit = n > lim->max_conns_per_ip ||

@@ -14,8 +14,8 @@ struct shard;
 /* Once at start-up, after the configuration is loaded. */
 void c2s_init(void);
 
-/* Accepts a pending connection on a c2s or c2s_tls listener. */
-void c2s_accept(struct shard *s, uv_stream_t *server,
+/* Takes a new connection fd from peer on a c2s or c2s_tls listener. */
+void c2s_accept(struct shard *s, int fd, const struct sockaddr *peer,
 		const struct listener_conf *lc);
 
 /* Sizes of the stream layer's private structures, for bench/sizes (the

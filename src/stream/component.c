@@ -534,15 +534,14 @@ void component_fini(void)
 	components_fini();
 }
 
-void component_accept(struct shard *s, uv_stream_t *server_handle,
+void component_accept(struct shard *s, int fd, const struct sockaddr *peer,
 		      const struct listener_conf *lc)
 {
 	const struct limits_conf *lim = &server.conf->limits;
 	struct component *c = xcalloc(1, sizeof(*c));
 	c->cs = component_stream_new(server.conf, &xml_limits, &stream_ops, c,
 				     NULL, &s->scratch);
-	if (conn_accept(&c->conn, s, server_handle, &conn_ops,
-			lim->max_output) < 0)
+	if (conn_accept(&c->conn, s, fd, peer, &conn_ops, lim->max_output) < 0)
 		return;
 	unsigned n = conn_ip_acquire(&c->conn);
 	conn_debug(&c->conn, "accepted from %s on %s port %u", c->conn.ip,

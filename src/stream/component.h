@@ -86,8 +86,8 @@ int component_stream_index(const struct component_stream *cs);
 void component_init(void);
 void component_fini(void);
 
-/* Accepts a pending connection on a component listener. */
-void component_accept(struct shard *s, uv_stream_t *server,
+/* Takes a new connection fd from peer on a component listener. */
+void component_accept(struct shard *s, int fd, const struct sockaddr *peer,
 		      const struct listener_conf *lc);
 
 #endif

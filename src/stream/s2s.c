@@ -1735,12 +1735,12 @@ static struct s2s *in_new(bool direct_tls)
 	return s;
 }
 
-void s2s_accept(struct shard *sh, uv_stream_t *server_handle,
+void s2s_accept(struct shard *sh, int fd, const struct sockaddr *peer,
 		const struct listener_conf *lc)
 {
 	bool direct = lc->type == LISTENER_S2S_TLS;
 	struct s2s *s = in_new(direct);
-	int rc = conn_accept(&s->conn, sh, server_handle, &s2s_ops,
+	int rc = conn_accept(&s->conn, sh, fd, peer, &s2s_ops,
 			     server.conf->limits.max_output);
 	if (rc == 0)
 		conn_debug(&s->conn, "accepted from %s on %s port %u",
@@ -1751,8 +1751,8 @@ void s2s_accept(struct shard *sh, uv_stream_t *server_handle,
 void s2s_adopt(struct shard *sh, int fd)
 {
 	struct s2s *s = in_new(true);
-	in_start(s, conn_adopt(&s->conn, sh, fd, &s2s_ops,
-			       server.conf->limits.max_output),
+	in_start(s, conn_accept(&s->conn, sh, fd, NULL, &s2s_ops,
+				server.conf->limits.max_output),
 		 false);
 }
 
@@ -1767,8 +1767,8 @@ void s2s_adopt_out(struct shard *sh, int fd, const char *remote, bool plain,
 		       server.conf->s2s.connect_timeout_ms, 0);
 	struct s2s *s = out_new(r);
 	s->verified = verified;
-	if (conn_adopt(&s->conn, sh, fd, &s2s_ops,
-		       server.conf->limits.max_output) < 0)
+	if (conn_accept(&s->conn, sh, fd, NULL, &s2s_ops,
+			server.conf->limits.max_output) < 0)
 		return;
 	s->phase = plain ? S2S_TLS : S2S_AUTH;
 	send_header(s);

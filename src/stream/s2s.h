@@ -25,7 +25,7 @@ int s2s_init(const char **error_r);
 void s2s_fini(void);
 
 /* On a shard: a new connection on an s2s or s2s_tls listener. */
-void s2s_accept(struct shard *s, uv_stream_t *server,
+void s2s_accept(struct shard *s, int fd, const struct sockaddr *peer,
 		const struct listener_conf *lc);
 
 /* For the fuzz target: an incoming stream on a connected socket, in
