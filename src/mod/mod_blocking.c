@@ -100,30 +100,41 @@ static void entry_free(struct bl_entry *e)
 	free(e);
 }
 
-/* True if set holds one of j's XEP-0016 §2.1 forms. */
+/* Appends n bytes of p at *w (room checked by the caller). */
+static char *put(char *w, const char *p, size_t n)
+{
+	memcpy(w, p, n);
+	return w + n;
+}
+
+/* True if set holds one of j's XEP-0016 §2.1 forms. Most lists are
+ * empty, and this runs twice for every stanza: no formatting for those. */
 static bool set_matches(const struct hmap *set, const struct jid *j)
 {
+	if (set->count == 0)
+		return false;
 	char s[JID_TEXT_MAX];
-	int n, node = (int)j->node.len, dom = (int)j->domain.len,
-	       res = (int)j->resource.len;
-	const char *np = j->node.p, *dp = j->domain.p, *rp = j->resource.p;
-	if (node > 0 && res > 0) {
-		n = snprintf(s, sizeof(s), "%.*s@%.*s/%.*s", node, np, dom,
-			     dp, res, rp);
-		if (n > 0 && hmap_get(set, STR(s, (size_t)n)) != NULL)
+	const struct str node = j->node, dom = j->domain, res = j->resource;
+	if (node.len + dom.len + res.len + 2 > sizeof(s))
+		return false; /* not a JID of ours; none in the set is longer */
+	char *w;
+	if (node.len > 0 && res.len > 0) {
+		w = put(put(put(put(put(s, node.p, node.len), "@", 1), dom.p,
+				dom.len), "/", 1), res.p, res.len);
+		if (hmap_get(set, STR(s, (size_t)(w - s))) != NULL)
 			return true;
 	}
-	if (node > 0) {
-		n = snprintf(s, sizeof(s), "%.*s@%.*s", node, np, dom, dp);
-		if (n > 0 && hmap_get(set, STR(s, (size_t)n)) != NULL)
+	if (node.len > 0) {
+		w = put(put(put(s, node.p, node.len), "@", 1), dom.p, dom.len);
+		if (hmap_get(set, STR(s, (size_t)(w - s))) != NULL)
 			return true;
 	}
-	if (res > 0) {
-		n = snprintf(s, sizeof(s), "%.*s/%.*s", dom, dp, res, rp);
-		if (n > 0 && hmap_get(set, STR(s, (size_t)n)) != NULL)
+	if (res.len > 0) {
+		w = put(put(put(s, dom.p, dom.len), "/", 1), res.p, res.len);
+		if (hmap_get(set, STR(s, (size_t)(w - s))) != NULL)
 			return true;
 	}
-	return hmap_get(set, j->domain) != NULL;
+	return hmap_get(set, dom) != NULL;
 }
 
 /* Whether the cached list of owner (a bare JID string) blocks other;
