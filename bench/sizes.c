@@ -158,7 +158,7 @@ static size_t heap_xml(void)
 static size_t heap_sessions(void)
 {
 	char bare[64], res[32];
-	sessions_init();
+	sessions_init(1);
 	size_t before = heap_used();
 	for (unsigned i = 0; i < N_SESS; i++) {
 		struct sess_ref ref = { .conn_id = i + 1 }, old;

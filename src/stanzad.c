@@ -164,7 +164,7 @@ static int start(const char *path)
 	if (listeners_bind(conf, server.nshards, &err) < 0)
 		goto out_tls;
 	conn_ip_init();
-	sessions_init();
+	sessions_init(server.nshards);
 	c2s_init();
 	component_init();
 	if (s2s_init(&why) < 0) {

@@ -38,6 +38,7 @@
 
 #include <uv.h>
 
+#include "../core/brlock.h"
 #include "../core/bug.h"
 #include "../core/conf.h"
 #include "../core/hmap.h"
@@ -68,7 +69,7 @@ struct bl_entry {
 
 enum bl_state { BL_PASS, BL_LOADING, BL_BLOCKED, BL_UNKNOWN };
 
-static uv_rwlock_t bl_lock;
+static struct brlock bl_lock;
 static uv_once_t bl_once = UV_ONCE_INIT;
 static struct hmap bl_cache; /* bare JID -> struct bl_entry */
 static uint64_t bl_gen;      /* under the write lock */
@@ -89,7 +90,7 @@ static uint64_t bl_blocks;   /* blocks queued; under the write lock */
 
 static void bl_init(void)
 {
-	BUG_ON(uv_rwlock_init(&bl_lock) != 0);
+	brlock_init(&bl_lock, server.nshards);
 }
 
 static void *const present = (void *)1;
@@ -146,7 +147,7 @@ static enum bl_state bl_check(struct str owner, const struct jid *other,
 {
 	uv_once(&bl_once, bl_init);
 	enum bl_state r = BL_PASS;
-	uv_rwlock_rdlock(&bl_lock);
+	brlock_rdlock(&bl_lock);
 	struct bl_entry *e = hmap_get(&bl_cache, owner);
 	if (e == NULL)
 		r = BL_UNKNOWN;
@@ -158,14 +159,14 @@ static enum bl_state bl_check(struct str owner, const struct jid *other,
 	    hmap_get(&bl_held, owner) != NULL &&
 	    !(st == releasing && str_eq_c(owner, releasing_owner)))
 		r = BL_LOADING;
-	uv_rwlock_rdunlock(&bl_lock);
+	brlock_rdunlock(&bl_lock);
 	return r;
 }
 
 /* Counts a stanza held for owner (delta 1) or released (-1). */
 static void held_count(struct str owner, int delta)
 {
-	uv_rwlock_wrlock(&bl_lock);
+	brlock_wrlock(&bl_lock);
 	uintptr_t n = (uintptr_t)hmap_get(&bl_held, owner);
 	if (delta > 0)
 		hmap_put(&bl_held, owner, (void *)(n + 1));
@@ -175,14 +176,14 @@ static void held_count(struct str owner, int delta)
 		hmap_del(&bl_held, owner);
 	if (bl_held.count == 0)
 		hmap_clear(&bl_held); /* nothing left at shutdown */
-	uv_rwlock_wrunlock(&bl_lock);
+	brlock_wrunlock(&bl_lock);
 }
 
 /* Adds (or removes) keys in the cached list of owner, if it is loaded. */
 static void cache_update(struct str owner, const struct str *keys, size_t n,
 			 bool add)
 {
-	uv_rwlock_wrlock(&bl_lock);
+	brlock_wrlock(&bl_lock);
 	struct bl_entry *e = hmap_get(&bl_cache, owner);
 	if (e != NULL && e->loaded)
 		for (size_t i = 0; i < n; i++) {
@@ -191,16 +192,16 @@ static void cache_update(struct str owner, const struct str *keys, size_t n,
 			else
 				hmap_del(&e->items, keys[i]);
 		}
-	uv_rwlock_wrunlock(&bl_lock);
+	brlock_wrunlock(&bl_lock);
 }
 
 static void cache_clear(struct str owner)
 {
-	uv_rwlock_wrlock(&bl_lock);
+	brlock_wrlock(&bl_lock);
 	struct bl_entry *e = hmap_get(&bl_cache, owner);
 	if (e != NULL && e->loaded)
 		hmap_clear(&e->items);
-	uv_rwlock_wrunlock(&bl_lock);
+	brlock_wrunlock(&bl_lock);
 }
 
 /* ---- storage (thread pool) ---- */
@@ -282,7 +283,7 @@ static void load_done(struct store *st, void *ud, int status)
 	if (status < 0 && status != UV_ECANCELED)
 		log_errx("blocking: list of %s unreadable; taken as empty",
 			 j->bare);
-	uv_rwlock_wrlock(&bl_lock);
+	brlock_wrlock(&bl_lock);
 	struct bl_entry *e = hmap_get(&bl_cache, str_c(j->bare));
 	if (e != NULL && e->gen == j->gen && !e->loaded) {
 		for (size_t i = 0; status >= 0 && i < j->keys.n; i++)
@@ -293,7 +294,7 @@ static void load_done(struct store *st, void *ud, int status)
 	 * after it read the list. */
 	if (status >= 0 && j->keys.n == 0 && j->blocks == bl_blocks)
 		hmap_put(&bl_empty, str_c(j->bare), present);
-	uv_rwlock_wrunlock(&bl_lock);
+	brlock_wrunlock(&bl_lock);
 	struct arena *a = j->a; /* j lives in it */
 	arena_destroy(&a);
 }
@@ -330,7 +331,7 @@ static struct str cache_key(const struct jid *user, char buf[JID_TEXT_MAX])
 static void pin(struct str owner, const struct jid *user, bool at_bind)
 {
 	uv_once(&bl_once, bl_init);
-	uv_rwlock_wrlock(&bl_lock);
+	brlock_wrlock(&bl_lock);
 	struct bl_entry *e = hmap_get(&bl_cache, owner);
 	bool fresh = e == NULL;
 	if (fresh) {
@@ -345,7 +346,7 @@ static void pin(struct str owner, const struct jid *user, bool at_bind)
 	}
 	e->pins++;
 	uint64_t gen = e->gen, blocks = bl_blocks;
-	uv_rwlock_wrunlock(&bl_lock);
+	brlock_wrunlock(&bl_lock);
 	/* Queued after the lock: a keyed job may run (and lock) at once. */
 	if (fresh)
 		load_start(owner, user, gen, blocks);
@@ -354,7 +355,7 @@ static void pin(struct str owner, const struct jid *user, bool at_bind)
 static void unpin(struct str owner)
 {
 	uv_once(&bl_once, bl_init);
-	uv_rwlock_wrlock(&bl_lock);
+	brlock_wrlock(&bl_lock);
 	struct bl_entry *e = hmap_get(&bl_cache, owner);
 	if (e != NULL && --e->pins == 0) {
 		hmap_del(&bl_cache, owner);
@@ -362,7 +363,7 @@ static void unpin(struct str owner)
 		if (bl_cache.count == 0)
 			hmap_clear(&bl_cache); /* nothing left at shutdown */
 	}
-	uv_rwlock_wrunlock(&bl_lock);
+	brlock_wrunlock(&bl_lock);
 }
 
 static enum hook_ret session_bound(struct hook_ctx *ctx)
@@ -852,10 +853,10 @@ static enum hook_ret blocklist_set(struct iq_ctx *ctx)
 		/* Before the job is queued: a pin after this loads the list
 		 * (behind the block), a load before it cannot mark it empty. */
 		uv_once(&bl_once, bl_init);
-		uv_rwlock_wrlock(&bl_lock);
+		brlock_wrlock(&bl_lock);
 		hmap_del(&bl_empty, key);
 		bl_blocks++;
-		uv_rwlock_wrunlock(&bl_lock);
+		brlock_wrunlock(&bl_lock);
 	}
 	return iq_defer_keyed(ctx, key, set_work, set_done);
 }

@@ -11,6 +11,7 @@
 
 #include <uv.h>
 
+#include "../core/brlock.h"
 #include "../core/bug.h"
 #include "../core/hmap.h"
 #include "../core/xmalloc.h"
@@ -27,14 +28,14 @@ struct sess_user {
 	size_t nres;
 };
 
-static uv_rwlock_t lock;
+static struct brlock lock;
 static struct hmap users;
 static size_t total;
 static struct hmap revoked; /* bare JID -> uint64_t * (uv_hrtime) */
 
-void sessions_init(void)
+void sessions_init(unsigned nshards)
 {
-	BUG_ON(uv_rwlock_init(&lock) != 0);
+	brlock_init(&lock, nshards);
 }
 
 static void free_user(struct str key, void *value, void *ud)
@@ -57,7 +58,7 @@ void sessions_fini(void)
 	hmap_clear(&users);
 	hmap_foreach(&revoked, free_value, NULL);
 	hmap_clear(&revoked);
-	uv_rwlock_destroy(&lock);
+	brlock_destroy(&lock);
 	total = 0;
 }
 
@@ -72,10 +73,10 @@ static struct sess_res *find_res(struct sess_user *u, struct str resource)
 int sessions_bind(struct str bare, struct str resource, struct sess_ref ref,
 		  struct sess_ref *old_r)
 {
-	uv_rwlock_wrlock(&lock);
+	brlock_wrlock(&lock);
 	const uint64_t *gone = hmap_get(&revoked, bare);
 	if (gone != NULL && *gone >= ref.authed_at) {
-		uv_rwlock_wrunlock(&lock);
+		brlock_wrunlock(&lock);
 		return -2;
 	}
 	struct sess_user *u = hmap_get(&users, bare);
@@ -99,14 +100,14 @@ int sessions_bind(struct str bare, struct str resource, struct sess_ref ref,
 		r->ref = ref;
 		total++;
 	}
-	uv_rwlock_wrunlock(&lock);
+	brlock_wrunlock(&lock);
 	return ret;
 }
 
 bool sessions_set_presence(struct str bare, struct str resource,
 			   uint64_t conn_id, bool available, int priority)
 {
-	uv_rwlock_wrlock(&lock);
+	brlock_wrlock(&lock);
 	struct sess_res *r = find_res(hmap_get(&users, bare), resource);
 	bool was = false;
 	if (r != NULL && r->ref.conn_id == conn_id) {
@@ -114,7 +115,7 @@ bool sessions_set_presence(struct str bare, struct str resource,
 		r->ref.available = available;
 		r->ref.priority = priority;
 	}
-	uv_rwlock_wrunlock(&lock);
+	brlock_wrunlock(&lock);
 	return was;
 }
 
@@ -122,11 +123,11 @@ bool sessions_set_presence(struct str bare, struct str resource,
 static bool set_flag(struct str bare, struct str resource, size_t off,
 		     bool on)
 {
-	uv_rwlock_wrlock(&lock);
+	brlock_wrlock(&lock);
 	struct sess_res *r = find_res(hmap_get(&users, bare), resource);
 	if (r != NULL)
 		*(bool *)((char *)&r->ref + off) = on;
-	uv_rwlock_wrunlock(&lock);
+	brlock_wrunlock(&lock);
 	return r != NULL;
 }
 
@@ -143,7 +144,7 @@ bool sessions_set_carbons(struct str bare, struct str resource, bool on)
 
 void sessions_unbind(struct str bare, struct str resource, uint64_t conn_id)
 {
-	uv_rwlock_wrlock(&lock);
+	brlock_wrlock(&lock);
 	struct sess_user *u = hmap_get(&users, bare);
 	struct sess_res *r = find_res(u, resource);
 	if (r != NULL && r->ref.conn_id == conn_id) {
@@ -156,17 +157,17 @@ void sessions_unbind(struct str bare, struct str resource, uint64_t conn_id)
 			free(u);
 		}
 	}
-	uv_rwlock_wrunlock(&lock);
+	brlock_wrunlock(&lock);
 }
 
 bool sessions_find(struct str bare, struct str resource,
 		   struct sess_ref *ref_r)
 {
-	uv_rwlock_rdlock(&lock);
+	brlock_rdlock(&lock);
 	struct sess_res *r = find_res(hmap_get(&users, bare), resource);
 	if (r != NULL)
 		*ref_r = r->ref;
-	uv_rwlock_rdunlock(&lock);
+	brlock_rdunlock(&lock);
 	return r != NULL;
 }
 
@@ -178,27 +179,27 @@ bool sessions_has(struct str bare, struct str resource)
 
 size_t sessions_find_all(struct str bare, struct sess_ref *refs, size_t max)
 {
-	uv_rwlock_rdlock(&lock);
+	brlock_rdlock(&lock);
 	struct sess_user *u = hmap_get(&users, bare);
 	size_t n = 0;
 	for (size_t i = 0; u && i < u->nres && n < max; i++)
 		refs[n++] = u->res[i].ref;
-	uv_rwlock_rdunlock(&lock);
+	brlock_rdunlock(&lock);
 	return n;
 }
 
 size_t sessions_count(void)
 {
-	uv_rwlock_rdlock(&lock);
+	brlock_rdlock(&lock);
 	size_t n = total;
-	uv_rwlock_rdunlock(&lock);
+	brlock_rdunlock(&lock);
 	return n;
 }
 
 size_t sessions_revoke(struct str bare, uint64_t now, struct sess_ref *refs,
 		       size_t max)
 {
-	uv_rwlock_wrlock(&lock);
+	brlock_wrlock(&lock);
 	uint64_t *t = hmap_get(&revoked, bare);
 	if (t == NULL) {
 		t = xmalloc(sizeof(*t));
@@ -209,6 +210,6 @@ size_t sessions_revoke(struct str bare, uint64_t now, struct sess_ref *refs,
 	size_t n = 0;
 	for (size_t i = 0; u && i < u->nres && n < max; i++)
 		refs[n++] = u->res[i].ref;
-	uv_rwlock_wrunlock(&lock);
+	brlock_wrunlock(&lock);
 	return n;
 }

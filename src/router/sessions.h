@@ -30,7 +30,8 @@ struct sess_ref {
 
 #define SESS_MAX_RESOURCES 64
 
-void sessions_init(void);
+/* For nshards shard threads (the lock has a reader slot per shard). */
+void sessions_init(unsigned nshards);
 void sessions_fini(void);
 
 /* Binds bare/resource to (shard, conn_id). Returns 0, 1 if it replaced

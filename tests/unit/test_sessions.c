@@ -15,7 +15,7 @@
 static int setup(void **state)
 {
 	(void)state;
-	sessions_init();
+	sessions_init(2);
 	return 0;
 }
 

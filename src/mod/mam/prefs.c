@@ -16,10 +16,12 @@
 
 #include <uv.h>
 
+#include "../../core/brlock.h"
 #include "../../core/bug.h"
 #include "../../core/conf.h"
 #include "../../core/hmap.h"
 #include "../../core/log.h"
+#include "../../core/server.h"
 #include "../../core/xmalloc.h"
 #include "../../store/mam.h"
 #include "../../store/shapes.h"
@@ -38,7 +40,7 @@ struct prefs {
 	struct hmap always, never; /* normalised JID -> (void *)1 */
 };
 
-static uv_rwlock_t prefs_lock;
+static struct brlock prefs_lock;
 static struct hmap prefs_cache; /* account bare JID -> struct prefs */
 static void *const present = (void *)1;
 
@@ -74,7 +76,7 @@ enum mam_decision mam_decide(struct arena *a, struct str account,
 			    const struct jid *contact)
 {
 	enum mam_decision d = MAM_ARCHIVE;
-	uv_rwlock_rdlock(&prefs_lock);
+	brlock_rdlock(&prefs_lock);
 	const struct prefs *p = hmap_get(&prefs_cache, account);
 	if (p == NULL)
 		d = MAM_ARCHIVE;
@@ -86,7 +88,7 @@ enum mam_decision mam_decide(struct arena *a, struct str account,
 		d = p->def == DEF_ALWAYS ? MAM_ARCHIVE
 		    : p->def == DEF_NEVER ? MAM_SKIP
 					  : MAM_ASK_ROSTER;
-	uv_rwlock_rdunlock(&prefs_lock);
+	brlock_rdunlock(&prefs_lock);
 	return d;
 }
 
@@ -175,10 +177,10 @@ static void prefs_cache_set(struct str account, struct prefs *p)
 		prefs_free(p);
 		p = NULL;
 	}
-	uv_rwlock_wrlock(&prefs_lock);
+	brlock_wrlock(&prefs_lock);
 	struct prefs *old = p != NULL ? hmap_put(&prefs_cache, account, p)
 				      : hmap_del(&prefs_cache, account);
-	uv_rwlock_wrunlock(&prefs_lock);
+	brlock_wrunlock(&prefs_lock);
 	prefs_free(old);
 }
 
@@ -188,10 +190,10 @@ enum hook_ret mam_prefs_get(struct iq_ctx *ctx)
 	if (!mam_own_archive(ctx))
 		return iq_reply_error(ctx, STANZA_ERR_FORBIDDEN);
 	struct str account = jid_to_str(ctx->st->a, &ctx->st->to, true);
-	uv_rwlock_rdlock(&prefs_lock);
+	brlock_rdlock(&prefs_lock);
 	struct xml_elem *x =
 		prefs_xml(ctx->st->a, hmap_get(&prefs_cache, account));
-	uv_rwlock_rdunlock(&prefs_lock);
+	brlock_rdunlock(&prefs_lock);
 	if (x == NULL)
 		return iq_reply_error(ctx, STANZA_ERR_RESOURCE_CONSTRAINT);
 	return iq_reply_result(ctx, x);
@@ -274,15 +276,15 @@ static int load_prefs(const char *host, const char *user, const void *value,
 
 int mam_prefs_start(struct store *st)
 {
-	BUG_ON(uv_rwlock_init(&prefs_lock) != 0);
+	brlock_init(&prefs_lock, server.nshards);
 	return mam_store_prefs_all(st, load_prefs, NULL);
 }
 
 void mam_prefs_stop(void)
 {
-	uv_rwlock_wrlock(&prefs_lock);
+	brlock_wrlock(&prefs_lock);
 	hmap_foreach(&prefs_cache, prefs_free_entry, NULL);
 	hmap_clear(&prefs_cache);
-	uv_rwlock_wrunlock(&prefs_lock);
-	uv_rwlock_destroy(&prefs_lock);
+	brlock_wrunlock(&prefs_lock);
+	brlock_destroy(&prefs_lock);
 }
