@@ -7,7 +7,9 @@ other logged-in clients exchange messages before and after the abuse, so a
 server that crashes, stalls or mixes up sessions fails the test.
 """
 
+import os
 import random
+import resource
 import time
 
 import pytest
@@ -205,6 +207,48 @@ def test_too_many_connections_per_ip(server_factory):
                 time.sleep(0.2)
         finally:
             for stream in held:
+                stream.close()
+
+
+def _cpu_ticks(pid):
+    with open(f'/proc/{pid}/stat') as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_out_of_descriptors_waits(server_factory):
+    """Out of file descriptors, a listener rests and tries again: new
+    connections wait in the kernel's backlog (not accepted and dropped),
+    the server does not spin, sessions it has go on, and once descriptors
+    are free again the waiting connections are served."""
+    srv = server_factory(shards=1)
+    pid = srv.proc.pid
+    held, waiting = [], []
+    with Witness(srv) as w:
+        was = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        used = len(os.listdir(f'/proc/{pid}/fd'))
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (used + 3, was[1]))
+        try:
+            held += [_opened(srv.c2s_port) for _ in range(3)]
+            waiting += [RawStream(srv.c2s_port, timeout=1) for _ in range(2)]
+            for stream in waiting:
+                stream.send(stream_header())
+                with pytest.raises(TimeoutError):
+                    stream.read_header()
+            srv.wait_for_log(r'accept on port \d+: Too many open files')
+            before = _cpu_ticks(pid)
+            time.sleep(1)
+            assert _cpu_ticks(pid) - before < 30, 'spinning while out of fds'
+            w.round_trip()
+            for stream in held[:2]:
+                stream.close()
+            for stream in waiting:
+                stream.timeout = 5
+                stream.read_header()
+                assert stream.features().tag == q(NS_STREAM, 'features')
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, was)
+            for stream in held + waiting:
                 stream.close()
 
 
