@@ -107,16 +107,27 @@ def thread_stacks(pid):
         return f'(gdb failed: {e})'
 
 
+_handed_out = set()  # every port free_ports() returned in this run
+
+
 def free_ports(count):
     """Distinct free TCP ports on 127.0.0.1 (held open together while
-    picking, so that they differ)."""
+    picking, so that they differ), never one handed out before in this
+    run: a port a module-scoped fixture picked once (the s2s world's) is
+    free again in the kernel's eyes, and a later server of another test
+    must not be given it for a second listener."""
     socks = []
     try:
-        for _ in range(count):
+        while len(socks) < count:
             s = socket.socket()
             s.bind(('127.0.0.1', 0))
+            if s.getsockname()[1] in _handed_out:
+                s.close()
+                continue
             socks.append(s)
-        return [s.getsockname()[1] for s in socks]
+        ports = [s.getsockname()[1] for s in socks]
+        _handed_out.update(ports)
+        return ports
     finally:
         for s in socks:
             s.close()
