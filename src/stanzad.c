@@ -241,5 +241,12 @@ int main(int argc, char **argv)
 	 * the write fails with EFBIG instead and the store reports a full
 	 * disk (the client gets an error) while the server goes on. */
 	signal(SIGXFSZ, SIG_IGN);
+	/* Store jobs are the only work on libuv's thread pool, and each
+	 * takes the one SQLite connection's mutex: a second pool thread
+	 * could only wait for it, and its wake-ups and that waiting cost
+	 * logins CPU (docs/internals/performance.md, "One pool thread").
+	 * libuv reads this when the pool first starts; an administrator's
+	 * own setting is kept. */
+	setenv("UV_THREADPOOL_SIZE", "1", 0);
 	return start(path);
 }

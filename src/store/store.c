@@ -521,7 +521,9 @@ void store_set_txn_open(struct store *st, bool open)
  * Pool jobs go out in batches, one batch per loop at a time (a lane).
  *
  * Every job takes the one database connection's mutex, so jobs run one at
- * a time whatever the number of pool threads. Handed to the pool one by
+ * a time whatever the number of pool threads; the server starts the pool
+ * with one (stanzad.c), which then never waits on that mutex for another
+ * of its own. Handed to the pool one by
  * one, each job cost a pool thread's wake-up, a wait for the mutex that
  * another pool thread holds (a futex sleep and wake), and an async wake-up
  * of the loop: context switches that take more CPU than a small job does

@@ -3,6 +3,7 @@ presence and iq by full JID, messages to a bare JID, 'from' stamping, order
 and payload fidelity, and routing across shard threads."""
 
 import asyncio
+import os
 import re
 import time
 import xml.etree.ElementTree as ET
@@ -321,3 +322,31 @@ def test_cross_shard_bytes_order_and_size(server_factory):
     finally:
         a.close()
         b.close()
+
+
+def server_threads(srv):
+    return len(os.listdir(f'/proc/{srv.proc.pid}/task'))
+
+
+@pytest.mark.parametrize('pool_env,pool_threads', [(None, 1), ('3', 3)])
+def test_one_store_thread_unless_configured(server_factory, monkeypatch,
+                                            pool_env, pool_threads):
+    """Store jobs all take the one SQLite connection's mutex, so the
+    server runs libuv's pool with one thread: after logins, which run
+    store jobs, the process has its main thread, one per shard and one
+    more. An administrator's UV_THREADPOOL_SIZE is kept."""
+    if pool_env is None:
+        monkeypatch.delenv('UV_THREADPOOL_SIZE', raising=False)
+    else:
+        monkeypatch.setenv('UV_THREADPOOL_SIZE', pool_env)
+    srv = server_factory(shards=2)
+    streams = [rawstream.logged_in(srv, 'alice', f'r{i}') for i in range(4)]
+    try:
+        for s in streams:  # a roster get each: a store job on the pool
+            s.send("<iq type='get' id='r'><query xmlns='jabber:iq:roster'"
+                   "/></iq>")
+            assert s.read_element().get('type') == 'result'
+        assert server_threads(srv) == 1 + 2 + pool_threads
+    finally:
+        for s in streams:
+            s.close()
