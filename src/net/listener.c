@@ -4,6 +4,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,9 @@ struct listener {
 	listener_accept_fn *fn;
 	struct shard *shard;
 	int handles_open;
+	/* Resting for want of descriptors since this time (uv_now), logged
+	 * once; 0 when not. */
+	uint64_t starved_since;
 };
 
 /* A connection on its way to the shard that takes it. */
@@ -169,12 +173,22 @@ static void on_readable(uv_poll_t *p, int status, int events)
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return;
 			/* EMFILE, ENFILE, ENOBUFS, ENOMEM: the pending
-			 * connections wait in the backlog meanwhile. */
-			log_warn("accept on port %u", l->lc->port);
+			 * connections wait in the backlog meanwhile. Said
+			 * once per spell, not at every retry. */
+			if (l->starved_since == 0) {
+				log_warn("accept on port %u", l->lc->port);
+				l->starved_since = uv_now(p->loop) | 1;
+			}
 			uv_poll_stop(&l->poll);
 			uv_timer_start(&l->pause, resume_listener,
 				       EMFILE_PAUSE_MS, 0);
 			return;
+		}
+		if (l->starved_since != 0) {
+			log_info("accepting on port %u again after %" PRIu64
+				 " ms", l->lc->port,
+				 uv_now(p->loop) - l->starved_since);
+			l->starved_since = 0;
 		}
 		struct shard *to = least_loaded(l->shard);
 		if (to == l->shard) {

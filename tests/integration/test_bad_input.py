@@ -9,6 +9,7 @@ server that crashes, stalls or mixes up sessions fails the test.
 
 import os
 import random
+import re
 import resource
 import time
 
@@ -240,12 +241,18 @@ def test_out_of_descriptors_waits(server_factory):
             time.sleep(1)
             assert _cpu_ticks(pid) - before < 30, 'spinning while out of fds'
             w.round_trip()
+            # a second of retries every 100 ms, logged once
+            warned = re.findall(r'accept on port \d+: Too many open files',
+                                srv.log_text())
+            assert len(warned) == 1, warned
             for stream in held[:2]:
                 stream.close()
             for stream in waiting:
                 stream.timeout = 5
                 stream.read_header()
                 assert stream.features().tag == q(NS_STREAM, 'features')
+            # and the end of the spell is logged
+            srv.wait_for_log(r'accepting on port \d+ again after \d+ ms')
         finally:
             resource.prlimit(pid, resource.RLIMIT_NOFILE, was)
             for stream in held + waiting:
