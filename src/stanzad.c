@@ -244,7 +244,8 @@ int main(int argc, char **argv)
 	/* Store jobs are the only work on libuv's thread pool, and each
 	 * takes the one SQLite connection's mutex: a second pool thread
 	 * could only wait for it, and its wake-ups and that waiting cost
-	 * logins CPU (docs/internals/performance.md, "One pool thread").
+	 * logins CPU (docs/internals/performance.md, "How the benchmark's
+	 * processes share two cores, and one pool thread").
 	 * libuv reads this when the pool first starts; an administrator's
 	 * own setting is kept. */
 	setenv("UV_THREADPOOL_SIZE", "1", 0);

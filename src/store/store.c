@@ -523,10 +523,10 @@ void store_set_txn_open(struct store *st, bool open)
  * Every job takes the one database connection's mutex, so jobs run one at
  * a time whatever the number of pool threads; the server starts the pool
  * with one (stanzad.c), which then never waits on that mutex for another
- * of its own. Handed to the pool one by
- * one, each job cost a pool thread's wake-up, a wait for the mutex that
- * another pool thread holds (a futex sleep and wake), and an async wake-up
- * of the loop: context switches that take more CPU than a small job does
+ * of its own. Handed to the pool one by one, each job cost a pool
+ * thread's wake-up, a wait for the mutex that another pool thread holds
+ * (a futex sleep and wake), and an async wake-up of the loop: context
+ * switches that take more CPU than a small job does
  * (profiled under a login storm). So each loop keeps its own queue: while
  * a batch of its jobs is on the pool, new jobs wait in the queue, and when
  * the batch's after-work callback has called their done callbacks in
