@@ -92,6 +92,13 @@ def sanitizer_reports(text):
     return [m for m in SANITIZER_MARKERS if m in text]
 
 
+def proc_cpu_s(pid):
+    """utime + stime of a process, all threads, in seconds."""
+    with open(f'/proc/{pid}/stat') as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
 def thread_stacks(pid):
     """Backtraces of a hung process (for the report), if gdb is there."""
     gdb = shutil.which('gdb')

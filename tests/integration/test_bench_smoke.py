@@ -24,7 +24,7 @@ import pytest
 import clients
 import rawstream
 from conftest import (DOMAIN, REPO_ROOT, STANZAD_BIN, free_ports,
-                      sanitizer_env, sanitizer_reports)
+                      proc_cpu_s, sanitizer_env, sanitizer_reports)
 
 LOADGEN_BIN = Path(os.environ.get('LOADGEN_BIN') or 'build/bench/loadgen')
 if not LOADGEN_BIN.is_absolute():
@@ -177,13 +177,6 @@ def test_login_warmup(server):
                   '--concurrency', 2, '--warmup')
     assert run.status == 1, run
     assert run.int('warmup_failed') == 1, run
-
-
-def proc_cpu_s(pid):
-    """utime + stime of a process, all threads, in seconds."""
-    with open(f'/proc/{pid}/stat') as f:
-        fields = f.read().rsplit(')', 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
 def test_login_threads_and_cpu(server_factory):

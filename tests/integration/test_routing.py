@@ -343,9 +343,8 @@ def test_one_store_thread_unless_configured(server_factory, monkeypatch,
     streams = [rawstream.logged_in(srv, 'alice', f'r{i}') for i in range(4)]
     try:
         for s in streams:  # a roster get each: a store job on the pool
-            s.send("<iq type='get' id='r'><query xmlns='jabber:iq:roster'"
-                   "/></iq>")
-            assert s.read_element().get('type') == 'result'
+            reply = s.iq('get', "<query xmlns='jabber:iq:roster'/>")
+            assert reply.get('type') == 'result'
         assert server_threads(srv) == 1 + 2 + pool_threads
     finally:
         for s in streams:
