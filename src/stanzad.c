@@ -78,8 +78,10 @@ static void shard_stop(struct shard *s)
 	resolve_shard_stop(s);
 }
 
+/* Reads first: what their done callbacks write leaves in this flush. */
 static void shard_tick(struct shard *s)
 {
+	store_reads_run();
 	conn_flush_dirty(s);
 }
 

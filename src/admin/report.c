@@ -73,6 +73,7 @@ static void sum_stats(const struct proc_snap *p,
 		t->stanza_errors += s->stanza_errors;
 		t->pool_queued += s->pool_queued;
 		t->pool_done += s->pool_done;
+		t->shard_reads += s->shard_reads;
 		t->read_throttles += s->read_throttles;
 		t->rate_limited += s->rate_limited;
 	}
@@ -275,6 +276,9 @@ void report_metrics(struct buf *b, const struct proc_snap *p,
 	       pool_in_flight(&t));
 	metric(b, "pool_jobs_total", "counter",
 	       "Storage jobs run on the thread pool.", t.pool_done);
+	metric(b, "shard_reads_total", "counter",
+	       "Storage reads run on the shards themselves, without the "
+	       "thread pool.", t.shard_reads);
 	metric(b, "read_throttles_total", "counter",
 	       "Streams whose reading stopped until the message archive's "
 	       "writer caught up (back-pressure).", t.read_throttles);

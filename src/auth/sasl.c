@@ -34,7 +34,7 @@ struct sasl {
 	struct sasl_cb cb;
 	unsigned iterations;
 	enum scram_hash hash;
-	bool plus, first_step_done;
+	bool plus, scram, first_step_done;
 	bool creds_loaded;      /* SCRAM: the first step loaded them */
 	int load_status;        /* of the SCRAM credential load */
 };
@@ -244,6 +244,7 @@ struct sasl *sasl_start(const char *mech, const char *host,
 	s->mech = mechs[i].name;
 	s->hash = mechs[i].hash;
 	s->plus = mechs[i].plus;
+	s->scram = mechs[i].scram;
 	s->host = xstrdup(host);
 	s->cb = *cb;
 	s->iterations = iterations;
@@ -275,6 +276,11 @@ const char *sasl_mech(const struct sasl *s)
 bool sasl_step_blocks(const struct sasl *s)
 {
 	return !s->creds_loaded;
+}
+
+bool sasl_step_only_reads(const struct sasl *s)
+{
+	return s->scram && !s->creds_loaded;
 }
 
 /* ---- steps ---- */

@@ -61,6 +61,10 @@ struct sasl *sasl_start(const char *mech, const char *host,
  * on the thread pool. False once a SCRAM exchange has its credentials: the
  * next step needs no store (sasl_step's st may be NULL) and is cheap. */
 bool sasl_step_blocks(const struct sasl *s);
+/* True if what blocks in the next step is only reading the credentials (a
+ * SCRAM exchange's first step: then a few hashes), so it may run as a
+ * store read (store_queue_read). PLAIN also derives a key (PBKDF2). */
+bool sasl_step_only_reads(const struct sasl *s);
 /*
  * One step. in is the element's text (base64, "=" for empty, NULL when the
  * element had no text). Blocks unless sasl_step_blocks() said it would

@@ -179,6 +179,8 @@ static void on_check(uv_check_t *h)
 	tick_hook(s);
 	outbox_flush(s);
 	uv_idle_stop(&s->idle);
+	/* The last connection went while a tick was wanted. */
+	shard_conn_removed(s);
 }
 
 static void on_idle(uv_idle_t *h)
@@ -192,11 +194,19 @@ void shard_want_tick(struct shard *s)
 		uv_idle_start(&s->idle, on_idle);
 }
 
+bool shard_ticking(const struct shard *s)
+{
+	return !uv_is_closing((const uv_handle_t *)&s->check);
+}
+
 void shard_conn_removed(struct shard *s)
 {
 	/* A check handle alone would leave the loop blocked in poll, so the
-	 * last connection to go closes it. */
+	 * last connection to go closes it, unless a tick is still wanted
+	 * (work queued for it, such as store reads): then the tick does,
+	 * after that work. */
 	if (s->stopped_hook_ran && s->conns.count == 0 &&
+	    !uv_is_active((uv_handle_t *)&s->idle) &&
 	    !uv_is_closing((uv_handle_t *)&s->check)) {
 		/* No more ticks: posts from now on go straight over. */
 		s->outbox_open = false;

@@ -95,6 +95,9 @@ void shards_stop(struct shard *shards, unsigned n);
 /* Makes sure the tick runs in this loop iteration even if no I/O comes
  * (output queued from a timer callback, say). */
 void shard_want_tick(struct shard *s);
+/* True until s's last tick has run (shutdown, the last connection gone):
+ * work queued for a later tick runs. On s's thread. */
+bool shard_ticking(const struct shard *s);
 
 /* Called (on s's thread) when a connection has left s->conns. */
 void shard_conn_removed(struct shard *s);

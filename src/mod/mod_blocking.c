@@ -311,7 +311,7 @@ static void load_start(struct str bare, const struct jid *user, uint64_t gen,
 	j->gen = gen;
 	j->blocks = blocks;
 	j->keys.a = a;
-	store_queue_keyed(server.store, bare, load_work, load_done, j);
+	store_queue_keyed_read(server.store, bare, load_work, load_done, j);
 }
 
 /* The cache key of user: its bare JID, formatted into buf. */

@@ -318,7 +318,7 @@ static void iq_job_done(struct store *store, void *ud, int status)
 }
 
 static enum hook_ret defer(struct iq_ctx *ctx, const struct str *key,
-			   iq_work_fn *work, iq_done_fn *done)
+			   iq_work_fn *work, iq_done_fn *done, bool read)
 {
 	struct iq_job *job = arena_alloc(ctx->st->a, sizeof(*job));
 	if (job == NULL)
@@ -327,8 +327,8 @@ static enum hook_ret defer(struct iq_ctx *ctx, const struct str *key,
 	job->work = work;
 	job->done = done;
 	if (key != NULL) {
-		store_queue_keyed(server.store, *key, iq_job_work, iq_job_done,
-				  job);
+		(read ? store_queue_keyed_read : store_queue_keyed)(
+			server.store, *key, iq_job_work, iq_job_done, job);
 	} else if (store_queue_work(&shard_self->loop, server.store,
 				    iq_job_work, iq_job_done, job) < 0) {
 		return iq_reply_error(ctx, STANZA_ERR_INTERNAL_SERVER_ERROR);
@@ -339,11 +339,17 @@ static enum hook_ret defer(struct iq_ctx *ctx, const struct str *key,
 
 enum hook_ret iq_defer(struct iq_ctx *ctx, iq_work_fn *work, iq_done_fn *done)
 {
-	return defer(ctx, NULL, work, done);
+	return defer(ctx, NULL, work, done, false);
 }
 
 enum hook_ret iq_defer_keyed(struct iq_ctx *ctx, struct str key,
 			     iq_work_fn *work, iq_done_fn *done)
 {
-	return defer(ctx, &key, work, done);
+	return defer(ctx, &key, work, done, false);
+}
+
+enum hook_ret iq_defer_keyed_read(struct iq_ctx *ctx, struct str key,
+				  iq_work_fn *work, iq_done_fn *done)
+{
+	return defer(ctx, &key, work, done, true);
 }

@@ -65,6 +65,10 @@ enum hook_ret iq_defer(struct iq_ctx *ctx, iq_work_fn *work, iq_done_fn *done);
  * bare JID; see store_queue_keyed). */
 enum hook_ret iq_defer_keyed(struct iq_ctx *ctx, struct str key,
 			     iq_work_fn *work, iq_done_fn *done);
+/* As iq_defer_keyed, for work that only reads a little of the account
+ * (store_queue_keyed_read): it runs on the shard, in its turn. */
+enum hook_ret iq_defer_keyed_read(struct iq_ctx *ctx, struct str key,
+				  iq_work_fn *work, iq_done_fn *done);
 
 /* For the done callback of a deferred request: answers the error of a
  * failed job (status < 0, see iq_job_error), or err when the job refused

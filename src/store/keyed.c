@@ -8,7 +8,9 @@
  * account even reads the database, and stanzas about one account leave in
  * the order their causes arrived. Jobs of different keys queued on
  * different shards run in parallel on the thread pool (one shard's jobs
- * run in the order queued: store_queue_work).
+ * run in the order queued: store_queue_work). A job that only reads
+ * (store_queue_keyed_read) runs in its turn on its shard instead
+ * (store_queue_read, reads.c): the key's earlier jobs have committed.
  *
  * The table of busy keys is shared by all shards behind one mutex; a key
  * is in it only while a job of it is running or waiting. A job starts on
@@ -33,6 +35,7 @@ struct kjob {
 	void *ud;
 	char *key;
 	size_t klen;
+	bool read; /* store_queue_keyed_read */
 };
 
 struct kqueue {
@@ -82,6 +85,14 @@ static struct kjob *next_of(struct kjob *j)
 static int kwork(struct store *st, void *ud);
 static void kdone(struct store *st, void *ud, int status);
 
+/* Hands j's work to the pool, or to its shard's reads. */
+static int queue(struct kjob *j)
+{
+	uv_loop_t *loop = &j->origin->loop;
+	return j->read ? store_queue_read(loop, j->st, kwork, kdone, j)
+		       : store_queue_work(loop, j->st, kwork, kdone, j);
+}
+
 /* Calls j's done, then starts the jobs after it that can start here and
  * now: a loop rather than recursion, so long chains of jobs without work
  * need no stack. */
@@ -101,8 +112,7 @@ static void finish(struct kjob *j, int status)
 		/* (in the shard's last drain, after its loop ended, the
 		 * next job is cancelled like this one) */
 		if (n->work != NULL && !loop_ended(n->origin) &&
-		    store_queue_work(&n->origin->loop, n->st, kwork, kdone,
-				     n) == 0)
+		    queue(n) == 0)
 			return;
 		j = n;
 		status = n->work != NULL ? UV_ECANCELED : 0;
@@ -128,8 +138,7 @@ static void run(struct kjob *j)
 		finish(j, 0);
 		return;
 	}
-	if (loop_ended(j->origin) ||
-	    store_queue_work(&j->origin->loop, j->st, kwork, kdone, j) < 0)
+	if (loop_ended(j->origin) || queue(j) < 0)
 		finish(j, UV_ECANCELED);
 }
 
@@ -144,8 +153,8 @@ static void on_start(struct shard *s, struct shard_msg *m)
 		run(j);
 }
 
-int store_queue_keyed(struct store *st, struct str key, store_work_fn *work,
-		      store_done_fn *done, void *ud)
+static int queue_keyed(struct store *st, struct str key, store_work_fn *work,
+		       store_done_fn *done, void *ud, bool read)
 {
 	BUG_ON(shard_self == NULL || done == NULL);
 	uv_once(&kinit, init_lock);
@@ -159,6 +168,7 @@ int store_queue_keyed(struct store *st, struct str key, store_work_fn *work,
 		.ud = ud,
 		.key = str_xdup(key),
 		.klen = key.len,
+		.read = read,
 	};
 	uv_mutex_lock(&klock);
 	struct kqueue *q = hmap_get(&busy, key);
@@ -176,6 +186,18 @@ int store_queue_keyed(struct store *st, struct str key, store_work_fn *work,
 	uv_mutex_unlock(&klock);
 	run(j);
 	return 0;
+}
+
+int store_queue_keyed(struct store *st, struct str key, store_work_fn *work,
+		      store_done_fn *done, void *ud)
+{
+	return queue_keyed(st, key, work, done, ud, false);
+}
+
+int store_queue_keyed_read(struct store *st, struct str key,
+			   store_work_fn *work, store_done_fn *done, void *ud)
+{
+	return queue_keyed(st, key, work, done, ud, true);
 }
 
 bool store_keyed_busy(struct str key)

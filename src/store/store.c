@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +55,23 @@ struct store {
 	sqlite3 *db;
 	bool txn_open; /* store_begin() .. commit/rollback; under db mutex */
 	struct hmap stmts; /* SQL text -> struct store_stmt; under db mutex */
+	/* The connection store_open made (NULL path: a reader): */
+	char *path;
+	uint64_t gen;          /* which open this is, for the threads' cache */
+	uv_mutex_t rlock;      /* guards readers */
+	struct store *readers; /* store_reader's connections, one per thread */
+	struct store *next_reader;
 };
+
+/* Numbers the stores opened, so a thread's cached reader is known to
+ * belong to this one (never 0). */
+static atomic_uint_fast64_t store_gens;
+
+/* This thread's read connection (store_reader) and the store it reads. */
+static _Thread_local struct {
+	uint64_t gen;
+	struct store *reader; /* NULL: opening it failed; not tried again */
+} my_reader;
 
 /* The registered schemas (modules'), applied after accounts_schema. */
 static const struct store_schema *const store_no_schemas[] = { NULL };
@@ -364,12 +381,63 @@ int store_open(const char *data_dir, struct store **st_r, char **error_r)
 	} else {
 		struct store *st = xcalloc(1, sizeof(*st));
 		st->db = db;
+		st->path = path;
+		path = NULL;
+		st->gen = atomic_fetch_add(&store_gens, 1) + 1;
+		BUG_ON(uv_mutex_init(&st->rlock) != 0);
 		*st_r = st;
 		ret = 0;
 	}
 	free(detail);
 	free(path);
 	return ret;
+}
+
+/*
+ * A second connection to the same file, for reads on one thread only
+ * (SQLITE_OPEN_NOMUTEX: no mutex to take). WAL lets it read while the
+ * server's connection writes, without waiting: it sees what was committed
+ * when each statement began. query_only turns any write into an error,
+ * and there is no busy timeout: a read never sleeps on a lock.
+ */
+static struct store *reader_open(const char *path)
+{
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open_v2(path, &db,
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+				 NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_extended_result_codes(db, 1);
+		rc = sqlite3_exec(db, "PRAGMA query_only=1", NULL, NULL, NULL);
+	}
+	if (rc != SQLITE_OK) {
+		log_warnx("store: no read connection for this thread (%s): "
+			  "its reads go to the thread pool",
+			  db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		sqlite3_close_v2(db);
+		return NULL;
+	}
+	struct store *r = xcalloc(1, sizeof(*r));
+	r->db = db;
+	return r;
+}
+
+struct store *store_reader(struct store *st)
+{
+	if (st->path == NULL)
+		return NULL; /* st is a reader */
+	if (my_reader.gen == st->gen)
+		return my_reader.reader;
+	struct store *r = reader_open(st->path);
+	if (r != NULL) {
+		uv_mutex_lock(&st->rlock);
+		r->next_reader = st->readers;
+		st->readers = r;
+		uv_mutex_unlock(&st->rlock);
+	}
+	my_reader.gen = st->gen;
+	my_reader.reader = r;
+	return r;
 }
 
 static void store_stmt_free(struct str sql, void *value, void *ud)
@@ -426,10 +494,9 @@ void store_stmt_put(struct store *st, sqlite3_stmt *stmt)
 	s->busy = false;
 }
 
-void store_close(struct store *st)
+/* One connection, a reader or the store's own. */
+static void store_close_one(struct store *st)
 {
-	if (st == NULL)
-		return;
 	BUG_ON(st->txn_open);
 	hmap_foreach(&st->stmts, store_stmt_free, NULL);
 	hmap_clear(&st->stmts);
@@ -438,6 +505,25 @@ void store_close(struct store *st)
 	if (sqlite3_close_v2(st->db) != SQLITE_OK)
 		log_errx("store: close: %s", sqlite3_errmsg(st->db));
 	free(st);
+}
+
+void store_close(struct store *st)
+{
+	if (st == NULL)
+		return;
+	/* The readers first: their threads have ended (the shards stop
+	 * before the store closes), and the store's own connection, closed
+	 * last, checkpoints and removes the WAL. */
+	while (st->readers != NULL) {
+		struct store *r = st->readers;
+		st->readers = r->next_reader;
+		store_close_one(r);
+	}
+	if (st->path != NULL) {
+		uv_mutex_destroy(&st->rlock);
+		free(st->path);
+	}
+	store_close_one(st);
 }
 
 void store_set_busy_timeout(struct store *st, unsigned ms)
@@ -558,17 +644,23 @@ struct store_lane {
 };
 static _Thread_local struct store_lane lane;
 
-/* On a pool thread. A -1 becomes the reason of the job's last failed
- * store call, if that was a full disk or a lock (the note is this
- * thread's, and reset first, so it is this job's). */
+/* On a pool thread. */
 static void store_work_cb(uv_work_t *w)
 {
-	for (struct store_req *r = w->data; r != NULL; r = r->next) {
-		store_last_fail = 0;
-		r->status = r->work(r->st, r->ud);
-		if (r->status == -1 && store_last_fail < -1)
-			r->status = store_last_fail;
-	}
+	for (struct store_req *r = w->data; r != NULL; r = r->next)
+		r->status = store_run(r->st, r->work, r->ud);
+}
+
+/* A -1 becomes the reason of the job's last failed store call, if that
+ * was a full disk or a lock (the note is this thread's, and reset first,
+ * so it is this job's). */
+int store_run(struct store *st, store_work_fn *work, void *ud)
+{
+	store_last_fail = 0;
+	int status = work(st, ud);
+	if (status == -1 && store_last_fail < -1)
+		status = store_last_fail;
+	return status;
 }
 
 static void lane_submit(void);

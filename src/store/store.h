@@ -4,9 +4,11 @@
  * One struct store per process, opened on data_dir/stanzad.db in WAL mode so
  * stanzactl can change accounts while the server runs. Every call here is
  * synchronous and may block: the server runs them on the libuv thread pool
- * (store_queue_work), never on a shard's loop; stanzactl calls them
- * directly. The connection is in SQLite's serialized threading mode, so
- * calls from several pool threads are safe.
+ * (store_queue_work), never on a shard's loop, except jobs that only read
+ * a few rows of one account (store_queue_read), which a shard runs itself
+ * on a read connection of its own; stanzactl calls them directly. The
+ * connection is in SQLite's serialized threading mode, so calls from
+ * several pool threads are safe.
  *
  * Schemas are declared by their owners (accounts.c, and each module in its
  * struct module) as numbered migrations; store_open() applies the pending
@@ -80,6 +82,11 @@ void store_set_busy_timeout(struct store *st, unsigned ms);
  * failed, from db's error code; returns -1 for the caller. */
 int store_fail(sqlite3 *db);
 
+/* For the files of store/ only: this thread's read connection to st's
+ * file (opened at the first call; NULL if that failed, or st is itself a
+ * reader). store_close(st) closes them all, after their threads ended. */
+struct store *store_reader(struct store *st);
+
 /*
  * Runs work(st, ud) on the libuv thread pool of loop, then done(st, ud,
  * status) on the loop's thread; status is work's return value, or
@@ -94,6 +101,27 @@ typedef int store_work_fn(struct store *st, void *ud);
 typedef void store_done_fn(struct store *st, void *ud, int status);
 int store_queue_work(uv_loop_t *loop, struct store *st, store_work_fn *work,
 		     store_done_fn *done, void *ud);
+/* Runs work(st, ud) here and now, with status as store_queue_work gives
+ * it (for the files of store/: the pool and the readers). */
+int store_run(struct store *st, store_work_fn *work, void *ud);
+
+/*
+ * As store_queue_work, for a job whose work only reads, and little: a few
+ * rows of one account found by key (credentials, a roster, a vCard). On a
+ * shard's own loop it runs on that shard, in the loop iteration's tick
+ * (after I/O; store_reads_run), on the shard's read connection
+ * (store_reader: work's st is that connection, done's st is st), so the
+ * job costs no hand-over to the pool and back. It sees every write
+ * committed before it started: a job queued after another job's done has
+ * run sees what that job wrote, as on the pool. A write fails
+ * (query_only). Elsewhere (no shard, another loop, a shard that no longer
+ * ticks, no read connection) it goes to the pool as store_queue_work.
+ */
+int store_queue_read(uv_loop_t *loop, struct store *st, store_work_fn *work,
+		     store_done_fn *done, void *ud);
+/* Runs the read jobs the calling shard queued, and those their done
+ * callbacks queue, until none is left: the shard's tick calls it. */
+void store_reads_run(void);
 
 /*
  * As store_queue_work on the calling shard's loop, but jobs with the same
@@ -106,6 +134,12 @@ int store_queue_work(uv_loop_t *loop, struct store *st, store_work_fn *work,
  */
 int store_queue_keyed(struct store *st, struct str key, store_work_fn *work,
 		      store_done_fn *done, void *ud);
+/* As store_queue_keyed, for a job whose work only reads (as for
+ * store_queue_read): in its turn it runs as store_queue_read on the
+ * submitting shard. The key's earlier jobs have all finished by then, so
+ * it reads what they wrote. */
+int store_queue_keyed_read(struct store *st, struct str key,
+			   store_work_fn *work, store_done_fn *done, void *ud);
 /* True while a job with this key runs or waits (a snapshot: a job may be
  * queued right after). */
 bool store_keyed_busy(struct str key);

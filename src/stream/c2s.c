@@ -464,8 +464,11 @@ static void sasl_run(struct c2s *c, struct xml_elem *x, struct arena *a)
 		sasl_reply(c, 0);
 		return;
 	}
-	if (store_queue_work(&c->conn.shard->loop, server.store, sasl_work,
-			     sasl_done, c) < 0) {
+	/* The first SCRAM step reads the credentials: on the shard. */
+	if ((sasl_step_only_reads(c->sasl) ? store_queue_read
+					   : store_queue_work)(
+		    &c->conn.shard->loop, server.store, sasl_work, sasl_done,
+		    c) < 0) {
 		free(c->sasl_in);
 		c->sasl_in = NULL;
 		sasl_fail(c, "temporary-auth-failure");

@@ -99,6 +99,21 @@ def proc_cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
+def metrics(server):
+    """The server's metrics as {'name{labels}': value}; checks the text
+    format."""
+    out = server.ctl('metrics').stdout
+    values = {}
+    for line in out.splitlines():
+        if line.startswith('#'):
+            assert re.match(r'# (HELP|TYPE) stanzad_\w+ ', line), line
+            continue
+        m = re.fullmatch(r'(stanzad_\w+(?:\{[^}]*\})?) (\d+)', line)
+        assert m, f'not a metric line: {line!r}'
+        values[m.group(1)] = int(m.group(2))
+    return values
+
+
 def thread_stacks(pid):
     """Backtraces of a hung process (for the report), if gdb is there."""
     gdb = shutil.which('gdb')

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 import clients
-from conftest import STANZACTL_BIN, sanitizer_env
+from conftest import STANZACTL_BIN, metrics, sanitizer_env
 from rawstream import NS_SASL, RawStream, q
 
 STATUS_NOT_RUNNING = 3
@@ -21,20 +21,6 @@ STATUS_NOT_RUNNING = 3
 
 def ctl_socket(server):
     return server.data_dir / 'stanzad.ctl'
-
-
-def metrics(server):
-    """The metrics as {'name{labels}': value}; checks the text format."""
-    out = server.ctl('metrics').stdout
-    values = {}
-    for line in out.splitlines():
-        if line.startswith('#'):
-            assert re.match(r'# (HELP|TYPE) stanzad_\w+ ', line), line
-            continue
-        m = re.fullmatch(r'(stanzad_\w+(?:\{[^}]*\})?) (\d+)', line)
-        assert m, f'not a metric line: {line!r}'
-        values[m.group(1)] = int(m.group(2))
-    return values
 
 
 def delta(before, after, name):

@@ -13,6 +13,7 @@ from slixmpp.exceptions import IqError
 
 import clients
 import rawstream
+from conftest import metrics
 from rawstream import NS_CLIENT, q
 
 NS_PING = 'urn:xmpp:ping'
@@ -342,10 +343,94 @@ def test_one_store_thread_unless_configured(server_factory, monkeypatch,
     srv = server_factory(shards=2)
     streams = [rawstream.logged_in(srv, 'alice', f'r{i}') for i in range(4)]
     try:
-        for s in streams:  # a roster get each: a store job on the pool
-            reply = s.iq('get', "<query xmlns='jabber:iq:roster'/>")
+        for i, s in enumerate(streams):  # a roster set: a pool job each
+            reply = s.iq('set', "<query xmlns='jabber:iq:roster'>"
+                                f"<item jid='c{i}@localhost'/></query>")
             assert reply.get('type') == 'result'
         assert server_threads(srv) == 1 + 2 + pool_threads
     finally:
         for s in streams:
             s.close()
+
+
+def scram_login_logout(srv, resource):
+    """Logs alice in (SCRAM), gets the roster, sends initial presence, waits
+    for its echo and closes the stream."""
+    s = rawstream.logged_in(srv, 'alice', resource,
+                            mechanism='SCRAM-SHA-256')
+    try:
+        reply = s.iq('get', "<query xmlns='jabber:iq:roster'/>")
+        assert reply.get('type') == 'result'
+        s.send('<presence/>')
+        s.wait_for(lambda e: e.tag == q(NS_CLIENT, 'presence'))
+        s.close_stream()
+        s.wait_closed()
+    finally:
+        s.close()
+
+
+def settled_metrics(srv, ready=lambda m: True, timeout=10):
+    """The metrics once no session is left, no pool job is out and
+    ready(metrics) holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        m = metrics(srv)
+        if (m['stanzad_sessions'] == 0 and m['stanzad_pool_jobs'] == 0 and
+                ready(m)):
+            return m
+        assert time.monotonic() < deadline, 'the server did not settle'
+        time.sleep(0.05)
+
+
+def test_login_reads_run_on_the_shard(server_factory):
+    """A login's store reads (the SCRAM credentials, the vCard's avatar
+    hash at bind, the roster get, the roster for the initial and for the
+    unavailable presence) run on the shard that asked, on a SQLite
+    connection of its own; the last-activity write at logout is the
+    login's one job on the thread pool (docs/internals/performance.md,
+    "Reads on the shards")."""
+    srv = server_factory(shards=2)
+    # an account's first login also checks for offline messages (pool)
+    # and loads the blocking list (a read)
+    scram_login_logout(srv, 'first')
+    m0 = settled_metrics(srv, lambda m: m['stanzad_pool_jobs_total'] > 0)
+    logins = 6
+    for i in range(logins):
+        scram_login_logout(srv, f'r{i}')
+    m1 = settled_metrics(srv, lambda m: m['stanzad_pool_jobs_total'] >=
+                         m0['stanzad_pool_jobs_total'] + logins)
+    reads = (m1['stanzad_shard_reads_total'] -
+             m0['stanzad_shard_reads_total'])
+    pool = m1['stanzad_pool_jobs_total'] - m0['stanzad_pool_jobs_total']
+    assert (reads, pool) == (5 * logins, logins)
+
+
+def test_read_after_write_of_the_same_account(server_factory):
+    """A roster set (a write, on the pool) and a roster get (a read, on the
+    shard) sent together: the get waits its turn behind the set in the
+    account's queue and sees the item; so does the roster get of another
+    session of the account, maybe on the other shard."""
+    srv = server_factory(shards=2)
+    a = rawstream.logged_in(srv, 'alice', 'a', mechanism='SCRAM-SHA-256')
+    try:
+        for i in range(20):
+            a.send(f"<iq type='set' id='s{i}'>"
+                   "<query xmlns='jabber:iq:roster'>"
+                   f"<item jid='c{i}@localhost'/></query></iq>"
+                   f"<iq type='get' id='g{i}'>"
+                   "<query xmlns='jabber:iq:roster'/></iq>")
+            got = a.wait_for(lambda e: e.tag == q(NS_CLIENT, 'iq') and
+                             e.get('id') == f'g{i}')
+            assert got.get('type') == 'result'
+            items = {it.get('jid')
+                     for it in got.iter('{jabber:iq:roster}item')}
+            assert items == {f'c{k}@localhost' for k in range(i + 1)}
+        b = rawstream.logged_in(srv, 'alice', 'b',
+                                mechanism='SCRAM-SHA-256')
+        try:
+            got = b.iq('get', "<query xmlns='jabber:iq:roster'/>")
+            assert len(list(got.iter('{jabber:iq:roster}item'))) == 20
+        finally:
+            b.close()
+    finally:
+        a.close()

@@ -272,6 +272,16 @@ def test_locked_database(server_factory):
             take(a, is_message('while-locked'))
             assert time.monotonic() - start < BUSY_TIMEOUT * 0.8, \
                 'the ping or the message waited for the locked write'
+            # A login's reads (SCRAM credentials, the avatar hash at bind,
+            # the roster) run on the shard's own read connection: they do
+            # not queue behind the write waiting on the pool's.
+            w = rawstream.logged_in(srv, 'walter', mechanism='SCRAM-SHA-256')
+            try:
+                assert roster(w) == {}
+                assert time.monotonic() - start < BUSY_TIMEOUT * 0.8, \
+                    'the login waited for the locked write'
+            finally:
+                w.close()
             assert not [e for e in a.skipped if e.get('id') == 'w1'], \
                 'the write was answered before the lock timed out'
             reply = take(a, lambda e: e.get('id') == 'w1')

@@ -612,6 +612,66 @@ static void test_two_handles(void **state)
 	store_close(server);
 }
 
+/* A thread's read connection: one per thread and store, sees what the
+ * store's connection committed, even while it holds the write lock, and
+ * cannot write. store_close closes it (a leak under ASan otherwise). */
+struct reader_thread {
+	struct store *st, *r;
+};
+
+static void *other_thread_reader(void *arg)
+{
+	struct reader_thread *rt = arg;
+	rt->r = store_reader(rt->st);
+	return NULL;
+}
+
+static void test_reader(void **state)
+{
+	struct tmp *t = *state;
+	struct store *st = open_ok(t);
+	struct scram_creds c, got;
+	const char *error;
+	assert_int_equal(scram_creds_derive("pw", 4, &c, &error), 0);
+	struct store *r = store_reader(st);
+	assert_non_null(r);
+	assert_ptr_not_equal(r, st);
+	assert_ptr_equal(store_reader(st), r); /* kept for this thread */
+	assert_null(store_reader(r));          /* a reader has none */
+	struct reader_thread rt = { .st = st };
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, other_thread_reader, &rt),
+			 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_non_null(rt.r);
+	assert_ptr_not_equal(rt.r, r);
+
+	assert_int_equal(accounts_get(r, "localhost", "alice", &got), 1);
+	assert_int_equal(accounts_create(st, "localhost", "alice", &c), 0);
+	assert_int_equal(accounts_get(r, "localhost", "alice", &got), 0);
+	assert_creds_equal(&c, &got);
+	/* the writer's open transaction: the reader neither waits nor
+	 * sees it, until it commits */
+	exec_ok(store_db(st), "BEGIN IMMEDIATE");
+	exec_ok(store_db(st), "DELETE FROM accounts");
+	assert_int_equal(accounts_get(r, "localhost", "alice", &got), 0);
+	exec_ok(store_db(st), "COMMIT");
+	assert_int_equal(accounts_get(r, "localhost", "alice", &got), 1);
+	/* query_only */
+	assert_int_equal(accounts_create(r, "localhost", "bob", &c), -1);
+	assert_int_equal(accounts_get(st, "localhost", "bob", &got), 1);
+	store_close(st);
+
+	/* a store opened later (maybe at the same address) gets a new
+	 * reader on this thread, not the closed one */
+	st = open_ok(t);
+	r = store_reader(st);
+	assert_non_null(r);
+	assert_int_equal(accounts_create(st, "localhost", "carol", &c), 0);
+	assert_int_equal(accounts_get(r, "localhost", "carol", &got), 0);
+	store_close(st);
+}
+
 /* A write while another connection holds the write lock fails cleanly
  * after the busy timeout and works once the lock is gone. */
 static void test_locked(void **state)
@@ -762,6 +822,7 @@ int main(void)
 		STORE_TEST(test_accounts_odd_names),
 		STORE_TEST(test_accounts_list),
 		STORE_TEST(test_two_handles),
+		STORE_TEST(test_reader),
 		STORE_TEST(test_locked),
 		STORE_TEST(test_full),
 		STORE_TEST(test_queue_work),

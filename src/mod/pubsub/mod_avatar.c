@@ -418,8 +418,8 @@ static enum hook_ret avatar_bound(struct hook_ctx *ctx)
 	j->bare.node = arena_strdup(a, ctx->user->node);
 	j->bare.domain = arena_strdup(a, ctx->user->domain);
 	j->bare.resource = STR_NULL;
-	store_queue_keyed(server.store, jid_to_str(a, &j->bare, true),
-			  load_work, load_done, j);
+	store_queue_keyed_read(server.store, jid_to_str(a, &j->bare, true),
+			       load_work, load_done, j);
 	return HOOK_PASS;
 }
 

@@ -406,14 +406,17 @@ static int probe_work(struct store *store, void *ud)
 }
 
 /* Queues the job behind every earlier one of the same account (see
- * store_queue_keyed): what one job sends leaves before the next starts. */
+ * store_queue_keyed): what one job sends leaves before the next starts. A
+ * job that only reads the roster (a broadcast's list, a probe's item) runs
+ * on the shard (store_queue_keyed_read). */
 static enum hook_ret start(struct pres_job *j, store_work_fn *work,
-			   store_done_fn *done)
+			   store_done_fn *done, bool read)
 {
 	if (j == NULL) /* no room left in the stanza's arena */
 		return HOOK_STOP;
 	struct str key = jid_to_str(j->st->a, &j->user, true);
-	store_queue_keyed(server.store, key, work, done, j);
+	(read ? store_queue_keyed_read : store_queue_keyed)(server.store, key,
+							    work, done, j);
 	return HOOK_STOP;
 }
 
@@ -443,7 +446,7 @@ static enum hook_ret presence_out(struct hook_ctx *ctx)
 			j->outbound = true;
 			j->type = t;
 		}
-		return start(j, sub_work, sub_done);
+		return start(j, sub_work, sub_done, false);
 	}
 	bool bcast = st->type.len == 0 || str_eq_c(st->type, "unavailable");
 	if (!bcast || xml_attr_get(st->x, "to").p != NULL)
@@ -454,7 +457,7 @@ static enum hook_ret presence_out(struct hook_ctx *ctx)
 		j->origin = (struct sess_ref){ .shard = ctx->shard,
 					       .conn_id = ctx->conn_id };
 	}
-	return start(j, list_work, broadcast_done);
+	return start(j, list_work, broadcast_done, true);
 }
 
 static enum hook_ret presence_in(struct hook_ctx *ctx)
@@ -469,16 +472,16 @@ static enum hook_ret presence_in(struct hook_ctx *ctx)
 		struct pres_job *j = job_new(st, &st->to, &st->from);
 		if (j != NULL)
 			j->type = t;
-		return start(j, sub_work, sub_done);
+		return start(j, sub_work, sub_done, false);
 	}
 	if (str_eq_c(st->type, "probe"))
 		return start(job_new(st, &st->to, &st->from), probe_work,
-			     probe_done);
+			     probe_done, true);
 	if (st->to.resource.len > 0)
 		return HOOK_PASS; /* to a full JID: the resource, if any */
 	if (st->type.len == 0 || str_eq_c(st->type, "unavailable"))
 		return start(job_new(st, &st->to, &st->from), NULL,
-			     deliver_done);
+			     deliver_done, false);
 	stanza_free(&st);
 	return HOOK_STOP;
 }

@@ -271,7 +271,7 @@ static enum hook_ret roster_get(struct iq_ctx *ctx)
 	if (r == NULL)
 		return iq_reply_error(ctx, STANZA_ERR_FORBIDDEN);
 	r->client_ver = xml_attr_get(ctx->payload, "ver");
-	return iq_defer_keyed(ctx, account_key(ctx), get_work, get_done);
+	return iq_defer_keyed_read(ctx, account_key(ctx), get_work, get_done);
 }
 
 /* RFC 6121 §2.3.3: one item, a valid JID, no repeated group, sane sizes. */
