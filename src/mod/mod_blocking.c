@@ -56,7 +56,6 @@
 #define BLOCK_TABLE "blocklist"
 #define BLOCK_MAX 1000       /* JIDs in one account's list */
 #define BLOCK_MAX_ITEMS 256  /* items in one block/unblock request */
-#define JID_TEXT_MAX 3200    /* a JID's string form (3 x 1023 + 2) */
 
 /* ---- the cache ---- */
 
@@ -317,10 +316,7 @@ static void load_start(struct str bare, const struct jid *user, uint64_t gen,
 /* The cache key of user: its bare JID, formatted into buf. */
 static struct str cache_key(const struct jid *user, char buf[JID_TEXT_MAX])
 {
-	int n = snprintf(buf, JID_TEXT_MAX, "%.*s@%.*s", (int)user->node.len,
-			 user->node.p, (int)user->domain.len, user->domain.p);
-	BUG_ON(n <= 0 || n >= JID_TEXT_MAX);
-	return STR(buf, (size_t)n);
+	return jid_to_text(user, true, buf);
 }
 
 /* Keeps owner's list cached (loading it first if needed) until unpin().

@@ -117,11 +117,10 @@ static void carbons_copy(const struct stanza *st, const struct jid *account,
 			 const char *dir, const struct sess_ref *skip,
 			 size_t nskip)
 {
-	struct arena *a = arena_new(0);
-	struct str bare = jid_to_str(a, account, true);
+	char bare[JID_TEXT_MAX]; /* twice per message: no allocation */
 	struct sess_ref refs[SESS_MAX_RESOURCES];
-	size_t n = sessions_find_all(bare, refs, ARRAY_SIZE(refs));
-	arena_destroy(&a);
+	size_t n = sessions_find_all(jid_to_text(account, true, bare), refs,
+				     ARRAY_SIZE(refs));
 	for (size_t i = 0; i < n; i++)
 		if (refs[i].carbons && !listed(skip, nskip, refs[i].conn_id))
 			route_deliver(&refs[i], carbons_wrap(st, account, dir));

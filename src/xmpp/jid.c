@@ -519,6 +519,16 @@ struct str jid_to_str(struct arena *a, const struct jid *j, bool bare)
 	return STR(p, n);
 }
 
+struct str jid_to_text(const struct jid *j, bool bare,
+		       char buf[JID_TEXT_MAX])
+{
+	size_t n = jid_format_len(j, bare);
+	BUG_ON(n >= JID_TEXT_MAX);
+	jid_format(buf, j, bare);
+	buf[n] = '\0';
+	return STR(buf, n);
+}
+
 bool jid_eq(const struct jid *a, const struct jid *b)
 {
 	return jid_bare_eq(a, b) && str_eq(a->resource, b->resource);

@@ -46,6 +46,12 @@ int jid_resourceprep(struct arena *a, struct str in, struct str *out_r,
 int jid_to_buf(struct buf *b, const struct jid *j, bool bare);
 /* Formats into a; returns the NUL-terminated string view (STR_NULL on cap). */
 struct str jid_to_str(struct arena *a, const struct jid *j, bool bare);
+/* The longest string form of a JID (3 x 1023 + 2), with room to spare. */
+#define JID_TEXT_MAX 3200
+/* Formats into buf, which holds any JID jid_parse made; returns the
+ * NUL-terminated view. For lookups by JID on hot paths: no allocation. */
+struct str jid_to_text(const struct jid *j, bool bare,
+		       char buf[JID_TEXT_MAX]);
 
 bool jid_eq(const struct jid *a, const struct jid *b);
 bool jid_bare_eq(const struct jid *a, const struct jid *b);

@@ -478,6 +478,31 @@ static void test_formatting(void **state)
 	assert_non_null(arena_alloc(capped, 16));
 	assert_true(str_is_null(jid_to_str(capped, &j, false)));
 	arena_destroy(&capped);
+
+	/* jid_to_text: the same strings, in the caller's buffer */
+	char buf[JID_TEXT_MAX];
+	s = jid_to_text(&j, false, buf);
+	assert_ptr_equal(s.p, buf);
+	assert_string_equal(buf, "example.com/R");
+	assert_int_equal(s.len, 13);
+	assert_string_equal(jid_to_text(&j, true, buf).p, "example.com");
+	assert_int_equal(jid_parse(arena, STR_LIT("User@Example.com/Res"), &j,
+				   &err), 0);
+	assert_string_equal(jid_to_text(&j, true, buf).p, "user@example.com");
+	/* the longest JID jid_parse takes fits */
+	char *in = arena_alloc(arena, 1023 * 3 + 3);
+	memset(in, 'n', 1023);
+	in[1023] = '@';
+	for (int i = 0; i < 1023; i += 2) /* labels of one letter */
+		in[1024 + i] = 'd', in[1024 + i + 1] = '.';
+	in[1024 + 1022] = 'd';
+	in[2047] = '/';
+	memset(in + 2048, 'r', 1023);
+	in[3071] = '\0';
+	assert_int_equal(jid_parse(arena, str_c(in), &j, &err), 0);
+	s = jid_to_text(&j, false, buf);
+	assert_int_equal(s.len, 3071);
+	assert_string_equal(buf, in);
 }
 
 static struct jid parse(const char *in)

@@ -19,7 +19,6 @@
 #define NS_FORWARD "urn:xmpp:forward:0"
 #define NS_DELAY "urn:xmpp:delay"
 
-#define JID_TEXT_MAX 3200 /* a JID's string form (3 x 1023 + 2) */
 
 /* mod_mam.c: the clock of archive ids, in microseconds since the epoch
  * (mam.h: the ids themselves). */
