@@ -19,7 +19,6 @@
 #define NS_FORWARD "urn:xmpp:forward:0"
 #define NS_DELAY "urn:xmpp:delay"
 
-
 /* mod_mam.c: the clock of archive ids, in microseconds since the epoch
  * (mam.h: the ids themselves). */
 int64_t mam_now_us(void);
