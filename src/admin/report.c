@@ -76,6 +76,7 @@ static void sum_stats(const struct proc_snap *p,
 		t->shard_reads += s->shard_reads;
 		t->read_throttles += s->read_throttles;
 		t->rate_limited += s->rate_limited;
+		t->xml_parsers += s->xml_parsers;
 	}
 }
 
@@ -279,6 +280,10 @@ void report_metrics(struct buf *b, const struct proc_snap *p,
 	metric(b, "shard_reads_total", "counter",
 	       "Storage reads run on the shards themselves, without the "
 	       "thread pool.", t.shard_reads);
+	metric(b, "xml_parsers_total", "counter",
+	       "XML parsers set up for streams' input: one each time input "
+	       "arrives on a stream that is between stanzas (the records of "
+	       "one read count once).", t.xml_parsers);
 	metric(b, "read_throttles_total", "counter",
 	       "Streams whose reading stopped until the message archive's "
 	       "writer caught up (back-pressure).", t.read_throttles);

@@ -33,6 +33,8 @@ struct shard_stats {
 	uint64_t pool_queued, pool_done;   /* thread-pool jobs (store) */
 	uint64_t shard_reads;              /* store reads run on the shard
 					      (store_queue_read) */
+	uint64_t xml_parsers;              /* expat parsers set up for a
+					      stream's input (xml/parser.c) */
 	uint64_t rate_limited;             /* client streams stopped for
 					      limits.c2s_rate */
 	uint64_t read_throttles;           /* streams stopped by a shared

@@ -466,22 +466,39 @@ void conn_set_rate(struct conn *c, uint32_t rate, uint32_t burst)
 	c->tokens_at = uv_now(&c->shard->loop);
 }
 
+/* The records of one read go up together, up to a full plaintext
+ * buffer: a client that sends one stanza per record (most do) would
+ * otherwise cost a parser feed, and the parser's set-up and release
+ * between stanzas, per stanza. */
 static void read_tls(struct conn *c, const char *p, size_t n)
 {
+	char *pbuf = c->shard->pbuf;
+	size_t have = 0;
 	c->rx = p;
 	c->rxlen = n;
 	while (c->state == CONN_OPEN) {
-		int r = SSL_read(c->ssl, c->shard->pbuf, sizeof(c->shard->pbuf));
+		int r = SSL_read(c->ssl, pbuf + have, (int)(SHARD_PLAIN_BUF - have));
 		if (r > 0) {
 			if (!c->tls_up) {
 				c->tls_up = true;
 				if (c->ops->tls_ready)
 					c->ops->tls_ready(c);
 			}
-			c->ops->data(c, c->shard->pbuf, (size_t)r);
+			have += (size_t)r;
+			if (have == SHARD_PLAIN_BUF) {
+				c->ops->data(c, pbuf, have);
+				have = 0;
+			}
 			continue;
 		}
 		int e = SSL_get_error(c->ssl, r);
+		/* What came before the end or the error goes up first. */
+		if (have > 0) {
+			c->ops->data(c, pbuf, have);
+			have = 0;
+			if (c->state != CONN_OPEN)
+				break;
+		}
 		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
 			if (!c->tls_up && SSL_is_init_finished(c->ssl)) {
 				c->tls_up = true;

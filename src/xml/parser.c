@@ -29,6 +29,7 @@
 
 #include "../core/buf.h"
 #include "../core/bug.h"
+#include "../core/stats.h"
 #include "../core/xmalloc.h"
 #include "../xmpp/ns.h"
 #include "parser.h"
@@ -776,6 +777,7 @@ static void expat_make(struct xml_stream *p)
 		p->xp = XML_ParserCreate_MM("UTF-8", &xml_mem, &sep);
 	BUG_ON(p->xp == NULL);
 	p->parsers++;
+	STATS_ADD(xml_parsers, 1);
 	expat_setup(p);
 	if (p->state == XS_OPEN)
 		prime(p);

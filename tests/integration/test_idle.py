@@ -10,10 +10,14 @@ and a long pipelined burst (the parser is also replaced inside one read
 after a few KiB, see src/xml/parser.c).
 """
 
+import socket
 import time
 import xml.etree.ElementTree as ET
 
+from OpenSSL import SSL
+
 import rawstream
+from conftest import metrics
 from rawstream import NS_CLIENT, RawStream, q, stream_header
 
 NS_P = 'urn:example:idle'
@@ -134,3 +138,58 @@ def test_pipelined_burst_then_idle(server):
         a.message(b.jid, 'after burst')
         assert body(next_message(b)) == 'after burst'
         assert_alive(a)
+
+
+def corked(stream, send):
+    """Whatever send() writes on the stream's socket leaves in one TCP
+    segment (TCP_CORK; it stays under loopback's MSS here), so the server
+    reads it in one read: one TLS record per stream.send() call."""
+    stream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+    try:
+        send()
+    finally:
+        stream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+
+
+def test_records_of_one_read_share_a_parser(server):
+    """Clients send one stanza per TLS record: the records of one read go
+    to the parser together, so the parser set up when input arrives
+    between stanzas serves them all instead of being made and released
+    for each (stanzad_xml_parsers_total)."""
+    a = rawstream.logged_in(server, 'alice')
+    with a:
+        n = 40
+        before = metrics(server)['stanzad_xml_parsers_total']
+
+        def pings():
+            for i in range(n):
+                a.send(f"<iq type='get' id='p{i}' to='localhost'>{PING}"
+                       '</iq>')
+        corked(a, pings)
+        for i in range(n):
+            reply = a.wait_for(lambda e, i=i: e.get('id') == f'p{i}')
+            assert reply.get('type') == 'result', ET.tostring(reply)
+        used = metrics(server)['stanzad_xml_parsers_total'] - before
+        assert 1 <= used <= 2, f'{used} parsers for {n} records in one read'
+        # and the parser is gone again once the read is done
+        time.sleep(IDLE)
+        assert_alive(a)
+
+
+def test_stanzas_and_close_notify_in_one_read(server):
+    """Stanzas and the TLS close_notify after them arrive in one read: the
+    stanzas are all handled before the connection ends."""
+    a = rawstream.logged_in(server, 'alice')
+    b = rawstream.logged_in(server, 'bob')
+    with a, b:
+        def last_words():
+            for i in range(5):
+                a.message(b.jid, f'last {i}')
+            try:
+                a.tls.shutdown()  # close_notify, written at once
+            except SSL.WantReadError:
+                pass  # (waiting for the server's: not needed)
+        corked(a, last_words)
+        for i in range(5):
+            assert body(next_message(b)) == f'last {i}'
+        assert_alive(b)
