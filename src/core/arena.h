@@ -26,6 +26,12 @@ struct arena {
 	size_t cap;                /* 0: uncapped */
 };
 
+/* First chunks each thread keeps for its next arenas (arena.c); 0 under
+ * AddressSanitizer. */
+extern const unsigned arena_cache_max;
+/* How many the calling thread holds now (for tests). */
+unsigned arena_cached(void);
+
 /* Creates a heap-allocated arena; cap 0 means uncapped. Free with
  * arena_destroy(). */
 struct arena *arena_new(size_t cap);

@@ -1,6 +1,7 @@
 /*
  * test_core.c - arenas, bounded buffers, XML escaping and the hash map.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,6 +34,58 @@ static void arena_cap_is_enforced(void **state)
 	assert_null(arena_alloc(a, SIZE_MAX - 8));
 	arena_destroy(&a);
 	assert_null(a);
+}
+
+/* Destroyed arenas' first chunks serve the thread's next arenas (one
+ * arena per stanza, see arena.c), up to arena_cache_max of them; a chunk
+ * grown past the first size is freed. Under ASan every chunk is freed. */
+static void arena_first_chunks_kept(void **state)
+{
+	(void)state;
+	struct arena *a[40];
+	for (int i = 0; i < 40; i++) {
+		a[i] = arena_new(0);
+		assert_non_null(arena_alloc(a[i], 16));
+	}
+	assert_int_equal(arena_cached(), 0);
+	for (int i = 0; i < 40; i++)
+		arena_destroy(&a[i]);
+	assert_int_equal(arena_cached(), arena_cache_max);
+	struct arena *b = arena_new(0);
+	assert_int_equal(arena_cached(), arena_cache_max);
+	assert_non_null(arena_alloc(b, 16)); /* the first chunk: taken */
+	unsigned left = arena_cache_max > 0 ? arena_cache_max - 1 : 0;
+	assert_int_equal(arena_cached(), left);
+	assert_non_null(arena_alloc(b, 3000)); /* a second, bigger one */
+	assert_int_equal(arena_cached(), left);
+	arena_destroy(&b); /* the first goes back, the second is freed */
+	assert_int_equal(arena_cached(), arena_cache_max);
+	/* an arena whose first request is bigger than a first chunk */
+	b = arena_new(0);
+	assert_non_null(arena_alloc(b, 5000));
+	assert_int_equal(arena_cached(), arena_cache_max);
+	arena_destroy(&b);
+	assert_int_equal(arena_cached(), arena_cache_max);
+}
+
+static void *destroy_on_a_thread(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 10; i++) {
+		struct arena *a = arena_new(0);
+		assert_non_null(arena_alloc(a, 100));
+		arena_destroy(&a);
+	}
+	assert_int_equal(arena_cached(), arena_cache_max > 0 ? 1 : 0);
+	return NULL; /* the thread's cached chunks go with it */
+}
+
+static void arena_cache_freed_with_its_thread(void **state)
+{
+	(void)state;
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, destroy_on_a_thread, NULL), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
 }
 
 static void arena_large_and_aligned(void **state)
@@ -143,6 +196,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(arena_cap_is_enforced),
 		cmocka_unit_test(arena_large_and_aligned),
+		cmocka_unit_test(arena_first_chunks_kept),
+		cmocka_unit_test(arena_cache_freed_with_its_thread),
 		cmocka_unit_test(buf_respects_max),
 		cmocka_unit_test(xml_escaping),
 		cmocka_unit_test(hmap_put_get_del),
