@@ -75,6 +75,9 @@ struct rec_batch {
 	size_t len;
 };
 
+/* A batch this full goes over at the next record for its shard rather
+ * than at the tick (shard_post_record). */
+#define REC_BATCH (64 * 1024)
 #define REC_ALIGN 8
 #define REC_PAD(n) (((n) + REC_ALIGN - 1) & ~(size_t)(REC_ALIGN - 1))
 
@@ -104,9 +107,26 @@ static void rec_seal(struct shard *self, unsigned to)
 	b->m.next = NULL;
 	b->data = r->data;
 	b->len = r->len;
+	self->out_recs[to] += r->len;
 	*r = (struct buf){ 0 };
 	self->rec_mask &= ~(UINT64_C(1) << to);
 	outbox_append(self, to, &b->m);
+}
+
+/* Hands everything for shard `to` over now, the open record buffer
+ * sealed behind the posts before it. */
+static void outbox_flush_to(struct shard *self, unsigned to)
+{
+	uint64_t bit = UINT64_C(1) << to;
+	if (self->rec_mask & bit)
+		rec_seal(self, to);
+	if (self->out_mask & bit) {
+		inbox_put(&self->all[to], self->out_head[to],
+			  self->out_tail[to]);
+		self->out_head[to] = NULL;
+		self->out_mask &= ~bit;
+	}
+	self->out_recs[to] = 0;
 }
 
 void *shard_post_record(struct shard *s, shard_rec_fn *fn, size_t len)
@@ -116,6 +136,15 @@ void *shard_post_record(struct shard *s, shard_rec_fn *fn, size_t len)
 		return NULL;
 	struct buf *r = &self->rec[s->id];
 	size_t need = sizeof(struct rec_hdr) + REC_PAD(len);
+	/* 64 KiB of records for s go over now, with the posts among them
+	 * (the record before this one is complete: a record is only written
+	 * until the next post). Under load one loop iteration reads
+	 * megabytes: at the tick, the other shard would get nothing of it
+	 * until the iteration ends, in one buffer grown (and copied) to
+	 * megabytes by doubling. */
+	if (r->len + self->out_recs[s->id] > 0 &&
+	    r->len + self->out_recs[s->id] + need > REC_BATCH)
+		outbox_flush_to(self, s->id);
 	if (r->len == 0 && buf_reserve(r, need > 16384 ? need : 16384) < 0)
 		return NULL;
 	if (buf_reserve(r, need) < 0)
@@ -139,6 +168,7 @@ static void outbox_flush(struct shard *self)
 		self->out_mask &= self->out_mask - 1;
 		inbox_put(&self->all[i], self->out_head[i], self->out_tail[i]);
 		self->out_head[i] = NULL;
+		self->out_recs[i] = 0;
 	}
 }
 

@@ -65,6 +65,8 @@ struct shard {
 	uint64_t out_mask;
 	struct buf rec[SHARDS_MAX]; /* shard_post_record, per receiver */
 	uint64_t rec_mask;
+	/* Record bytes sealed into the outbox, per receiver. */
+	size_t out_recs[SHARDS_MAX];
 	bool outbox_open;
 	struct hmap conns;        /* conn id -> struct conn * */
 	/* For the listeners' choice of shard (read by every shard): conns'
@@ -112,9 +114,10 @@ void shard_post(struct shard *s, struct shard_msg *m);
  * next post from this thread), or NULL where records are not possible
  * (not on a running shard, s is this shard, no memory): then post a
  * message instead. Records from one shard to another are packed into one
- * buffer per loop iteration, in order with its shard_post messages: for
- * many small posts (deliveries of serialized stanzas) without a malloc,
- * a free on another thread and a cache miss each. */
+ * buffer per loop iteration, or per 64 KiB when an iteration makes more
+ * (that buffer then leaves at once), in order with its shard_post
+ * messages: for many small posts (deliveries of serialized stanzas)
+ * without a malloc, a free on another thread and a cache miss each. */
 void *shard_post_record(struct shard *s, shard_rec_fn *fn, size_t len);
 
 #endif
