@@ -315,6 +315,11 @@ void lg_conn_close(struct lg_conn *c)
 	if (c->phase == LG_CLOSED)
 		return;
 	c->phase = LG_CLOSING;
+	/* From now, not from the loop's cached time: a caller may have run
+	 * long (burst replays seconds of captured input before closing),
+	 * and the next iteration runs due timers before it reads the
+	 * server's answers. */
+	uv_update_time(c->timer.loop);
 	uv_timer_start(&c->timer, on_timer, LG_CLOSE_MS, 0);
 }
 
