@@ -161,15 +161,8 @@ void *shard_post_record(struct shard *s, shard_rec_fn *fn, size_t len)
 /* Hands the calling shard's collected posts to their shards. */
 static void outbox_flush(struct shard *self)
 {
-	while (self->rec_mask != 0)
-		rec_seal(self, (unsigned)__builtin_ctzll(self->rec_mask));
-	while (self->out_mask != 0) {
-		unsigned i = (unsigned)__builtin_ctzll(self->out_mask);
-		self->out_mask &= self->out_mask - 1;
-		inbox_put(&self->all[i], self->out_head[i], self->out_tail[i]);
-		self->out_head[i] = NULL;
-		self->out_recs[i] = 0;
-	}
+	for (uint64_t m; (m = self->rec_mask | self->out_mask) != 0;)
+		outbox_flush_to(self, (unsigned)__builtin_ctzll(m));
 }
 
 void shard_post(struct shard *s, struct shard_msg *m)

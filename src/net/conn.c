@@ -495,7 +495,6 @@ static void read_tls(struct conn *c, const char *p, size_t n)
 		/* What came before the end or the error goes up first. */
 		if (have > 0) {
 			c->ops->data(c, pbuf, have);
-			have = 0;
 			if (c->state != CONN_OPEN)
 				break;
 		}
