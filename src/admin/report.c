@@ -77,6 +77,7 @@ static void sum_stats(const struct proc_snap *p,
 		t->read_throttles += s->read_throttles;
 		t->rate_limited += s->rate_limited;
 		t->xml_parsers += s->xml_parsers;
+		t->xml_primes += s->xml_primes;
 	}
 }
 
@@ -284,6 +285,10 @@ void report_metrics(struct buf *b, const struct proc_snap *p,
 	       "XML parsers set up for streams' input: one each time input "
 	       "arrives on a stream that is between stanzas (the records of "
 	       "one read count once).", t.xml_parsers);
+	metric(b, "xml_primes_total", "counter",
+	       "Of those, parsers made and primed with the stream's header; "
+	       "the rest were taken ready from another stream of the shard "
+	       "with the same header.", t.xml_primes);
 	metric(b, "read_throttles_total", "counter",
 	       "Streams whose reading stopped until the message archive's "
 	       "writer caught up (back-pressure).", t.read_throttles);

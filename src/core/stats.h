@@ -35,6 +35,8 @@ struct shard_stats {
 					      (store_queue_read) */
 	uint64_t xml_parsers;              /* expat parsers set up for a
 					      stream's input (xml/parser.c) */
+	uint64_t xml_primes;               /* of them, made and primed with
+					      a stream's start tag */
 	uint64_t rate_limited;             /* client streams stopped for
 					      limits.c2s_rate */
 	uint64_t read_throttles;           /* streams stopped by a shared

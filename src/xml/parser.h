@@ -18,8 +18,12 @@
  *
  * Memory: a feed that ends between stanzas (or pauses, or ends the stream)
  * leaves the stream parked: no expat parser and no buffers, only the
- * stream header's start tag (tens of bytes). The next feed makes a parser
+ * stream header's start tag (tens of bytes). The next feed gets a parser
  * again, transparently; an idle connection costs the struct and that tag.
+ * Between stanzas the parser is left to the thread, ready for the next
+ * feed of any of its streams with the same start tag (no new parser and
+ * no re-parse of the header per read): a stream is fed and freed on one
+ * thread, and threads that feed streams keep a few parsers each.
  */
 #ifndef STANZAD_XML_PARSER_H
 #define STANZAD_XML_PARSER_H
@@ -112,7 +116,15 @@ struct xml_stream_stats {
 	/* Expat parsers this stream has used: one per busy spell, and one
 	 * more every time a parser has parsed max(max_stanza, 4 KiB). */
 	unsigned long parsers;
+	/* Of them, those made and primed with the stream's start tag; the
+	 * others were taken ready from the thread's (see below). */
+	unsigned long primes;
 };
+
+/* Frees the parsers this thread keeps for its streams (see the top): the
+ * next feed of each stream makes and primes one. Threads free theirs
+ * when they end; this is for tests of the priming path. */
+void xml_thread_parsers_free(void);
 
 /* Fills *st (for tests and the memory documentation). */
 void xml_stream_get_stats(const struct xml_stream *p,

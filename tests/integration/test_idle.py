@@ -106,6 +106,49 @@ def test_header_prefix_survives_idle(server):
         a.wait_stream_end()
 
 
+def test_sessions_take_turns_with_one_parser(server):
+    """Input on a session between stanzas takes the parser another session
+    of the shard with the same stream header left between its stanzas,
+    instead of priming one of its own (stanzad_xml_primes_total)."""
+    a = rawstream.logged_in(server, 'alice')
+    b = rawstream.logged_in(server, 'bob')
+    with a, b:
+        before = metrics(server)
+        rounds = 30
+        for i in range(rounds):
+            for s in (a, b):
+                reply = s.iq('get', PING, to='localhost')
+                assert reply.get('type') == 'result', ET.tostring(reply)
+        after = metrics(server)
+        spells = (after['stanzad_xml_parsers_total'] -
+                  before['stanzad_xml_parsers_total'])
+        primes = (after['stanzad_xml_primes_total'] -
+                  before['stanzad_xml_primes_total'])
+        # one spell per ping: each waits for its reply
+        assert spells >= 2 * rounds, spells
+        assert primes <= 2, f'{primes} parsers primed for {spells} spells'
+
+
+def test_header_bindings_stay_apart(server):
+    """Sessions whose stream headers bind one prefix to different
+    namespaces take turns: each stanza resolves the prefix by its own
+    stream's header."""
+    ns_other = 'urn:example:idle-other'
+    a = login_with_header(server, 'alice', extra=f"xmlns:p='{NS_P}'")
+    c = login_with_header(server, 'carol', extra=f"xmlns:p='{ns_other}'")
+    b = rawstream.logged_in(server, 'bob')
+    with a, b, c:
+        for i in range(10):
+            for s, ns in ((a, NS_P), (c, ns_other)):
+                s.send(f"<message to='{b.jid}' type='chat'>"
+                       f"<body>{ns} {i}</body><p:x p:n='{i}'/></message>")
+                msg = next_message(b)
+                assert body(msg) == f'{ns} {i}'
+                x = msg.find(q(ns, 'x'))
+                assert x is not None, ET.tostring(msg)
+                assert x.get(q(ns, 'n')) == str(i)
+
+
 def test_keepalives_while_idle(server):
     """Whitespace keepalives (RFC 6120 §4.6.1) one at a time while idle."""
     a = rawstream.logged_in(server, 'alice')

@@ -8,7 +8,10 @@
  * again and compared node by node (round trip). Each error class asserts
  * its exact stream error; limits are tried at the limit and one past it.
  * After every feed a stream at a stanza boundary must hold no expat parser
- * (parked), so all of the above also runs across park and resume.
+ * (parked), so all of the above also runs across park and resume: with
+ * the parser taken back from the thread's, and (half the split runs) with
+ * a new one primed after every feed. Streams sharing the thread's parsers
+ * are tested with interleaved feeds.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +19,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,6 +285,10 @@ struct result {
 	char *log;
 };
 
+/* When set, run() frees the thread's parsers after every feed, so the
+ * next feed primes a new one. */
+static bool free_parsers;
+
 /* Feeds in (in pieces) to a new stream. On a pause the unconsumed rest is
  * fed again, after xml_stream_reset() when reset_on_pause. */
 static struct result run(const struct xml_limits *lim, struct rec *r,
@@ -321,6 +329,8 @@ static struct result run(const struct xml_limits *lim, struct rec *r,
 		struct xml_stream_stats st;
 		xml_stream_get_stats(xs, &st);
 		assert_int_equal(st.parked, xml_stream_idle(xs));
+		if (free_parsers)
+			xml_thread_parsers_free();
 		off += done;
 	}
 	xml_stream_free(xs);
@@ -338,24 +348,30 @@ static struct result run_str(const struct xml_limits *lim, const char *in,
 	return res;
 }
 
-/* Runs in whole, bytewise and in 200 random splits: all must agree with
- * the whole run, which is returned. */
+static void assert_same(const struct result *a, struct result b)
+{
+	assert_string_equal(a->log, b.log);
+	assert_int_equal(a->rc, b.rc);
+	assert_int_equal(a->err, b.err);
+	free(b.log);
+}
+
+/* Runs in whole, bytewise and in 200 random splits, each split both with
+ * parsers kept and freed between feeds (odd seeds free them): all must
+ * agree with the whole run, which is returned. */
 static struct result run_all_splits(const struct xml_limits *lim,
 				    const char *in)
 {
 	struct result whole = run_str(lim, in, SPLIT_WHOLE, 0);
-	struct result bytes = run_str(lim, in, SPLIT_BYTES, 0);
-	assert_string_equal(whole.log, bytes.log);
-	assert_int_equal(whole.rc, bytes.rc);
-	assert_int_equal(whole.err, bytes.err);
-	free(bytes.log);
+	assert_same(&whole, run_str(lim, in, SPLIT_BYTES, 0));
+	free_parsers = true;
+	assert_same(&whole, run_str(lim, in, SPLIT_BYTES, 0));
 	for (uint32_t seed = 1; seed <= 200; seed++) {
-		struct result rs = run_str(lim, in, SPLIT_RANDOM, seed * 7919);
-		assert_string_equal(whole.log, rs.log);
-		assert_int_equal(whole.rc, rs.rc);
-		assert_int_equal(whole.err, rs.err);
-		free(rs.log);
+		free_parsers = seed % 2 == 1;
+		assert_same(&whole,
+			    run_str(lim, in, SPLIT_RANDOM, seed * 7919));
 	}
+	free_parsers = false;
 	return whole;
 }
 
@@ -1225,6 +1241,191 @@ static void test_recycle(void **state)
 	buf_reset(&expect);
 }
 
+/* ---- parsers shared between streams --------------------------------- */
+
+static int feed_str(struct xml_stream *xs, const char *s)
+{
+	enum stream_err err;
+	const char *text;
+	return xml_stream_feed(xs, s, strlen(s), NULL, &err, &text);
+}
+
+static unsigned long primes_of(const struct xml_stream *xs)
+{
+	struct xml_stream_stats st;
+	xml_stream_get_stats(xs, &st);
+	return st.primes;
+}
+
+/* A stream with the root's prefix p bound to uri, and n stanzas using
+ * it. Caller frees. */
+static char *p_stream(const char *uri, int n)
+{
+	struct buf b = { 0 };
+	buf_printf(&b, "<s:stream xmlns:s='" NS_STREAMS "' "
+		       "xmlns='jabber:client' xmlns:p='%s'>", uri);
+	for (int i = 0; i < n; i++)
+		buf_printf(&b, "<message id='%d'><p:x p:a='%d'>t%d</p:x>"
+			       "</message>\n",
+			   i, i, i);
+	buf_append_c(&b, "</s:stream>");
+	buf_append(&b, "", 1);
+	return b.data;
+}
+
+/* Streams of one thread with the same header take turns with one parser,
+ * none priming its own; a stream whose header binds the prefix to another
+ * namespace gets a parser of its own, and its stanzas resolve to it. */
+static void test_shared_turns(void **state)
+{
+	(void)state;
+	xml_thread_parsers_free();
+	static const char *const hdr[] = {
+		"<s:stream xmlns:s='" NS_STREAMS "' xmlns='jabber:client' "
+		"xmlns:p='urn:p'>",
+		"<s:stream xmlns:s='" NS_STREAMS "' xmlns='jabber:client' "
+		"xmlns:p='urn:p'>",
+		"<s:stream xmlns:s='" NS_STREAMS "' xmlns='jabber:client' "
+		"xmlns:p='urn:q'>",
+	};
+	struct rec r[3] = { 0 };
+	struct xml_stream *xs[3];
+	for (int i = 0; i < 3; i++) {
+		xs[i] = xml_stream_new(&roomy, &rec_cbs, &r[i]);
+		assert_int_equal(feed_str(xs[i], hdr[i]), 0);
+	}
+	for (int round = 0; round < 10; round++) {
+		for (int i = 0; i < 3; i++) {
+			char in[64];
+			snprintf(in, sizeof(in), "<p:x n='%d'/>", round);
+			assert_int_equal(feed_str(xs[i], in), 0);
+			assert_true(parked(xs[i], NULL));
+		}
+	}
+	for (int i = 0; i < 3; i++) {
+		struct xml_stream_stats st;
+		xml_stream_get_stats(xs[i], &st);
+		assert_int_equal(st.parsers, 11);
+		assert_int_equal(st.primes, 0);
+	}
+	/* while one stream holds the parser inside a stanza, another with
+	 * its header primes one; both go on from where they were */
+	assert_int_equal(feed_str(xs[0], "<p:x n='held'><p:y>"), 0);
+	assert_false(parked(xs[0], NULL));
+	assert_int_equal(feed_str(xs[1], "<p:x n='other'/>"), 0);
+	assert_int_equal(primes_of(xs[1]), 1);
+	assert_int_equal(feed_str(xs[0], "</p:y></p:x>"), 0);
+	assert_true(parked(xs[0], NULL));
+	assert_int_equal(feed_str(xs[1], "<p:x n='after'/>"), 0);
+	assert_int_equal(primes_of(xs[1]), 1);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(feed_str(xs[i], "</s:stream>"), 0);
+		xml_stream_free(xs[i]);
+	}
+	for (int i = 0; i < 3; i++) {
+		buf_append(&r[i].log, "", 1);
+		const char *ns = i == 2 ? "urn:q" : "urn:p";
+		struct buf expect = { 0 };
+		buf_printf(&expect, "OPEN {" NS_STREAMS "}stream prefix=s "
+				    "dns=jabber:client\n");
+		for (int round = 0; round < 10; round++)
+			buf_printf(&expect, "STANZA <x xmlns='%s' n='%d'/>\n",
+				   ns, round);
+		if (i == 0)
+			buf_printf(&expect, "STANZA <x xmlns='%s' n='held'>"
+					    "<y/></x>\n", ns);
+		if (i == 1)
+			buf_printf(&expect, "STANZA <x xmlns='%s' n='other'/>"
+					    "\nSTANZA <x xmlns='%s' "
+					    "n='after'/>\n", ns, ns);
+		buf_append_c(&expect, "CLOSE\n");
+		buf_append(&expect, "", 1);
+		assert_string_equal(r[i].log.data, expect.data);
+		buf_reset(&expect);
+		rec_free(&r[i]);
+	}
+}
+
+/* Streams fed in random pieces, in random turns, the shared parser moving
+ * between them at stanza boundaries (and being recycled on the way): each
+ * gives the events it gives alone. Two have c2s_in's header, one binds p
+ * to urn:p and one to urn:q. */
+static void test_shared_interleaved(void **state)
+{
+	(void)state;
+	char *pin = p_stream("urn:p", 60), *qin = p_stream("urn:q", 60);
+	const char *const in[] = { c2s_in, c2s_in, pin, qin, pin };
+	enum { N = ARRAY_SIZE(in) };
+	char *solo[N];
+	for (size_t i = 0; i < N; i++) {
+		struct result res = run_str(&roomy, in[i], SPLIT_WHOLE, 0);
+		assert_int_equal(res.rc, 0);
+		solo[i] = res.log;
+	}
+	for (uint32_t seed = 1; seed <= 100; seed++) {
+		uint32_t rs = seed * 2654435761u;
+		struct rec r[N] = { 0 };
+		struct xml_stream *xs[N];
+		size_t off[N] = { 0 }, left = 0, primes = 0, parsers = 0;
+		for (size_t i = 0; i < N; i++) {
+			xs[i] = xml_stream_new(&roomy, &rec_cbs, &r[i]);
+			left += strlen(in[i]);
+		}
+		while (left > 0) {
+			size_t i = rnd(&rs) % N, len = strlen(in[i]);
+			if (off[i] == len)
+				continue;
+			/* whole stanzas mostly, as clients send them */
+			size_t n = piece_len(SPLIT_RANDOM, &rs, len - off[i]);
+			enum stream_err err;
+			const char *text;
+			assert_int_equal(xml_stream_feed(xs[i], in[i] + off[i],
+							 n, NULL, &err, &text),
+					 0);
+			off[i] += n;
+			left -= n;
+		}
+		for (size_t i = 0; i < N; i++) {
+			struct xml_stream_stats st;
+			xml_stream_get_stats(xs[i], &st);
+			primes += st.primes;
+			parsers += st.parsers;
+			xml_stream_free(xs[i]);
+			buf_append(&r[i].log, "", 1);
+			assert_string_equal(r[i].log.data, solo[i]);
+			rec_free(&r[i]);
+		}
+		/* most busy spells took a parser another stream left */
+		assert_true(primes * 2 < parsers);
+	}
+	for (size_t i = 0; i < N; i++)
+		free(solo[i]);
+	free(pin);
+	free(qin);
+}
+
+/* A thread's parsers are freed when it ends (the leak check of the
+ * sanitizer build fails otherwise). */
+static void *feed_on_thread(void *arg)
+{
+	(void)arg;
+	struct rec r = { 0 };
+	struct xml_stream *xs = xml_stream_new(&roomy, &rec_cbs, &r);
+	assert_int_equal(feed_str(xs, HDR "<a/>"), 0);
+	xml_stream_free(xs);
+	assert_int_equal(r.stanzas, 1);
+	rec_free(&r);
+	return NULL;
+}
+
+static void test_thread_parsers_freed(void **state)
+{
+	(void)state;
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, feed_on_thread, NULL), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+}
+
 /* ---- serializer and tree API ---------------------------------------- */
 
 static char *ser(const struct xml_elem *e, const char *parent_ns)
@@ -1540,6 +1741,9 @@ int main(void)
 		cmocka_unit_test(test_park_resume_errors),
 		cmocka_unit_test(test_park_gap_limit),
 		cmocka_unit_test(test_recycle),
+		cmocka_unit_test(test_shared_turns),
+		cmocka_unit_test(test_shared_interleaved),
+		cmocka_unit_test(test_thread_parsers_freed),
 		cmocka_unit_test(test_serialize_escaping),
 		cmocka_unit_test(test_serialize_namespaces),
 		cmocka_unit_test(test_serialize_max),
