@@ -47,6 +47,8 @@ void lg_sbuf_printf(struct lg_sbuf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Appends `s` with XML character data escaping (& < > ' "). */
 void lg_sbuf_add_xml(struct lg_sbuf *b, const char *s);
+/* Appends v in decimal (what a message needs per send, without stdio). */
+void lg_sbuf_add_u64(struct lg_sbuf *b, uint64_t v);
 void lg_sbuf_free(struct lg_sbuf *b);
 
 /* Bump allocator for one received stanza; allocation fails (NULL) past
@@ -389,6 +391,7 @@ void lg_scenario_burst(struct lg_run *run, int *status_r);
 
 struct lg_msg_pair {
 	char *to_jid, *from_jid;  /* receiver's, sender's full JIDs */
+	struct lg_sbuf head;      /* "<message ... to='TO_JID'><body>lg:P:" */
 	uint32_t next_seq, max_seen;
 	uint64_t received, dup, ooo;
 	uint8_t *seen;            /* bit per sequence number */

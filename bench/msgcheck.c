@@ -40,6 +40,7 @@ void lg_msgcheck_free(struct lg_msgcheck *m)
 	for (int p = 0; p < m->npairs; p++) {
 		free(m->pairs[p].to_jid);
 		free(m->pairs[p].from_jid);
+		lg_sbuf_free(&m->pairs[p].head);
 		free(m->pairs[p].seen);
 	}
 	free(m->pairs);
@@ -58,6 +59,17 @@ void lg_msgcheck_up(struct lg_msgcheck *m, const struct lg_conn *c)
 				   &m->pairs[p].from_jid;
 	free(*jid);
 	*jid = lg_xstrdup(c->jid);
+	if (c->slot % 2 == 0)
+		return;
+	/* Everything of pair p's messages before the sequence number,
+	 * written once. */
+	struct lg_sbuf *h = &m->pairs[p].head;
+	h->len = 0;
+	lg_sbuf_adds(h, "<message type='chat' to='");
+	lg_sbuf_add_xml(h, c->jid);
+	lg_sbuf_adds(h, "'><body>lg:");
+	lg_sbuf_add_u64(h, (uint64_t)p);
+	lg_sbuf_adds(h, ":");
 }
 
 void lg_msgcheck_build(struct lg_msgcheck *m, int p, uint64_t stamp,
@@ -65,10 +77,12 @@ void lg_msgcheck_build(struct lg_msgcheck *m, int p, uint64_t stamp,
 {
 	struct lg_msg_pair *mp = &m->pairs[p];
 	uint32_t seq = mp->next_seq++;
-	lg_sbuf_adds(b, "<message type='chat' to='");
-	lg_sbuf_add_xml(b, mp->to_jid);
-	lg_sbuf_printf(b, "'><body>lg:%d:%u:%llu%s</body></message>", p, seq,
-		       (unsigned long long)stamp, m->padding);
+	lg_sbuf_add(b, mp->head.p, mp->head.len);
+	lg_sbuf_add_u64(b, seq);
+	lg_sbuf_adds(b, ":");
+	lg_sbuf_add_u64(b, stamp);
+	lg_sbuf_adds(b, m->padding);
+	lg_sbuf_adds(b, "</body></message>");
 	m->sent++;
 }
 
@@ -91,23 +105,49 @@ static bool msgcheck_mark(struct lg_msg_pair *mp, uint32_t seq)
 	return true;
 }
 
+/* A decimal number at *s, digits only and at most max: advances *s past
+ * it. */
+static bool read_num(const char **s, uint64_t max, uint64_t *v)
+{
+	const char *p = *s;
+	uint64_t x = 0;
+	if (*p < '0' || *p > '9')
+		return false;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (x > (max - (uint64_t)(*p - '0')) / 10)
+			return false;
+		x = x * 10 + (uint64_t)(*p - '0');
+	}
+	*s = p;
+	*v = x;
+	return true;
+}
+
+/* "lg:PAIR:SEQ:T", then the end or a space (padding). */
+static bool parse_body(const char *s, uint64_t *p, uint64_t *seq,
+		       uint64_t *t)
+{
+	return s != NULL && strncmp(s, "lg:", 3) == 0 && (s += 3) &&
+	       read_num(&s, INT32_MAX, p) && *s++ == ':' &&
+	       read_num(&s, UINT32_MAX, seq) && *s++ == ':' &&
+	       read_num(&s, UINT64_MAX, t) && (*s == '\0' || *s == ' ');
+}
+
 /* A message on receiver slot `slot`: the pair index, or -1. */
 static int msgcheck_receive(struct lg_msgcheck *m, int slot,
 			    struct lg_elem *st, uint64_t *stamp_r)
 {
-	int p;
-	uint32_t seq;
-	unsigned long long t;
-	int used = 0;
+	uint64_t p64, seq64, t;
 	const char *body = lg_text(lg_child(st, NULL, "body"));
 	const char *from = lg_attr(st, "from");
-	if (sscanf(body, "lg:%d:%u:%llu%n", &p, &seq, &t, &used) != 3 ||
-	    (body[used] != '\0' && body[used] != ' ') || p != slot / 2 ||
-	    !from || !m->pairs[p].from_jid ||
-	    strcmp(from, m->pairs[p].from_jid) != 0) {
+	if (!parse_body(body, &p64, &seq64, &t) || p64 != (uint64_t)slot / 2 ||
+	    !from || !m->pairs[p64].from_jid ||
+	    strcmp(from, m->pairs[p64].from_jid) != 0) {
 		m->unexpected++;
 		return -1;
 	}
+	int p = (int)p64;
+	uint32_t seq = (uint32_t)seq64;
 	struct lg_msg_pair *mp = &m->pairs[p];
 	if (seq >= mp->next_seq) {
 		m->bogus++; /* never sent */

@@ -28,6 +28,7 @@ static struct {
 	uv_timer_t tick, end;
 	uint64_t t_start, t_stop, t_last;
 	uint64_t received_at_stop;   /* received within the CPU window */
+	struct lg_sbuf out;          /* the message being sent */
 } msg;
 
 static void close_timer(uv_timer_t *t)
@@ -43,10 +44,9 @@ static void msg_send(int p, uint64_t stamp)
 		msg.not_online++;
 		return;
 	}
-	struct lg_sbuf b = { 0 };
-	lg_msgcheck_build(&msg.mc, p, stamp, &b);
-	lg_conn_send(s, b.p, b.len);
-	lg_sbuf_free(&b);
+	msg.out.len = 0;
+	lg_msgcheck_build(&msg.mc, p, stamp, &msg.out);
+	lg_conn_send(s, msg.out.p, msg.out.len);
 }
 
 static void msg_stanza(struct lg_pool *pool, struct lg_conn *c,
@@ -122,6 +122,7 @@ static void msg_all_closed(struct lg_pool *pool)
 {
 	msg_report();
 	lg_msgcheck_free(&msg.mc);
+	lg_sbuf_free(&msg.out);
 	lg_pool_free(pool);
 	close_timer(&msg.tick);
 	close_timer(&msg.end);

@@ -111,16 +111,33 @@ void lg_sbuf_printf(struct lg_sbuf *b, const char *fmt, ...)
 
 void lg_sbuf_add_xml(struct lg_sbuf *b, const char *s)
 {
+	const char *run = s;
 	for (; *s; s++) {
+		const char *rep;
 		switch (*s) {
-		case '&': lg_sbuf_adds(b, "&amp;"); break;
-		case '<': lg_sbuf_adds(b, "&lt;"); break;
-		case '>': lg_sbuf_adds(b, "&gt;"); break;
-		case '\'': lg_sbuf_adds(b, "&apos;"); break;
-		case '"': lg_sbuf_adds(b, "&quot;"); break;
-		default: lg_sbuf_add(b, s, 1);
+		case '&': rep = "&amp;"; break;
+		case '<': rep = "&lt;"; break;
+		case '>': rep = "&gt;"; break;
+		case '\'': rep = "&apos;"; break;
+		case '"': rep = "&quot;"; break;
+		default: continue;
 		}
+		lg_sbuf_add(b, run, (size_t)(s - run));
+		lg_sbuf_adds(b, rep);
+		run = s + 1;
 	}
+	lg_sbuf_add(b, run, (size_t)(s - run));
+}
+
+void lg_sbuf_add_u64(struct lg_sbuf *b, uint64_t v)
+{
+	char tmp[20];
+	size_t n = 0;
+	do {
+		tmp[sizeof(tmp) - ++n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	lg_sbuf_add(b, tmp + sizeof(tmp) - n, n);
 }
 
 void lg_sbuf_free(struct lg_sbuf *b)

@@ -148,6 +148,21 @@ static void xml_escaping(void **state)
 	assert_int_equal(buf_append_xml_escaped(&b, STR_NULL, true), 0);
 	assert_int_equal(buf_append_xml_escaped(&b, STR_LIT(""), true), 0);
 	assert_int_equal(b.len, 0);
+	/* every other byte, in both modes, is copied as it is */
+	for (int c = 0; c < 256; c++) {
+		char in = (char)c;
+		bool special = strchr("&<>'\"\r\n\t", c) != NULL && c != 0;
+		for (int attr = 0; attr < 2; attr++) {
+			b.len = 0;
+			assert_int_equal(buf_append_xml_escaped(&b, STR(&in, 1),
+								attr),
+					 0);
+			if (!special)
+				assert_true(b.len == 1 && b.data[0] == in);
+			else
+				assert_true(b.len > 1 || !attr);
+		}
+	}
 	buf_reset(&b);
 	struct buf small = { .max = 4 };
 	assert_int_equal(buf_append_xml_escaped(&small, STR_LIT("&"), false),
