@@ -215,6 +215,7 @@ int main(int argc, char **argv)
 	};
 	const char *path = NULL;
 	int ch;
+	tls_mem_init(); /* before anything of OpenSSL */
 	while ((ch = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':

@@ -78,6 +78,7 @@ static void sum_stats(const struct proc_snap *p,
 		t->rate_limited += s->rate_limited;
 		t->xml_parsers += s->xml_parsers;
 		t->xml_primes += s->xml_primes;
+		t->tls_bufs_reused += s->tls_bufs_reused;
 	}
 }
 
@@ -289,6 +290,10 @@ void report_metrics(struct buf *b, const struct proc_snap *p,
 	       "Of those, parsers made and primed with the stream's header; "
 	       "the rest were taken ready from another stream of the shard "
 	       "with the same header.", t.xml_primes);
+	metric(b, "tls_buffers_reused_total", "counter",
+	       "TLS record buffers taken from the shard's cache instead of "
+	       "allocated (connections give theirs up after every read and "
+	       "write).", t.tls_bufs_reused);
 	metric(b, "read_throttles_total", "counter",
 	       "Streams whose reading stopped until the message archive's "
 	       "writer caught up (back-pressure).", t.read_throttles);

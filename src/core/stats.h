@@ -37,6 +37,9 @@ struct shard_stats {
 					      stream's input (xml/parser.c) */
 	uint64_t xml_primes;               /* of them, made and primed with
 					      a stream's start tag */
+	uint64_t tls_bufs_reused;          /* OpenSSL record buffers taken
+					      from the thread's cache
+					      (net/tls.c) */
 	uint64_t rate_limited;             /* client streams stopped for
 					      limits.c2s_rate */
 	uint64_t read_throttles;           /* streams stopped by a shared

@@ -28,6 +28,12 @@ struct resolve_tlsa_record;
 #define TLS_CB_MAX 64
 #define TLS_CB_EXPORTER_LEN 32 /* RFC 9266 §2 */
 
+/* Makes OpenSSL allocate through stanzad's functions, which keep freed
+ * record buffers per thread (SSL_MODE_RELEASE_BUFFERS frees them after
+ * every read and write). Call first in main, before anything of OpenSSL
+ * (after it, OpenSSL keeps its own allocator). */
+void tls_mem_init(void);
+
 /* Creates the contexts (and any missing self-signed certificates). Returns 0
  * or -1 with *error_r (malloc'ed, caller frees). Call once at start-up. */
 int tls_init(const struct config *conf, char **error_r);

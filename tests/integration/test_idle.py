@@ -129,6 +129,23 @@ def test_sessions_take_turns_with_one_parser(server):
         assert primes <= 2, f'{primes} parsers primed for {spells} spells'
 
 
+def test_record_buffers_come_from_the_cache(server):
+    """An idle connection holds no TLS record buffers: OpenSSL frees the
+    read buffer after every read and the write buffer after every write.
+    The shard keeps the freed buffers and hands them out again, so a busy
+    session's reads and replies do not allocate
+    (stanzad_tls_buffers_reused_total)."""
+    a = rawstream.logged_in(server, 'alice')
+    with a:
+        before = metrics(server)['stanzad_tls_buffers_reused_total']
+        n = 40
+        for i in range(n):
+            assert_alive(a)
+        reused = metrics(server)['stanzad_tls_buffers_reused_total'] - before
+        # a read buffer per ping and a write buffer per reply, at least
+        assert reused >= 2 * n, reused
+
+
 def test_header_bindings_stay_apart(server):
     """Sessions whose stream headers bind one prefix to different
     namespaces take turns: each stanza resolves the prefix by its own
