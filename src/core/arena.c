@@ -15,7 +15,6 @@
  * destructor. Under AddressSanitizer there is no cache, so that every
  * chunk is freed where ASan can see a later use.
  */
-#include <pthread.h>
 #include <stdalign.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -25,6 +24,7 @@
 
 #include "arena.h"
 #include "bug.h"
+#include "thread_exit.h"
 #include "xmalloc.h"
 
 #define ARENA_FIRST_CHUNK 2048
@@ -53,27 +53,19 @@ const unsigned arena_cache_max = ARENA_CACHE;
 static _Thread_local struct {
 	struct arena_chunk *head; /* linked by prev */
 	unsigned n;
-	bool keyed; /* the destructor is armed for this thread */
 } cache;
-static pthread_key_t cache_key;
-static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 
-static void cache_free(void *unused)
+static void cache_free(void)
 {
-	(void)unused;
 	while (cache.head != NULL) {
 		struct arena_chunk *c = cache.head;
 		cache.head = c->prev;
 		free(c);
 	}
 	cache.n = 0;
-	cache.keyed = false;
 }
 
-static void cache_key_init(void)
-{
-	BUG_ON(pthread_key_create(&cache_key, cache_free) != 0);
-}
+static _Thread_local struct thread_exit cache_exit = { .fn = cache_free };
 
 /* Keeps c for the next arena if it is a first chunk and there is room. */
 static bool cache_put(struct arena_chunk *c)
@@ -81,13 +73,8 @@ static bool cache_put(struct arena_chunk *c)
 	if (ARENA_CACHE == 0 || c->size != ARENA_FIRST_CHUNK ||
 	    cache.n + 1 > ARENA_CACHE)
 		return false;
-	if (!cache.keyed) {
-		BUG_ON(pthread_once(&cache_once, cache_key_init) != 0);
-		/* any non-NULL value: it is what makes the destructor run */
-		if (pthread_setspecific(cache_key, &cache) != 0)
-			return false;
-		cache.keyed = true;
-	}
+	if (!thread_exit_arm(&cache_exit))
+		return false;
 	c->prev = cache.head;
 	cache.head = c;
 	cache.n++;

@@ -24,6 +24,7 @@
 #include "../core/conf.h"
 #include "../core/log.h"
 #include "../core/stats.h"
+#include "../core/thread_exit.h"
 #include "../core/xmalloc.h"
 #include "resolve.h"
 #include "tls.h"
@@ -74,23 +75,15 @@ static const char tls13_suites[] =
 static _Thread_local struct {
 	void *blk[TLS_BUF_CACHE];
 	unsigned n;
-	bool keyed; /* the destructor is armed for this thread */
 } bufs;
-static pthread_key_t bufs_key;
-static pthread_once_t bufs_once = PTHREAD_ONCE_INIT;
 
-static void bufs_free(void *unused)
+static void bufs_free(void)
 {
-	(void)unused;
 	while (bufs.n > 0)
 		free(bufs.blk[--bufs.n]);
-	bufs.keyed = false;
 }
 
-static void bufs_key_init(void)
-{
-	BUG_ON(pthread_key_create(&bufs_key, bufs_free) != 0);
-}
+static _Thread_local struct thread_exit bufs_exit = { .fn = bufs_free };
 
 static void *tls_malloc(size_t n, const char *file, int line)
 {
@@ -117,18 +110,9 @@ static void tls_free(void *p, const char *file, int line)
 		return;
 	size_t u = malloc_usable_size(p);
 	if (u < TLS_BUF_SIZE || u >= TLS_BUF_SIZE + 64 ||
-	    bufs.n >= TLS_BUF_CACHE) {
+	    bufs.n >= TLS_BUF_CACHE || !thread_exit_arm(&bufs_exit)) {
 		free(p);
 		return;
-	}
-	if (!bufs.keyed) {
-		BUG_ON(pthread_once(&bufs_once, bufs_key_init) != 0);
-		/* any non-NULL value: it is what makes the destructor run */
-		if (pthread_setspecific(bufs_key, &bufs) != 0) {
-			free(p);
-			return;
-		}
-		bufs.keyed = true;
 	}
 	bufs.blk[bufs.n++] = p;
 }

@@ -21,7 +21,6 @@
  */
 #include <expat.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <strings.h>
@@ -30,6 +29,7 @@
 #include "../core/buf.h"
 #include "../core/bug.h"
 #include "../core/stats.h"
+#include "../core/thread_exit.h"
 #include "../core/xmalloc.h"
 #include "../xmpp/ns.h"
 #include "parser.h"
@@ -664,7 +664,7 @@ static void expat_setup(struct xml_stream *p)
  *   which the taking stream resumes from. Client streams of one client
  *   library share a start tag, so one parser serves all of them.
  *
- * Threads that end free theirs through the key's destructor.
+ * Threads that end free theirs (core/thread_exit.h).
  */
 #define PRIMED_MAX 4
 
@@ -683,13 +683,11 @@ struct thread_parsers {
 	unsigned long clock;
 };
 
-static pthread_key_t parsers_key;
-static pthread_once_t parsers_once = PTHREAD_ONCE_INIT;
 static _Thread_local struct thread_parsers *thread_parsers;
 
-static void parsers_free(void *v)
+static void parsers_free(void)
 {
-	struct thread_parsers *t = v;
+	struct thread_parsers *t = thread_parsers;
 	if (t == NULL)
 		return;
 	if (t->spare != NULL)
@@ -703,28 +701,20 @@ static void parsers_free(void *v)
 	thread_parsers = NULL;
 }
 
-static void parsers_key_init(void)
-{
-	BUG_ON(pthread_key_create(&parsers_key, parsers_free) != 0);
-}
+static _Thread_local struct thread_exit parsers_exit = { .fn = parsers_free };
 
 static struct thread_parsers *parsers_self(void)
 {
 	if (thread_parsers != NULL)
 		return thread_parsers;
-	BUG_ON(pthread_once(&parsers_once, parsers_key_init) != 0);
-	struct thread_parsers *t = xcalloc(1, sizeof(*t));
-	BUG_ON(pthread_setspecific(parsers_key, t) != 0);
-	thread_parsers = t;
-	return t;
+	BUG_ON(!thread_exit_arm(&parsers_exit));
+	thread_parsers = xcalloc(1, sizeof(*thread_parsers));
+	return thread_parsers;
 }
 
 void xml_thread_parsers_free(void)
 {
-	if (thread_parsers == NULL)
-		return;
-	BUG_ON(pthread_setspecific(parsers_key, NULL) != 0);
-	parsers_free(thread_parsers);
+	parsers_free();
 }
 
 static XML_Parser spare_take(void)

@@ -50,6 +50,18 @@ def body(msg):
     return msg.findtext(q(NS_CLIENT, 'body'))
 
 
+def send_prefixed(sender, receiver, ns, text, n):
+    """sender sends receiver a message with <p:x p:n='n'/>, p bound on
+    the sender's stream header: it arrives with p resolved to ns."""
+    sender.send(f"<message to='{receiver.jid}' type='chat'>"
+                f"<body>{text}</body><p:x p:n='{n}'/></message>")
+    msg = next_message(receiver)
+    assert body(msg) == text
+    x = msg.find(q(ns, 'x'))
+    assert x is not None, ET.tostring(msg)
+    assert x.get(q(ns, 'n')) == str(n)
+
+
 def assert_alive(stream):
     reply = stream.iq('get', PING, to='localhost')
     assert reply.get('type') == 'result', ET.tostring(reply)
@@ -94,13 +106,7 @@ def test_header_prefix_survives_idle(server):
     with a, b:
         for i in range(3):
             time.sleep(IDLE)
-            a.send(f"<message to='{b.jid}' type='chat'><body>p{i}</body>"
-                   f"<p:x p:n='{i}'/></message>")
-            msg = next_message(b)
-            assert body(msg) == f'p{i}'
-            x = msg.find(q(NS_P, 'x'))
-            assert x is not None, ET.tostring(msg)
-            assert x.get(q(NS_P, 'n')) == str(i)
+            send_prefixed(a, b, NS_P, f'p{i}', i)
         time.sleep(IDLE)
         a.close_stream()
         a.wait_stream_end()
@@ -157,13 +163,7 @@ def test_header_bindings_stay_apart(server):
     with a, b, c:
         for i in range(10):
             for s, ns in ((a, NS_P), (c, ns_other)):
-                s.send(f"<message to='{b.jid}' type='chat'>"
-                       f"<body>{ns} {i}</body><p:x p:n='{i}'/></message>")
-                msg = next_message(b)
-                assert body(msg) == f'{ns} {i}'
-                x = msg.find(q(ns, 'x'))
-                assert x is not None, ET.tostring(msg)
-                assert x.get(q(ns, 'n')) == str(i)
+                send_prefixed(s, b, ns, f'{ns} {i}', i)
 
 
 def test_keepalives_while_idle(server):
