@@ -11,8 +11,8 @@
  * per-thread cache (tcache, up to 1 KiB): every stanza cost a malloc from
  * the heap's bins, which also made glibc consolidate its fast bins (4 % of
  * a message's server CPU with frees). Chunks move between threads with
- * their arenas; a thread that ends frees its cache through the key's
- * destructor. Under AddressSanitizer there is no cache, so that every
+ * their arenas; a thread that ends frees its cache (thread_exit.h).
+ * Under AddressSanitizer there is no cache, so that every
  * chunk is freed where ASan can see a later use.
  */
 #include <stdalign.h>
