@@ -152,6 +152,27 @@ def test_record_buffers_come_from_the_cache(server):
         assert reused >= 2 * n, reused
 
 
+def test_broken_stream_leaves_the_shared_parser_alone(server):
+    """A session that takes turns with others on the shard's parser and
+    then sends bad XML gets not-well-formed; the sessions with the same
+    header go on, through the parser taken after the error too."""
+    a = rawstream.logged_in(server, 'alice')
+    b = rawstream.logged_in(server, 'bob')
+    c = rawstream.logged_in(server, 'carol')
+    with a, b, c:
+        for s in (a, b, c):
+            assert_alive(s)
+        # a mismatched end tag inside a stanza, after a good one
+        a.send("<iq type='get' id='ok' to='localhost'>" + PING + '</iq>'
+               "<message><body>x</message>")
+        a.expect_stream_error('not-well-formed')
+        for i in range(5):
+            for s in (b, c):
+                assert_alive(s)
+            b.message(c.jid, f'after {i}')
+            assert body(next_message(c)) == f'after {i}'
+
+
 def test_header_bindings_stay_apart(server):
     """Sessions whose stream headers bind one prefix to different
     namespaces take turns: each stanza resolves the prefix by its own

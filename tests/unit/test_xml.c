@@ -1404,6 +1404,43 @@ static void test_shared_interleaved(void **state)
 	free(qin);
 }
 
+/* A stream that breaks while it holds a shared parser takes it down with
+ * it: the others with its header go on, through a new parser primed for
+ * them, with their own positions and limits. */
+static void test_shared_after_error(void **state)
+{
+	(void)state;
+	xml_thread_parsers_free();
+	struct rec r[2] = { 0 };
+	struct xml_stream *xs[2];
+	for (int i = 0; i < 2; i++) {
+		xs[i] = xml_stream_new(&test_limits, &rec_cbs, &r[i]);
+		assert_int_equal(feed_str(xs[i], HDR "<a/>"), 0);
+	}
+	/* xs[0] takes the shared parser and breaks inside a stanza */
+	assert_int_equal(feed_str(xs[0], "<b><c></b>"), -1);
+	assert_true(parked(xs[0], NULL));
+	for (int n = 0; n < 3; n++)
+		assert_int_equal(feed_str(xs[1], "<d/>"), 0);
+	assert_int_equal(primes_of(xs[1]), 1);
+	buf_append(&r[1].log, "", 1);
+	assert_string_equal(r[1].log.data, HDR_LOG "STANZA <a/>\nSTANZA <d/>\n"
+				       "STANZA <d/>\nSTANZA <d/>\n");
+	/* its limits count from its own stanza's start: max_stanza bytes
+	 * pass, one more does not */
+	char *max = stanza_of(test_limits.max_stanza);
+	char *big = stanza_of(test_limits.max_stanza + 1);
+	assert_int_equal(feed_str(xs[1], max), 0);
+	assert_int_equal(r[1].stanzas, 5);
+	assert_int_equal(feed_str(xs[1], big), -1);
+	free(max);
+	free(big);
+	for (int i = 0; i < 2; i++)
+		xml_stream_free(xs[i]);
+	rec_free(&r[0]);
+	rec_free(&r[1]);
+}
+
 /* A thread's parsers are freed when it ends (the leak check of the
  * sanitizer build fails otherwise). */
 static void *feed_on_thread(void *arg)
@@ -1743,6 +1780,7 @@ int main(void)
 		cmocka_unit_test(test_recycle),
 		cmocka_unit_test(test_shared_turns),
 		cmocka_unit_test(test_shared_interleaved),
+		cmocka_unit_test(test_shared_after_error),
 		cmocka_unit_test(test_thread_parsers_freed),
 		cmocka_unit_test(test_serialize_escaping),
 		cmocka_unit_test(test_serialize_namespaces),
