@@ -127,8 +127,10 @@ static bool read_num(const char **s, uint64_t max, uint64_t *v)
 static bool parse_body(const char *s, uint64_t *p, uint64_t *seq,
 		       uint64_t *t)
 {
-	return s != NULL && strncmp(s, "lg:", 3) == 0 && (s += 3) &&
-	       read_num(&s, INT32_MAX, p) && *s++ == ':' &&
+	if (s == NULL || strncmp(s, "lg:", 3) != 0)
+		return false;
+	s += 3;
+	return read_num(&s, INT32_MAX, p) && *s++ == ':' &&
 	       read_num(&s, UINT32_MAX, seq) && *s++ == ':' &&
 	       read_num(&s, UINT64_MAX, t) && (*s == '\0' || *s == ' ');
 }

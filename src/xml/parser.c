@@ -685,7 +685,7 @@ struct thread_parsers {
 
 static _Thread_local struct thread_parsers *thread_parsers;
 
-static void parsers_free(void)
+void xml_thread_parsers_free(void)
 {
 	struct thread_parsers *t = thread_parsers;
 	if (t == NULL)
@@ -701,7 +701,9 @@ static void parsers_free(void)
 	thread_parsers = NULL;
 }
 
-static _Thread_local struct thread_exit parsers_exit = { .fn = parsers_free };
+static _Thread_local struct thread_exit parsers_exit = {
+	.fn = xml_thread_parsers_free,
+};
 
 static struct thread_parsers *parsers_self(void)
 {
@@ -710,11 +712,6 @@ static struct thread_parsers *parsers_self(void)
 	BUG_ON(!thread_exit_arm(&parsers_exit));
 	thread_parsers = xcalloc(1, sizeof(*thread_parsers));
 	return thread_parsers;
-}
-
-void xml_thread_parsers_free(void)
-{
-	parsers_free();
 }
 
 static XML_Parser spare_take(void)
@@ -752,9 +749,10 @@ static struct primed *primed_slot(struct thread_parsers *t, const char *prime,
 				  size_t len)
 {
 	struct primed *e = &t->primed[0];
-	for (size_t i = 0; i < PRIMED_MAX && e->prime != NULL; i++) {
-		if (t->primed[i].prime == NULL || t->primed[i].used < e->used)
-			e = &t->primed[i];
+	for (size_t i = 1; i < PRIMED_MAX && e->prime != NULL; i++) {
+		struct primed *c = &t->primed[i];
+		if (c->prime == NULL || c->used < e->used)
+			e = c;
 	}
 	if (e->xp != NULL)
 		spare_put(e->xp);
@@ -766,18 +764,24 @@ static struct primed *primed_slot(struct thread_parsers *t, const char *prime,
 	return e;
 }
 
-/* Gives up expat and frees the text buffer. Only at a point where expat
- * holds nothing the stream needs: between stanzas (what it holds past a
- * pause point is what the caller feeds again), or once the stream is
- * over. The parser is reset. */
-static void expat_drop(struct xml_stream *p)
+/* Takes the parser off the stream and frees the text buffer. Only at a
+ * point where expat holds nothing the stream needs: between stanzas (what
+ * it holds past a pause point is what the caller feeds again), or once
+ * the stream is over. */
+static XML_Parser expat_detach(struct xml_stream *p)
 {
-	if (p->xp == NULL)
-		return;
 	BUG_ON(p->arena != NULL || p->text_node != NULL);
-	spare_put(p->xp);
+	XML_Parser xp = p->xp;
 	p->xp = NULL;
 	buf_reset(&p->text);
+	return xp;
+}
+
+/* Gives up the parser (reset, to the spare), as expat_detach allows. */
+static void expat_drop(struct xml_stream *p)
+{
+	if (p->xp != NULL)
+		spare_put(expat_detach(p));
 }
 
 /* Between stanzas of an open stream, with nothing unparsed: the parser
@@ -794,18 +798,28 @@ static void primed_put(struct xml_stream *p)
 		expat_drop(p);
 		return;
 	}
-	BUG_ON(p->arena != NULL || p->text_node != NULL);
-	e->xp = p->xp;
 	e->fed = p->fed;
 	e->deferral = p->deferral;
 	e->used = ++t->clock;
-	p->xp = NULL;
-	buf_reset(&p->text);
+	e->xp = expat_detach(p);
 }
 
-/* A parser some stream of this thread left with p's start tag, if any,
- * and the bytes it has been fed (*fed_r). */
-static bool primed_take(struct xml_stream *p, XML_Index *fed_r)
+/* Inside an open stream, at a parser that has been fed `fed` bytes and
+ * stands between stanzas: positions go on from there; the whitespace
+ * already seen since the last stanza still counts (gap_start may lie
+ * before the parser's position). */
+static void resume_at(struct xml_stream *p, XML_Index fed)
+{
+	p->depth = 1;
+	p->fed = p->ev_end = fed;
+	p->gap_start = p->fed - (XML_Index)p->gap_carry;
+	p->gap_carry = 0;
+	p->reparse = 0;
+}
+
+/* A parser some stream of this thread left with p's start tag, if any:
+ * p goes on at its position. */
+static bool primed_take(struct xml_stream *p)
 {
 	struct primed *e = primed_find(parsers_self(), p->prime, p->prime_len);
 	if (e == NULL || e->xp == NULL)
@@ -813,8 +827,8 @@ static bool primed_take(struct xml_stream *p, XML_Index *fed_r)
 	p->xp = e->xp;
 	e->xp = NULL;
 	p->deferral = e->deferral;
-	*fed_r = e->fed;
 	XML_SetUserData(p->xp, p);
+	resume_at(p, e->fed);
 	return true;
 }
 
@@ -871,19 +885,6 @@ void xml_stream_reset(struct xml_stream *p)
 	state_init(p);
 }
 
-/* Inside an open stream, at a parser that has been fed `fed` bytes and
- * stands between stanzas: positions go on from there; the whitespace
- * already seen since the last stanza still counts (gap_start may lie
- * before the parser's position). */
-static void resume_at(struct xml_stream *p, XML_Index fed)
-{
-	p->depth = 1;
-	p->fed = p->ev_end = fed;
-	p->gap_start = p->fed - (XML_Index)p->gap_carry;
-	p->gap_carry = 0;
-	p->reparse = 0;
-}
-
 /* A new expat parser for an open stream, fed the saved start tag of the
  * root so that it has the same name and namespace bindings. */
 static void prime(struct xml_stream *p)
@@ -907,11 +908,8 @@ static void expat_make(struct xml_stream *p)
 	static const XML_Char sep = NS_SEP;
 	p->parsers++;
 	STATS_ADD(xml_parsers, 1);
-	XML_Index fed;
-	if (p->state == XS_OPEN && primed_take(p, &fed)) {
-		resume_at(p, fed);
+	if (p->state == XS_OPEN && primed_take(p))
 		return;
-	}
 	p->xp = spare_take();
 	if (p->xp == NULL)
 		p->xp = XML_ParserCreate_MM("UTF-8", &xml_mem, &sep);
